@@ -1,0 +1,42 @@
+"""Protocol capability dates (control-protocol.md 5.3): what VF answers 1 to
+and what -v lists. A date is listed here only once the feature works."""
+
+BASE_VERSION = "20040107"
+
+# (date, description) of every extension this daemon really implements,
+# in upstream's table order.
+EXTENSIONS = (
+    ("20050322", "Support for multiple RTP streams and MOH"),
+    ("20060704", "Support for extra parameter in the V command"),
+    ("20080403", "Support for RTP statistics querying"),
+    ("20081102", "Support for setting codecs in the update/lookup command"),
+    ("20081224", "Support for session timeouts notification"),
+    ("20090810", "Support for automatic bridging"),
+    ("20140323", "Support for tracking/reporting load"),
+    ("20141004", "Support for extendable performance counters"),
+    ("20150330", "Support for allocating a new port (\"Un\"/\"Ln\")"),
+    ("20150617", "Support for the wildcard %%CC_SELF%% as a disconnect notify target"),
+    ("20191015", "Support for the && sub-command specifier"),
+    ("20230314", "Support for D as a sub-command (\"fusing\")"),
+    ("20251015", "Support for changing TTL and TOS of the stream with the S sub-command"),
+    ("20260306", "Support for address labels in the Ul/Ll commands"),
+    ("20260308", "Support for single-shot dual-leg setup with U && L"),
+)
+
+_NOTIFY = "20081224"
+
+
+def supported(datestamp, notify_configured):
+    """VF: is this capability date supported?"""
+    if datestamp == BASE_VERSION:
+        return True
+    if datestamp == _NOTIFY and not notify_configured:
+        return False
+    return any(date == datestamp for date, _ in EXTENSIONS)
+
+
+def listing():
+    """The -v text."""
+    lines = ["Basic version: %s" % BASE_VERSION]
+    lines += ["Extension %s: %s" % (date, text) for date, text in EXTENSIONS]
+    return "\n".join(lines) + "\n"

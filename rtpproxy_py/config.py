@@ -1,0 +1,411 @@
+"""The daemon's options, validated. Every startup error is a ConfigError whose
+message is one plain sentence naming the bad value and what to do about it."""
+
+import errno
+import grp
+import logging
+import os
+import pwd
+import socket
+import syslog
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+DEFAULT_CONTROL = "unix:/var/run/rtpproxy.sock"
+DEFAULT_CONTROL_PORT = 22222
+
+
+class ConfigError(Exception):
+    """A startup problem; str() is the sentence shown to the operator."""
+
+
+@dataclass
+class BindAddress:
+    """A local media address: where relay sockets are bound."""
+
+    family: int
+    host: str                 # numeric; "0.0.0.0" / "::" when wildcard
+    wildcard: bool = False
+    advertised: Optional[str] = None
+    label: Optional[str] = None
+
+    @property
+    def ipv6(self):
+        return self.family == socket.AF_INET6
+
+    def reply_address(self):
+        """What U/L replies carry after the port (None: port only)."""
+        if self.advertised:
+            return self.advertised
+        return None if self.wildcard else self.host
+
+
+@dataclass
+class ControlSpec:
+    text: str
+    kind: str                  # unix cunix udp udp6 tcp tcp6 stdio stdioc
+    path: Optional[str] = None
+    host: Optional[str] = None
+    port: Optional[int] = None
+
+    @property
+    def family(self):
+        return socket.AF_INET6 if self.kind in ("udp6", "tcp6") else socket.AF_INET
+
+
+@dataclass
+class NotifyTarget:
+    text: str
+    kind: str                  # "unix" or "tcp"
+    path: Optional[str] = None
+    host: Optional[str] = None
+    port: Optional[int] = None
+    wildcard: bool = False     # tcp:%%CC_SELF%%:PORT
+
+    def matches(self, socket_text):
+        if socket_text == self.text:
+            return True
+        return self.kind == "unix" and socket_text == self.path
+
+
+@dataclass
+class Config:
+    controls: List[ControlSpec] = field(default_factory=list)
+    listen4: List[BindAddress] = field(default_factory=list)
+    listen6: List[BindAddress] = field(default_factory=list)
+    primary: Optional[BindAddress] = None
+    bridge: Optional[Tuple[BindAddress, BindAddress]] = None   # (internal, external)
+    port_min: int = 35000
+    port_max: int = 64998          # highest RTP (even) port
+    sequential_ports: bool = False
+    ttl: int = 60
+    setup_ttl: int = 60
+    independent_ttl: bool = False
+    notify_targets: List[NotifyTarget] = field(default_factory=list)
+    foreground: bool = False
+    log_level: int = logging.WARNING
+    log_facility: int = syslog.LOG_DAEMON
+    pidfile: Optional[str] = "/var/run/rtpproxy.pid"
+    user: Optional[str] = None
+    uid: Optional[int] = None
+    gid: Optional[int] = None
+    socket_mode: Optional[int] = None
+    socket_group_given: bool = False
+    nofile: Optional[int] = None
+    tos: int = 0xB8
+    dup_small: bool = False
+    record_dir: Optional[str] = None
+    spool_dir: Optional[str] = None
+    record_rtcp: bool = True
+    record_pcap: bool = False
+    record_all: bool = False
+    force_asymmetric: bool = False
+    bridge_symmetric: bool = False
+    allow_root: bool = False
+    nice: Optional[int] = None
+    rt_policy: Optional[str] = None
+    no_chdir: bool = False
+    no_resolve: bool = False
+    no_redirect: bool = False
+    debug_build: bool = False
+
+    def all_listen(self):
+        return self.listen4 + self.listen6
+
+    @property
+    def bridging(self):
+        return self.bridge is not None
+
+
+_LEVELS = {"DBUG": logging.DEBUG, "INFO": logging.INFO, "WARN": logging.WARNING,
+           "ERR": logging.ERROR, "CRIT": logging.CRITICAL}
+_FACILITIES = {
+    "auth": syslog.LOG_AUTH, "cron": syslog.LOG_CRON, "daemon": syslog.LOG_DAEMON,
+    "kern": syslog.LOG_KERN, "lpr": syslog.LOG_LPR, "mail": syslog.LOG_MAIL,
+    "news": syslog.LOG_NEWS, "user": syslog.LOG_USER, "uucp": syslog.LOG_UUCP,
+    "authpriv": syslog.LOG_AUTHPRIV, "syslog": syslog.LOG_SYSLOG,
+    "ftp": getattr(syslog, "LOG_FTP", 11 << 3),
+}
+for _n in range(8):
+    _FACILITIES["local%d" % _n] = getattr(syslog, "LOG_LOCAL%d" % _n)
+
+
+def _int_option(value, flag, lo, hi, what):
+    try:
+        number = int(value, 10)
+    except (TypeError, ValueError):
+        raise ConfigError("%s %s: %s must be a whole number from %d to %d." % (flag, value, what, lo, hi)) from None
+    if not lo <= number <= hi:
+        raise ConfigError("%s %s: %s must be from %d to %d." % (flag, value, what, lo, hi))
+    return number
+
+
+def parse_log_level(text):
+    level, _, facility = text.partition(":")
+    if level.upper() not in _LEVELS:
+        raise ConfigError("-d %s: the log level must be one of DBUG, INFO, WARN, ERR or CRIT." % text)
+    fac = syslog.LOG_DAEMON
+    if facility:
+        name = facility.lower()
+        if name.startswith("log_"):
+            name = name[4:]
+        if name not in _FACILITIES:
+            raise ConfigError("-d %s: unknown syslog facility %r; use one of %s." % (
+                text, facility, ", ".join(sorted(_FACILITIES))))
+        fac = _FACILITIES[name]
+    return _LEVELS[level.upper()], fac
+
+
+def _split_host_port(text, default_port, what):
+    """HOST[:PORT] with the last ':' separating the port; [v6]:port also taken."""
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep:
+            raise ConfigError("%s: missing ']' after the IPv6 address." % what)
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep:
+            host, port = text, ""
+    if not port:
+        return host, default_port
+    try:
+        number = int(port)
+    except ValueError:
+        raise ConfigError("%s: the port %r is not a number." % (what, port)) from None
+    if not 0 < number < 65536:
+        raise ConfigError("%s: the port %d is outside 1-65535." % (what, number))
+    return host, number
+
+
+def _resolve(host, family, what, no_resolve):
+    if host in ("*", ""):
+        return "::" if family == socket.AF_INET6 else "0.0.0.0"
+    flags = socket.AI_NUMERICHOST if no_resolve else 0
+    try:
+        infos = socket.getaddrinfo(host, None, family, socket.SOCK_DGRAM, 0, flags)
+    except socket.gaierror:
+        kind = "IPv6" if family == socket.AF_INET6 else "IPv4"
+        raise ConfigError("%s: %r is not a usable %s address%s." % (
+            what, host, kind, " (--no_resolve allows numeric addresses only)" if no_resolve else "")) from None
+    return infos[0][4][0]
+
+
+def parse_control(text, no_resolve=False):
+    what = "-s %s" % text
+    for prefix in ("unix", "cunix", "udp6", "udp", "tcp6", "tcp", "stdioc", "stdio", "systemd"):
+        if text.startswith(prefix + ":"):
+            rest = text[len(prefix) + 1:]
+            break
+    else:
+        prefix, rest = "unix", text
+    if prefix in ("unix", "cunix"):
+        if not rest:
+            raise ConfigError("%s: give the path of the control socket." % what)
+        return ControlSpec(text, prefix, path=rest)
+    if prefix in ("stdio", "stdioc"):
+        return ControlSpec(text, prefix)
+    if prefix == "systemd":
+        raise ConfigError("%s: systemd socket activation is not supported; use unix:, udp: or tcp:." % what)
+    host, port = _split_host_port(rest, DEFAULT_CONTROL_PORT, what)
+    family = socket.AF_INET6 if prefix.endswith("6") else socket.AF_INET
+    return ControlSpec(text, prefix, host=_resolve(host, family, what, no_resolve), port=port)
+
+
+def parse_notify_target(text, no_resolve=False):
+    what = "-n %s" % text
+    if text.startswith("tcp:"):
+        host, port = _split_host_port(text[4:], None, what)
+        if port is None:
+            raise ConfigError("%s: a tcp notification target needs a port (tcp:HOST:PORT)." % what)
+        if host == "%%CC_SELF%%":
+            return NotifyTarget(text, "tcp", port=port, wildcard=True)
+        return NotifyTarget(text, "tcp", host=_resolve(host, socket.AF_INET, what, no_resolve), port=port)
+    path = text[5:] if text.startswith("unix:") else text
+    if not path:
+        raise ConfigError("%s: give the path of the notification socket." % what)
+    return NotifyTarget(text, "unix", path=path)
+
+
+def _check_local(host, family, flag):
+    """Fail now, not at the first call, when the address is not on this host."""
+    probe = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        probe.bind((host, 0))
+    except OSError as exc:
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise ConfigError(
+                "%s %s: this address is not on this host, so media cannot be bound to it; "
+                "if it is your public address behind NAT, use -l <local address> -A %s." % (
+                    flag, host, host)) from None
+        raise ConfigError("%s %s: cannot bind media sockets there (%s)." % (flag, host, exc.strerror)) from None
+    finally:
+        probe.close()
+
+
+def _parse_one_address(text, family, flag, no_resolve):
+    """addr[=adv] -> BindAddress (label handled by the caller)."""
+    host, _, adv = text.partition("=")
+    resolved = _resolve(host, family, "%s %s" % (flag, text), no_resolve)
+    wildcard = resolved in ("0.0.0.0", "::")
+    if not wildcard:
+        _check_local(resolved, family, flag)
+    return BindAddress(family, resolved, wildcard, adv or None)
+
+
+def _parse_listen(values, family, flag, no_resolve):
+    """-l / -6 values -> (addresses, bridge pair or None)."""
+    addresses = []
+    bridge = None
+    for n, value in enumerate(values):
+        label, at, rest = value.partition("@")
+        if not at:
+            label, rest = None, value
+        if "/" in rest:
+            if n != 0:
+                raise ConfigError("%s %s: only the first %s address can be a bridge (internal/external)." % (flag, value, flag))
+            first, _, second = rest.partition("/")
+            external = _parse_one_address(second, family, flag, no_resolve)
+            if first:
+                internal = _parse_one_address(first, family, flag, no_resolve)
+                internal.label = label
+                addresses.append(internal)
+                bridge = (internal, external)
+            else:
+                bridge = (None, external)    # "-6 /addr": internal side is the IPv4 primary
+            addresses.append(external)
+            continue
+        address = _parse_one_address(rest, family, flag, no_resolve)
+        if n > 0 and not label:
+            raise ConfigError("%s %s: extra listen addresses need a label (%s label@%s) so commands can pick them." % (
+                flag, value, flag, value))
+        address.label = label
+        addresses.append(address)
+    return addresses, bridge
+
+
+def build(opts, debug_build=False):
+    """docopt's dict -> Config."""
+    c = Config(debug_build=debug_build)
+    c.no_resolve = bool(opts["--no_resolve"])
+    c.foreground = bool(opts["-f"])
+    c.allow_root = bool(opts["-F"])
+    if opts["--dso"] or opts["--config"]:
+        raise ConfigError("--dso/--config load upstream modules, which rtpproxy-py does not have; remove the option.")
+
+    # media addresses
+    c.listen4, bridge4 = _parse_listen(opts["-l"], socket.AF_INET, "-l", c.no_resolve)
+    c.listen6, bridge6 = _parse_listen(opts["--ipv6"], socket.AF_INET6, "-6", c.no_resolve)
+    if bridge4 and bridge6:
+        raise ConfigError("-l and -6 both name a bridge; only one of them can carry the /external part.")
+    if not c.listen4 and not c.listen6:
+        c.listen4 = [BindAddress(socket.AF_INET, "0.0.0.0", True)]
+    c.primary = c.listen4[0] if c.listen4 else c.listen6[0]
+    if bridge4:
+        c.bridge = bridge4
+    elif bridge6:
+        internal, external = bridge6
+        if internal is None:
+            if not c.listen4:
+                raise ConfigError("-6 /%s: a v4/v6 bridge needs an IPv4 internal address from -l." % external.host)
+            internal = c.listen4[0]
+        c.bridge = (internal, external)
+    if opts["-A"]:
+        adv = opts["-A"]
+        first, slash, second = adv.partition("/")
+        if c.bridge:
+            if not (first and second):
+                raise ConfigError("-A %s: in bridging mode give both advertised addresses, -A internal/external." % adv)
+            c.bridge[0].advertised = first
+            c.bridge[1].advertised = second
+        else:
+            if slash:
+                raise ConfigError("-A %s: two advertised addresses only make sense with a bridge (-l int/ext)." % adv)
+            c.primary.advertised = first
+
+    # control sockets
+    controls = opts["-s"] or [DEFAULT_CONTROL]
+    c.controls = [parse_control(text, c.no_resolve) for text in controls]
+    stdio = [s for s in c.controls if s.kind in ("stdio", "stdioc")]
+    if stdio and not c.foreground:
+        raise ConfigError("-s %s: stdio control needs -f (stay in the foreground)." % stdio[0].text)
+    if len(stdio) > 1:
+        raise ConfigError("only one stdio: control channel can be given.")
+
+    # ports
+    lo = _int_option(opts["-m"], "-m", 1, 65535, "the lowest port")
+    hi = _int_option(opts["-M"], "-M", 1, 65535, "the highest port")
+    c.port_min = lo + (lo & 1)
+    c.port_max = hi - 1 if hi & 1 else hi - 2
+    if c.port_min > c.port_max:
+        raise ConfigError("-m %d -M %d: the range holds no even RTP port with its RTCP port above it; "
+                          "widen it (for example -m 35000 -M 65000)." % (lo, hi))
+    c.sequential_ports = bool(opts["-b"])
+
+    # time-outs
+    c.ttl = _int_option(opts["-T"], "-T", 1, 2 ** 31 - 1, "the idle time-out in seconds")
+    c.setup_ttl = c.ttl if opts["-W"] is None else _int_option(
+        opts["-W"], "-W", 1, 2 ** 31 - 1, "the setup time-out in seconds")
+    c.independent_ttl = bool(opts["-i"])
+
+    c.notify_targets = [parse_notify_target(t, c.no_resolve) for t in opts["-n"]]
+
+    # logging
+    level = opts["-d"]
+    if level:
+        c.log_level, c.log_facility = parse_log_level(level)
+    else:
+        c.log_level = logging.DEBUG if (c.foreground or debug_build) else logging.WARNING
+
+    pidfile = opts["-p"]
+    c.pidfile = None if pidfile in (None, "", "/dev/null") else pidfile
+
+    if opts["-u"]:
+        _parse_user(c, opts["-u"])
+    c.socket_mode = 0o755
+    if opts["-w"] is not None:
+        c.socket_mode = _int_option(opts["-w"], "-w", 0, 4095, "the socket mode (decimal, 432 = 0660)")
+    if opts["-L"] is not None:
+        c.nofile = _int_option(opts["-L"], "-L", 1, 2 ** 31 - 1, "the open-files limit")
+    c.tos = _int_option(opts["-t"], "-t", 0, 255, "the TOS value")
+    c.dup_small = bool(opts["--dup-small"])
+
+    # recording
+    c.record_dir = opts["-r"]
+    c.spool_dir = opts["-S"]
+    if c.spool_dir and not c.record_dir:
+        raise ConfigError("-S %s: a spool directory needs a final directory too; add -r DIR." % c.spool_dir)
+    for flag, d in (("-r", c.record_dir), ("-S", c.spool_dir)):
+        if d and not os.path.isdir(d):
+            raise ConfigError("%s %s: no such directory; create it or name another." % (flag, d))
+    c.record_rtcp = not opts["-R"]
+    c.record_pcap = bool(opts["-P"])
+    c.record_all = bool(opts["-a"])
+
+    c.force_asymmetric = bool(opts["--force_asymmetric"])
+    c.bridge_symmetric = bool(opts["--bridge_symmetric"])
+    if opts["--nice"] is not None:
+        c.nice = _int_option(opts["--nice"], "--nice", -20, 19, "the nice value")
+    if opts["-c"] is not None:
+        if opts["-c"] not in ("fifo", "rr"):
+            raise ConfigError("-c %s: the scheduling policy must be fifo or rr." % opts["-c"])
+        c.rt_policy = opts["-c"]
+    c.no_chdir = bool(opts["-D"])
+    c.no_redirect = bool(opts["--no_redirect"]) or debug_build
+    return c
+
+
+def _parse_user(c, text):
+    user, _, group = text.partition(":")
+    if user:
+        try:
+            entry = pwd.getpwnam(user)
+        except KeyError:
+            raise ConfigError("-u %s: there is no user %r on this host; create it or name another." % (text, user)) from None
+        c.user, c.uid, c.gid = user, entry.pw_uid, entry.pw_gid
+    if group:
+        try:
+            c.gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise ConfigError("-u %s: there is no group %r on this host; create it or name another." % (text, group)) from None
+        c.socket_group_given = True

@@ -1,0 +1,1 @@
+"""Control sockets: transports and the UDP reply cache."""

@@ -1,0 +1,296 @@
+"""Control sockets (control-protocol.md section 1), each served by greenlets.
+
+``open_control(spec, config)`` binds the socket (before daemonizing and
+before privileges are dropped); ``ControlServer.start(execute)`` serves it.
+``execute(data, ctx)`` is Dispatcher.execute: it never yields, so commands
+from all sockets run one at a time, in arrival order, as upstream's single
+command thread does.
+"""
+
+import errno
+import logging
+import os
+import re
+import socket as stdsocket
+import time
+
+import gevent
+from gevent import socket
+
+from ..config import ConfigError
+from ..dispatcher import CommandContext
+from .reply_cache import SWEEP_INTERVAL, ReplyCache
+
+log = logging.getLogger("rtpproxy")
+
+MAX_COMMAND = 8191
+STREAM_BUFFER = 8192
+UDP_RCVBUF = 16 * 1024
+BACKLOG = 32
+
+_COOKIE = re.compile(rb"[ \t\r\n]*([^ \t\r\n]+)(.*)\Z", re.S)
+
+
+class ControlServer:
+    """Base: a bound socket (or stdio) and the greenlets serving it."""
+
+    def __init__(self, spec, config):
+        self.spec = spec
+        self.config = config
+        self.counters = None
+        self.greenlets = []
+        self.sock = None
+
+    def bind(self):
+        raise NotImplementedError
+
+    def start(self, dispatcher, on_eof=None):
+        """Serve commands with ``dispatcher`` (Dispatcher.execute, its counters)."""
+        self.counters = dispatcher.counters
+        self._serve_start(dispatcher.execute, on_eof)
+
+    def _serve_start(self, execute, on_eof):
+        raise NotImplementedError
+
+    def close(self):
+        for g in self.greenlets:
+            g.kill(block=False)
+        if self.sock is not None:
+            self.sock.close()
+
+    def _reply(self, send, text):
+        send(text.encode("utf-8") if isinstance(text, str) else text)
+        self.counters.ncmds_repld += 1
+
+    def _bind_error(self, exc):
+        spec = self.spec.text
+        if exc.errno == errno.EADDRINUSE:
+            return ConfigError("-s %s: the control address is already in use; stop the other "
+                               "program (another rtpproxy?) or choose another -s." % spec)
+        if exc.errno == errno.EADDRNOTAVAIL:
+            return ConfigError("-s %s: this address is not on this host; use a local address "
+                               "(for example -s udp:127.0.0.1:22222)." % spec)
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return ConfigError("-s %s: permission denied; run as a user who may bind there or "
+                               "choose another path or port." % spec)
+        if exc.errno == errno.ENOENT:
+            return ConfigError("-s %s: the directory for the socket does not exist; create it "
+                               "or choose another path." % spec)
+        return ConfigError("-s %s: cannot open the control socket (%s)." % (spec, exc.strerror))
+
+
+class UdpControl(ControlServer):
+    """One datagram = one command, with a cookie; replies cached by cookie."""
+
+    def bind(self):
+        sock = stdsocket.socket(self.spec.family, stdsocket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_RCVBUF, UDP_RCVBUF)
+            sock.bind((self.spec.host, self.spec.port))
+        except OSError as exc:
+            sock.close()
+            raise self._bind_error(exc) from None
+        self.raw = sock
+
+    def _serve_start(self, execute, on_eof):
+        self.sock = socket.socket(fileno=self.raw.detach())
+        self.local_ip = self.spec.host
+        self.cache = ReplyCache()
+        self.greenlets = [gevent.spawn(self._serve, execute), gevent.spawn(self._sweep)]
+
+    def _sweep(self):
+        while True:
+            gevent.sleep(SWEEP_INTERVAL)
+            self.cache.sweep(time.monotonic())
+
+    def _serve(self, execute):
+        sock = self.sock
+        while True:
+            try:
+                data, source = sock.recvfrom(MAX_COMMAND)
+            except OSError as exc:
+                log.warning("control socket %s: %s", self.spec.text, exc)
+                gevent.sleep(0.01)
+                continue
+            self.handle_datagram(data, source, execute)
+
+    def handle_datagram(self, data, source, execute):
+        match = _COOKIE.match(data)
+
+        def send(payload):
+            try:
+                self.sock.sendto(payload, source)
+            except OSError as exc:
+                log.warning("cannot reply to %s: %s", source, exc)
+
+        if match is None:
+            self._reply(send, b"E5\n")
+            return
+        cookie, command = match.group(1), match.group(2)
+        cached = self.cache.get(cookie)
+        if cached is not None:
+            self.counters.ncmds_rcvd_ndups += 1
+            self._reply(send, cached)
+            return
+        ctx = CommandContext(source[0] if self.spec.kind == "udp" else "127.0.0.1", self.local_ip)
+        text = execute(command, ctx)
+        payload = cookie + b" " + text.encode("utf-8")
+        self.cache.put(cookie, payload, time.monotonic())
+        self._reply(send, payload)
+
+
+class _StreamListener(ControlServer):
+    """Shared by unix, cunix, tcp and tcp6: accept and serve each connection."""
+
+    def _serve_start(self, execute, on_eof):
+        self.sock = socket.socket(fileno=self.raw.detach())
+        self.greenlets = [gevent.spawn(self._accept, execute)]
+
+    def _accept(self, execute):
+        while True:
+            try:
+                conn, peer = self.sock.accept()
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE):
+                    log.error("control socket %s: out of file descriptors", self.spec.text)
+                    gevent.sleep(0.1)
+                continue
+            gevent.spawn(self._serve_connection, conn, peer, execute)
+
+    def _context(self, peer):
+        if self.spec.kind == "tcp":
+            return CommandContext(peer[0], self.spec.host)
+        return CommandContext("127.0.0.1", None)
+
+    def _serve_connection(self, conn, peer, execute):
+        try:
+            serve_lines(conn.recv, conn.sendall, self._context(peer), execute, self._reply)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+
+class TcpControl(_StreamListener):
+    def bind(self):
+        sock = stdsocket.socket(self.spec.family, stdsocket.SOCK_STREAM)
+        try:
+            sock.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_REUSEADDR, 1)
+            sock.bind((self.spec.host, self.spec.port))
+            sock.listen(BACKLOG)
+        except OSError as exc:
+            sock.close()
+            raise self._bind_error(exc) from None
+        self.raw = sock
+
+
+class UnixControl(_StreamListener):
+    """``unix:`` one read = one command, reply, close; ``cunix:`` lines."""
+
+    def bind(self):
+        path = self.spec.path
+        sock = stdsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
+        try:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            sock.bind(path)
+            sock.listen(BACKLOG)
+            config = self.config
+            if config.uid is not None or config.socket_group_given:
+                os.chown(path, -1 if config.uid is None else config.uid,
+                         config.gid if config.socket_group_given else -1)
+            if config.socket_group_given:
+                os.chmod(path, config.socket_mode)
+        except OSError as exc:
+            sock.close()
+            raise self._bind_error(exc) from None
+        self.raw = sock
+
+    def _serve_connection(self, conn, peer, execute):
+        if self.spec.kind == "cunix":
+            return super()._serve_connection(conn, peer, execute)
+        try:
+            data = conn.recv(MAX_COMMAND)
+            if data:
+                text = execute(data, CommandContext())
+                self._reply(conn.sendall, text)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self):
+        super().close()
+        try:
+            os.unlink(self.spec.path)
+        except OSError:
+            pass
+
+
+class StdioControl(ControlServer):
+    """Commands on stdin, replies on stdout, one per line."""
+
+    def bind(self):
+        pass
+
+    def _serve_start(self, execute, on_eof):
+        self.greenlets = [gevent.spawn(self._serve, execute, on_eof)]
+
+    def _serve(self, execute, on_eof):
+        from gevent import os as gos
+        gos.make_nonblocking(0)
+
+        def recv(size):
+            return gos.nb_read(0, size)
+
+        def send(data):
+            view = memoryview(data)
+            while view:
+                try:
+                    written = os.write(1, view)
+                except BlockingIOError:
+                    gevent.sleep(0.001)
+                    continue
+                view = view[written:]
+
+        try:
+            serve_lines(recv, send, CommandContext(), execute, self._reply)
+        except OSError:
+            pass
+        if on_eof is not None:
+            on_eof()
+
+
+def serve_lines(recv, send, ctx, execute, reply):
+    """LF-framed commands on a stream until EOF (or 8 KiB without a LF)."""
+    buffer = b""
+    while True:
+        data = recv(STREAM_BUFFER)
+        if not data:
+            return
+        buffer += data
+        while True:
+            end = buffer.find(b"\n")
+            if end < 0:
+                break
+            line, buffer = buffer[:end], buffer[end + 1:]
+            reply(send, execute(line, ctx))
+        if len(buffer) >= STREAM_BUFFER:
+            log.warning("control connection sent %d bytes without a line end; closed", len(buffer))
+            return
+
+
+_KINDS = {
+    "udp": UdpControl, "udp6": UdpControl,
+    "tcp": TcpControl, "tcp6": TcpControl,
+    "unix": UnixControl, "cunix": UnixControl,
+    "stdio": StdioControl, "stdioc": StdioControl,
+}
+
+
+def open_control(spec, config):
+    server = _KINDS[spec.kind](spec, config)
+    server.bind()
+    return server

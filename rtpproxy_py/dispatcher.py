@@ -1,0 +1,497 @@
+"""Runs parsed commands against the session table; one ``handle_*`` per verb.
+
+The dispatcher owns the session table and the protocol semantics of
+control-protocol.md section 5. It never touches a socket: ports, per-session
+timers and TOS go through ``self.relay`` (relay.Relay, or anything with the
+same methods), timeout notifications through ``self.notifier``. Commands run
+one at a time and to completion, as upstream's single command thread does.
+"""
+
+import logging
+import socket
+from dataclasses import dataclass
+from typing import Optional
+
+from . import capabilities
+from .protocol import commands as c
+from .protocol import errors as e
+from .protocol import reply
+from .protocol.errors import CommandError
+from .protocol.parse import parse
+from .ports import PortsExhausted
+from .session import Session, SessionTable
+from .stats import Counters, format_counter
+
+log = logging.getLogger("rtpproxy")
+
+MAX_REPLY = 1024
+
+# Result of parsing a U/L remote address.
+IGNORED = object()   # implausible length: silently not applied
+HOLD = object()      # the null host: put the stream on hold
+
+QUERY_COUNTERS = (
+    "ttl", "npkts_ina", "npkts_ino", "nrelayed", "ndropped", "longest_ipi",
+    "rtpa_jlast", "rtpa_jmax", "rtpa_javg", "rtpa_nsent", "rtpa_nrcvd",
+    "rtpa_ndups", "rtpa_nlost", "rtpa_perrs",
+)
+_QUERY_FLOATS = ("longest_ipi", "rtpa_jlast", "rtpa_jmax", "rtpa_javg")
+_QUERY_DEFAULT = ("ttl", "npkts_ina", "npkts_ino", "nrelayed", "ndropped")
+
+
+@dataclass
+class CommandContext:
+    """Where a command came from (for %%CC_SELF%% notification targets)."""
+
+    source_ip: str = "127.0.0.1"
+    local_ip: Optional[str] = None
+
+
+class LookupMiss(Exception):
+    """L on an unknown session: reply ``0``, counted as an error."""
+
+
+class Dispatcher:
+    def __init__(self, config, relay, notifier, clock):
+        self.config = config
+        self.relay = relay
+        self.notifier = notifier
+        self.clock = clock
+        self.table = SessionTable()
+        self.counters = Counters()
+        self.deorbiting = False
+        self.on_idle = None          # called when deorbiting and the last session ends
+
+    # --- entry point ------------------------------------------------------
+
+    def execute(self, data, ctx=None):
+        """Command bytes -> reply text (without cookie), counters updated."""
+        self.counters.ncmds_rcvd += 1
+        ok = False
+        try:
+            command = parse(data)
+            text = self.run(command, ctx or CommandContext())
+            ok = True
+        except CommandError as exc:
+            text = reply.error(exc.code)
+        except LookupMiss:
+            text = reply.number(0)
+        except Exception:   # a bug must not take the daemon down
+            log.exception("internal error handling command %r", data[:200])
+            text = reply.error(e.SYNTAX_ERROR)
+        if ok:
+            self.counters.ncmds_succd += 1
+        else:
+            self.counters.ncmds_errs += 1
+        return text
+
+    def run(self, command, ctx):
+        handler = getattr(self, _HANDLERS[type(command)])
+        return handler(command, ctx)
+
+    # --- V, VF --------------------------------------------------------------
+
+    def handle_version(self, cmd, ctx):
+        return capabilities.BASE_VERSION + "\n"
+
+    def handle_feature_check(self, cmd, ctx):
+        ok = capabilities.supported(cmd.datestamp, bool(self.config.notify_targets))
+        return reply.number(1 if ok else 0)
+
+    # --- U, L ---------------------------------------------------------------
+
+    def handle_update(self, cmd, ctx):
+        text = self._update(cmd, ctx)
+        return text + "\n"
+
+    def _update(self, cmd, ctx, subcommands=True):
+        """U or L; returns the reply text without LF."""
+        mods = cmd.mods
+        self._check_modifiers(mods)
+        remote = self._parse_remote(cmd.addr, cmd.port, mods.ipv6)
+        if cmd.notify_socket is not None and not self.config.notify_targets:
+            raise CommandError(e.NOTIFY_DISABLED)
+        now = self.clock()
+        session, direction = self.table.find(cmd.call_id, cmd.from_tag, cmd.to_tag)
+        if session is None:
+            if cmd.lookup:
+                raise LookupMiss()
+            session, sidx = self._create(cmd, now), 0
+        else:
+            sidx = direction if not cmd.lookup else 1 - direction
+            stream = session.rtp[sidx]
+            if stream.port is None or mods.new_port:
+                newly = stream.port is None
+                try:
+                    self._open_leg(session, sidx, mods)
+                except PortsExhausted:
+                    raise CommandError(e.PORT_ALLOC_FAILED_EXISTING) from None
+                if newly and not session.complete:
+                    session.mark_complete(now)
+                    self.counters.nsess_complete += 1
+            if mods.weak:
+                session.weak[sidx] = True
+            elif not cmd.lookup:
+                session.strong = True
+            session.touch(now)
+        if not cmd.lookup:
+            self._arm_notify(session, cmd, ctx)
+        self._apply_remote(session, 1 - sidx, remote, mods, now)
+        stream = session.rtp[sidx]
+        text = reply.port(stream.port, stream.local.reply_address(), stream.local.ipv6)
+        if subcommands and cmd.subcommands:
+            results = self._run_subcommands(cmd, session, sidx, ctx)
+            return reply.with_subcommand_results(text, results).rstrip("\n")
+        return text
+
+    def _create(self, cmd, now):
+        if self.deorbiting:
+            raise CommandError(e.SHUTTING_DOWN)
+        session = Session(cmd.call_id, cmd.from_tag, now, self.config.setup_ttl,
+                          self.config.ttl, unified_ttl=not self.config.independent_ttl)
+        try:
+            self._open_leg(session, 0, cmd.mods)
+        except PortsExhausted:
+            raise CommandError(e.SESSION_CREATE_FAILED) from None
+        if cmd.mods.weak:
+            session.strong = False
+            session.weak[0] = True
+        self.table.add(session)
+        self.counters.nsess_created += 1
+        self.relay.session_started(session)
+        log.info("new session %s, tag %s, port %d", cmd.call_id, cmd.from_tag, session.rtp[0].port)
+        return session
+
+    def _open_leg(self, session, leg, mods):
+        local = self._local_for(mods, leg)
+        self.relay.open_leg(session, leg, local)   # raises PortsExhausted
+        for stream in (session.rtp[leg], session.rtcp[leg]):
+            stream.refresh_target()
+
+    # --- modifier checks and address choice ----------------------------------
+
+    def _check_modifiers(self, mods):
+        if mods.interfaces and not self.config.bridging:
+            first = mods.interfaces[0]
+            raise CommandError(e.EXTERNAL_IF_INVALID if first == "e" else e.INTERNAL_IF_INVALID)
+        if mods.local is not None:
+            self._configured_local(mods.local)
+        elif mods.route_to is not None:
+            self._routed_local(mods.route_to)
+        elif not mods.interfaces:
+            self._default_local(mods.ipv6)
+
+    def _local_for(self, mods, leg):
+        """The configured listen address a new port pair of ``leg`` binds on."""
+        if mods.local is not None:
+            return self._configured_local(mods.local)
+        if mods.route_to is not None:
+            return self._routed_local(mods.route_to)
+        if mods.interfaces:
+            # first letter: offerer side (stream 1); second: answerer side (stream 0)
+            letter = mods.interfaces[0] if leg == 1 else mods.interfaces[1:2]
+            if letter:
+                internal, external = self.config.bridge
+                return internal if letter == "i" else external
+            return self.config.bridge[0]
+        return self._default_local(mods.ipv6)
+
+    def _configured_local(self, spec):
+        kind, value = spec
+        for address in self.config.all_listen():
+            if kind == "label":
+                if address.label == value:
+                    return address
+            elif _same_ip(address.host, value) or address.advertised == value:
+                return address
+        raise CommandError(e.LOCAL_ADDR_UNKNOWN)
+
+    def _routed_local(self, remote_host):
+        family = socket.AF_INET6 if ":" in remote_host else socket.AF_INET
+        source = self.relay.route_source(remote_host, family)
+        candidates = [a for a in self.config.all_listen() if a.family == family]
+        for address in candidates:
+            if source is not None and _same_ip(address.host, source):
+                return address
+        for address in candidates:
+            if address.wildcard and source is not None:
+                return address
+        raise CommandError(e.NO_ROUTE_TO_REMOTE)
+
+    def _default_local(self, ipv6):
+        family = socket.AF_INET6 if ipv6 else socket.AF_INET
+        primary = self.config.primary
+        if primary.family == family:
+            return primary
+        same = self.config.listen6 if ipv6 else self.config.listen4
+        if not same:
+            raise CommandError(e.FAMILY_UNAVAILABLE)
+        return same[0]
+
+    def _parse_remote(self, addr, port, ipv6):
+        """The address a U/L carries -> sockaddr, HOLD, or IGNORED (section 5.7)."""
+        lo, hi = (2, 45) if ipv6 else (7, 15)
+        if not lo <= len(addr) <= hi:
+            return IGNORED
+        family = socket.AF_INET6 if ipv6 else socket.AF_INET
+        try:
+            number = int(port, 10)
+            if not 0 <= number <= 65535:
+                raise ValueError
+            sockaddr = socket.getaddrinfo(addr, number, family, socket.SOCK_DGRAM, 0,
+                                          socket.AI_NUMERICHOST | socket.AI_NUMERICSERV)[0][4]
+        except (ValueError, socket.gaierror, UnicodeError):
+            raise CommandError(e.BAD_REMOTE_ADDR) from None
+        if sockaddr[0] in ("0.0.0.0", "::"):
+            return HOLD
+        return sockaddr
+
+    def _apply_remote(self, session, leg, remote, mods, now):
+        rtp, rtcp = session.rtp[leg], session.rtcp[leg]
+        forced = self.config.force_asymmetric or (self.config.bridging and not self.config.bridge_symmetric)
+        asymmetric = forced if mods.asymmetric is None else mods.asymmetric
+        if remote is HOLD:
+            rtp.signal_address(None, asymmetric, now)
+            rtcp.signal_address(None, asymmetric, now)
+        elif remote is not IGNORED:
+            rtp.signal_address(remote, asymmetric, now)
+            rtcp.signal_address((remote[0], remote[1] + 1) + tuple(remote[2:]), asymmetric, now)
+        rtp.codecs = mods.codecs
+        rtp.resize_ptime = mods.ptime
+        session.rtp[1 - leg].prompt_ptime = mods.ptime
+
+    # --- notification ---------------------------------------------------------
+
+    def _arm_notify(self, session, cmd, ctx):
+        session.notify = None
+        if cmd.notify_socket is None:
+            return
+        for target in self.config.notify_targets:
+            if target.matches(cmd.notify_socket):
+                session.notify = (target, cmd.notify_tag, ctx.source_ip, ctx.local_ip)
+                return
+        log.warning("U %s: notify socket %r matches no -n target; timeout notification not armed",
+                    cmd.call_id, cmd.notify_socket)
+
+    # --- sub-commands ------------------------------------------------------------
+
+    def _run_subcommands(self, cmd, session, sidx, ctx):
+        results = []
+        for sub in cmd.subcommands:
+            try:
+                result, sidx = self._run_subcommand(sub, cmd, session, sidx, ctx)
+            except (CommandError, LookupMiss):
+                results.append(-1)
+                break
+            results.append(result)
+        return results
+
+    def _run_subcommand(self, sub, main, session, sidx, ctx):
+        now = self.clock()
+        if isinstance(sub, c.SubDelete):
+            self._delete(session.call_id, session.from_tag, None, sub.weak)
+            return None, sidx
+        if isinstance(sub, c.SubSet):
+            leg = sidx if sub.reverse else 1 - sidx
+            if session.closed:
+                raise CommandError(e.SESSION_NOT_FOUND)
+            if sub.name == "ttl":
+                session.set_ttl(leg, sub.value, now)
+                self.relay.session_changed(session)
+            elif not self.relay.set_tos(session, leg, sub.value):
+                raise CommandError(e.SESSION_NOT_FOUND)
+            return None, sidx
+        if isinstance(sub, c.SubLookup):
+            lookup = c.Update(True, sub.mods, main.call_id, sub.addr, sub.port,
+                              main.from_tag, main.to_tag)
+            return self._update(lookup, ctx, subcommands=False), 1 - sidx
+        # SubCopy (stream forking) is not implemented: it fails like a missing session.
+        raise CommandError(e.SESSION_NOT_FOUND)
+
+    # --- D, X -------------------------------------------------------------------------
+
+    def handle_delete(self, cmd, ctx):
+        if not self._delete(cmd.call_id, cmd.from_tag, cmd.to_tag, cmd.weak):
+            raise CommandError(e.SESSION_NOT_FOUND)
+        return reply.number(0)
+
+    def _delete(self, call_id, from_tag, to_tag, weak):
+        handled = 0
+        for session, leg in self.table.find_for_delete(call_id, from_tag, to_tag):
+            handled += 1
+            if weak:
+                session.weak[leg] = False
+            else:
+                session.strong = False
+            if not session.strong and not any(session.weak):
+                self.destroy(session)
+        return handled
+
+    def handle_delete_all(self, cmd, ctx):
+        for session in list(self.table):
+            self.destroy(session)
+        return reply.number(0)
+
+    def destroy(self, session, timed_out=False):
+        """End a session: stop its media, release its ports, count it."""
+        if session.closed:
+            return
+        session.closed = True
+        session.end_reason = "timeout" if timed_out else "deleted"
+        self.table.remove(session)
+        self.relay.session_ended(session)
+        self.counters.session_destroyed(session, self.clock(), timed_out)
+        log.info("session %s, tag %s ended (%s)", session.call_id, session.from_tag, session.end_reason)
+        if self.deorbiting and len(self.table) == 0 and self.on_idle is not None:
+            self.on_idle()
+
+    def expire(self, session):
+        """The relay found the session idle past its TTL."""
+        if session.closed:
+            return
+        notify = session.notify
+        self.destroy(session, timed_out=True)
+        if notify is not None and self.notifier is not None:
+            target, tag, source_ip, local_ip = notify
+            self.notifier.notify(target, tag, source_ip, local_ip)
+
+    # --- Q ----------------------------------------------------------------------------
+
+    def handle_query(self, cmd, ctx):
+        session, direction = self.table.find(cmd.call_id, cmd.from_tag, cmd.to_tag)
+        if session is None:
+            raise CommandError(e.SESSION_NOT_FOUND)
+        idx = 1 - direction
+        names = cmd.counters or _QUERY_DEFAULT
+        values = []
+        for name in names:
+            if name not in QUERY_COUNTERS:
+                raise CommandError(e.QUERY_FAILED)
+            value = self._query_value(session, idx, name)
+            text = "%f" % value if name in _QUERY_FLOATS else "%d" % value
+            values.append("%s=%s" % (name, text) if cmd.verbose else text)
+        text = " ".join(values)
+        if len(text) >= MAX_REPLY:
+            raise CommandError(e.QUERY_REPLY_OVERFLOW)
+        if cmd.subcommands:
+            results = self._run_subcommands(cmd, session, idx, ctx)
+            return reply.with_subcommand_results(text, results)
+        return text + "\n"
+
+    def _query_value(self, session, idx, name):
+        rtp = session.rtp
+        if name == "ttl":
+            return session.remaining_ttl(self.clock())
+        if name == "npkts_ina":
+            return rtp[idx].npkts_in
+        if name == "npkts_ino":
+            return rtp[1 - idx].npkts_in
+        if name == "nrelayed":
+            return rtp[0].nrelayed + rtp[1].nrelayed
+        if name == "ndropped":
+            return rtp[0].ndropped + rtp[1].ndropped
+        analyzer = getattr(rtp[idx], "analyzer", None)
+        if analyzer is None:
+            return 0
+        return getattr(analyzer, name)
+
+    # --- P, S, R, C, N: media features ------------------------------------------------
+
+    def handle_play(self, cmd, ctx):
+        session, direction = self.table.find(cmd.call_id, cmd.from_tag, cmd.to_tag)
+        if session is None:
+            raise CommandError(e.SESSION_NOT_FOUND)
+        if cmd.count == 0:
+            return reply.number(0)
+        stream = session.rtp[1 - direction]
+        if cmd.codecs == "session" and not stream.codecs:
+            raise CommandError(e.UPDATE_BAD_MODIFIER)
+        # No player in this build: every prompt fails to start.
+        raise CommandError(e.PLAY_FAILED)
+
+    def handle_stop_play(self, cmd, ctx):
+        session, _ = self.table.find(cmd.call_id, cmd.from_tag, cmd.to_tag)
+        if session is None:
+            raise CommandError(e.SESSION_NOT_FOUND)
+        return reply.number(0)
+
+    def handle_record(self, cmd, ctx):
+        # Nothing can be started without a recorder: upstream answers E50.
+        raise CommandError(e.SESSION_NOT_FOUND)
+
+    def handle_copy(self, cmd, ctx):
+        session, _ = self.table.find(cmd.call_id, cmd.from_tag, cmd.to_tag)
+        if session is None:
+            raise CommandError(e.SESSION_NOT_FOUND)
+        raise CommandError(e.COPY_FAILED)
+
+    def handle_stop_record(self, cmd, ctx):
+        raise CommandError(e.SESSION_NOT_FOUND)
+
+    # --- I, G ---------------------------------------------------------------------------
+
+    def handle_info(self, cmd, ctx):
+        counters = self.counters
+        totals = counters.packet_totals(self.table)
+        lines = [
+            "sessions created: %d" % counters.nsess_created,
+            "active sessions: %d" % (counters.nsess_created - counters.nsess_destroyed),
+            "active streams: %d" % (2 * len(self.table)),
+            "packets received: %d" % totals["npkts_rcvd"],
+            "packets transmitted: %d" % (totals["npkts_relayed"] + counters.npkts_played),
+        ]
+        if cmd.load:
+            lines.append("average load: %f" % 0.0)
+        return "\n".join(lines) + "\n"
+
+    def handle_stats(self, cmd, ctx):
+        values = self.counters.values(self.table)
+        out = []
+        for name in cmd.names:
+            if name not in values:
+                raise CommandError(e.STATS_FAILED)
+            text = format_counter(name, values[name])
+            out.append("%s=%s" % (name, text) if cmd.verbose else text)
+        text = " ".join(out)
+        if len(text) >= MAX_REPLY:
+            raise CommandError(e.STATS_REPLY_OVERFLOW)
+        return text + "\n"
+
+    # --- shutdown -------------------------------------------------------------------------
+
+    def start_deorbit(self):
+        """Graceful shutdown: no new sessions; ``on_idle`` once the last one ends."""
+        self.deorbiting = True
+        if len(self.table) == 0 and self.on_idle is not None:
+            self.on_idle()
+
+    def close_all(self):
+        for session in list(self.table):
+            self.destroy(session)
+
+
+_HANDLERS = {
+    c.Version: "handle_version",
+    c.FeatureCheck: "handle_feature_check",
+    c.Update: "handle_update",
+    c.Delete: "handle_delete",
+    c.Play: "handle_play",
+    c.StopPlay: "handle_stop_play",
+    c.Record: "handle_record",
+    c.Copy: "handle_copy",
+    c.StopRecord: "handle_stop_record",
+    c.Query: "handle_query",
+    c.Info: "handle_info",
+    c.DeleteAll: "handle_delete_all",
+    c.Stats: "handle_stats",
+}
+
+def _same_ip(a, b):
+    if a == b:
+        return True
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            return socket.inet_pton(family, a) == socket.inet_pton(family, b)
+        except OSError:
+            continue
+    return False

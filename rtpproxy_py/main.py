@@ -1,0 +1,166 @@
+"""Entry points: parse the command line, set the process up, serve until told to stop."""
+
+import logging
+import os
+import signal
+import sys
+import time
+
+from . import capabilities, cli, daemon, version_string
+from .config import ConfigError
+
+log = logging.getLogger("rtpproxy")
+
+STATS_INTERVAL = 1.0
+
+
+def main(argv=None, debug_build=False):
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        opts = cli.parse_args(argv)
+    except cli.UsageError as exc:
+        cli.print_usage_error(str(exc))
+        return 2
+    if opts["--help"]:
+        sys.stdout.write(cli.USAGE)
+        return 0
+    if opts["-V"]:
+        print(version_string())
+        return 0
+    if opts["-v"]:
+        sys.stdout.write(capabilities.listing())
+        return 0
+    if opts["-C"]:
+        print("CLOCK_MONOTONIC")
+        return 0
+    try:
+        from .config import build
+        config = build(opts, debug_build=debug_build)
+        return Daemon(config).run()
+    except ConfigError as exc:
+        sys.stderr.write("rtpproxy: %s\n" % exc)
+        return 1
+
+
+def main_debug():
+    """rtpproxy_debug / rtpproxy-debug: the same daemon, debug logging to stderr."""
+    return main(debug_build=True)
+
+
+class Daemon:
+    def __init__(self, config):
+        self.config = config
+        self.servers = []
+        self.stopping = False
+
+    def _check_root(self):
+        c = self.config
+        if os.geteuid() != 0 or c.user is not None or c.allow_root:
+            return
+        if any(s.kind in ("udp", "udp6") for s in c.controls):
+            raise ConfigError(
+                "refusing to run as root with a UDP control socket (anyone who can send it a "
+                "datagram controls the relay); add -u user[:group] to drop privileges, or -F to "
+                "run as root anyway.")
+        log.warning("running as root without -u; consider -u user[:group]")
+
+    def run(self):
+        config = self.config
+        daemon.setup_logging(config, to_syslog=False)
+        self._check_root()
+        from .control.transports import open_control
+        for spec in config.controls:
+            self.servers.append(open_control(spec, config))
+        for server in self.servers:
+            if server.spec.kind in ("udp", "udp6", "tcp", "tcp6") and server.spec.host not in (
+                    "127.0.0.1", "::1") and not server.spec.host.startswith("127."):
+                log.warning("control socket %s is reachable from the network and the protocol has "
+                            "no authentication; firewall it", server.spec.text)
+        if config.nofile is not None:
+            warning = daemon.set_open_files(config.nofile)
+            if warning:
+                log.warning(warning)
+        if config.nice is not None:
+            os.nice(config.nice)
+        pidfile = self._open_pidfile()
+        ready_fd = None
+        if not config.foreground:
+            ready_fd = daemon.daemonize(config.no_chdir, redirect=not config.no_redirect)
+            daemon.setup_logging(config, to_syslog=not config.no_redirect)
+        try:
+            daemon.drop_privileges(config)
+            self._start()
+        except ConfigError as exc:
+            daemon.report_ready(ready_fd, str(exc))
+            raise
+        except OSError as exc:
+            daemon.report_ready(ready_fd, "startup failed: %s" % exc)
+            raise ConfigError("startup failed: %s" % exc) from None
+        pidfile.write()
+        daemon.report_ready(ready_fd)
+        log.info("rtpproxy-py %s started, pid %d", version_string(), os.getpid())
+        try:
+            self.stop_event.wait()
+        finally:
+            self._shutdown()
+            pidfile.remove()
+        return 0
+
+    def _open_pidfile(self):
+        try:
+            return daemon.PidFile(self.config.pidfile)
+        except OSError as exc:
+            raise ConfigError("-p %s: cannot write the pid file (%s); choose a writable path or "
+                              "-p /dev/null." % (self.config.pidfile, exc.strerror)) from None
+
+    def _start(self):
+        import gevent
+        from gevent.event import Event
+
+        from .dispatcher import Dispatcher
+        from .notify import Notifier
+        from .relay import Relay
+
+        gevent.reinit()
+        config = self.config
+        self.stop_event = Event()
+        self.relay = Relay(config, clock=time.monotonic)
+        self.notifier = Notifier()
+        self.dispatcher = Dispatcher(config, self.relay, self.notifier, time.monotonic)
+        self.relay.on_expired = self.dispatcher.expire
+        self.dispatcher.on_idle = self.stop_event.set
+        only_stdio = len(self.servers) == 1
+        for server in self.servers:
+            on_eof = None
+            if server.spec.kind == "stdioc" or (server.spec.kind == "stdio" and only_stdio):
+                on_eof = self._deorbit
+            server.start(self.dispatcher, on_eof)
+        gevent.signal_handler(signal.SIGTERM, self._on_stop_signal, signal.SIGTERM)
+        gevent.signal_handler(signal.SIGINT, self._on_stop_signal, signal.SIGINT)
+        gevent.signal_handler(signal.SIGHUP, self._deorbit)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        gevent.spawn(self._stats_ticker)
+
+    def _stats_ticker(self):
+        import gevent
+        while True:
+            gevent.sleep(STATS_INTERVAL)
+            self.dispatcher.counters.sample_pps(self.dispatcher.table, time.monotonic())
+
+    def _deorbit(self):
+        log.warning("graceful shutdown: no new sessions; exiting when the last one ends")
+        self.dispatcher.start_deorbit()
+
+    def _on_stop_signal(self, signum):
+        if self.stopping:
+            os._exit(128 + signum)
+        self.stopping = True
+        log.warning("signal %d: shutting down", signum)
+        self.stop_event.set()
+
+    def _shutdown(self):
+        self.dispatcher.close_all()
+        for server in self.servers:
+            server.close()
+        self.notifier.close()
+        log.info("stopped")

@@ -1,0 +1,1 @@
+"""Media helpers without I/O: RTP headers, codecs, and per-packet features."""

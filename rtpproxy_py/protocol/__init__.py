@@ -1,0 +1,1 @@
+"""The control protocol without I/O: parse command bytes, format replies."""

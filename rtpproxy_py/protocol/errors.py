@@ -1,0 +1,49 @@
+"""Error codes of the rtpproxy control protocol (control-protocol.md section 4).
+
+Only the number reaches the client, as ``E<n>``; the names say what each means.
+"""
+
+UNKNOWN_COMMAND = 0
+BAD_ARG_COUNT = 1
+MODIFIERS_NOT_ALLOWED = 2
+SUBCOMMAND_ERROR = 3
+SYNTAX_ERROR = 5
+RECORD_MODIFIER_NOT_ALLOWED = 6
+RECORD_BAD_MODIFIER = 7
+DELETE_BAD_MODIFIER = 8
+STATS_BAD_MODIFIER = 9
+BAD_NOTIFY_TAG = 10
+EXTERNAL_IF_INVALID = 11
+INTERNAL_IF_INVALID = 12
+BAD_PTIME = 13
+BAD_CODECS = 14
+BAD_LOCAL_ADDR_SYNTAX = 15
+BAD_REMOTE_ADDR_SYNTAX = 16
+BAD_PLAY_COUNT = 17
+INFO_BAD_MODIFIER = 18
+QUERY_BAD_MODIFIER = 19
+STATS_REPLY_OVERFLOW = 25
+QUERY_REPLY_OVERFLOW = 26
+LOCAL_ADDR_UNKNOWN = 31
+NO_ROUTE_TO_REMOTE = 32
+UPDATE_BAD_MODIFIER = 35
+FAMILY_UNAVAILABLE = 36
+BAD_REMOTE_ADDR = 37
+SESSION_NOT_FOUND = 50
+PLAY_FAILED = 60
+QUERY_FAILED = 62
+COPY_FAILED = 65
+STATS_FAILED = 68
+PORT_ALLOC_FAILED_EXISTING = 71
+SESSION_CREATE_FAILED = 72
+NOTIFY_DISABLED = 75
+OUT_OF_MEMORY_INFO = 86
+SHUTTING_DOWN = 99
+
+
+class CommandError(Exception):
+    """A command failed with protocol error ``code``; the reply is ``E<code>``."""
+
+    def __init__(self, code):
+        super().__init__("E%d" % code)
+        self.code = code

@@ -1,0 +1,375 @@
+"""Command text -> command objects (control-protocol.md sections 2, 5 and 6).
+
+``parse(data)`` takes the bytes of one command (cookie already removed) and
+returns one of the objects of ``protocol.commands`` or raises ``CommandError``
+with the code upstream rtpproxy answers. The checks run in upstream's order:
+tokenization (E5), command letter (E0), token count (E1), modifiers on a
+command that takes none (E2), sub-commands where none are allowed (E3), then
+the command's own grammar.
+"""
+
+import re
+import socket
+
+from . import commands as c
+from . import errors as e
+from .errors import CommandError
+
+MAX_TOKENS_PER_SEGMENT = 23
+MAX_SUBCOMMANDS = 15
+MAX_COMMAND_BYTES = 8191
+
+_SEPARATORS = re.compile(rb"[ \t\r\n]+")
+
+# letter -> (min tokens, max tokens, takes modifiers, takes && sub-commands)
+_GRAMMAR = {
+    "u": (5, 8, True, True),
+    "l": (5, 6, True, True),
+    "d": (3, 4, True, False),
+    "p": (5, 6, True, False),
+    "s": (3, 4, False, False),
+    "r": (3, 4, True, False),
+    "c": (4, 5, True, False),
+    "n": (3, 4, True, False),
+    "q": (3, 15, True, True),
+    "i": (1, 1, True, False),
+    "v": (1, 1, False, False),
+    "vf": (2, 2, False, False),
+    "x": (1, 1, False, False),
+    "g": (1, 30, True, False),
+}
+
+
+def tokenize(data):
+    """Split a command into segments of str tokens (the first is the main one)."""
+    raw = [t for t in _SEPARATORS.split(data) if t]
+    if not raw:
+        raise CommandError(e.SYNTAX_ERROR)
+    segments = [[]]
+    for token in raw:
+        if token == b"&&":
+            if not segments[-1] or len(segments) > MAX_SUBCOMMANDS:
+                raise CommandError(e.SYNTAX_ERROR)
+            segments.append([])
+            continue
+        if b"\0" in token:
+            raise CommandError(e.SYNTAX_ERROR)
+        try:
+            text = token.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CommandError(e.SYNTAX_ERROR) from None
+        if len(segments[-1]) == MAX_TOKENS_PER_SEGMENT:
+            raise CommandError(e.SYNTAX_ERROR)
+        segments[-1].append(text)
+    if not segments[-1]:
+        raise CommandError(e.SYNTAX_ERROR)
+    return segments
+
+
+def parse(data):
+    segments = tokenize(data)
+    main, subs = segments[0], segments[1:]
+    word = main[0]
+    letter = word[0].lower()
+    modifiers = word[1:]
+    if letter == "v" and modifiers[:1] in ("f", "F"):
+        letter, modifiers = "vf", modifiers[1:]
+    grammar = _GRAMMAR.get(letter)
+    if grammar is None:
+        raise CommandError(e.UNKNOWN_COMMAND)
+    lo, hi, takes_modifiers, takes_subcommands = grammar
+    if not lo <= len(main) <= hi:
+        raise CommandError(e.BAD_ARG_COUNT)
+    if modifiers and not takes_modifiers:
+        raise CommandError(e.MODIFIERS_NOT_ALLOWED)
+    if subs and not takes_subcommands:
+        raise CommandError(e.SUBCOMMAND_ERROR)
+    return _PARSERS[letter](modifiers, main[1:], subs)
+
+
+def _parse_version(modifiers, args, subs):
+    return c.Version()
+
+
+def _parse_feature_check(modifiers, args, subs):
+    return c.FeatureCheck(args[0])
+
+
+def _parse_update(modifiers, args, subs, lookup=False):
+    mods = parse_update_modifiers(modifiers)
+    call_id, addr, port, from_tag = args[:4]
+    to_tag = notify_socket = notify_tag = None
+    rest = args[4:]
+    if len(rest) == 1:
+        to_tag = rest[0]
+    elif len(rest) == 2:
+        notify_socket, notify_tag = rest
+    elif len(rest) == 3:
+        to_tag, notify_socket, notify_tag = rest
+    if notify_tag is not None:
+        notify_tag = url_decode(notify_tag)
+    cmd = c.Update(lookup, mods, call_id, addr, port, from_tag, to_tag,
+                   notify_socket, notify_tag)
+    cmd.subcommands = [_parse_subcommand(s, cmd) for s in subs]
+    return cmd
+
+
+def _parse_lookup(modifiers, args, subs):
+    return _parse_update(modifiers, args, subs, lookup=True)
+
+
+def _tags(args):
+    """(from_tag, to_tag or None) from the tail of a command."""
+    return args[0], (args[1] if len(args) > 1 else None)
+
+
+def _parse_delete(modifiers, args, subs):
+    weak = False
+    for ch in modifiers:
+        if ch not in "wW":
+            raise CommandError(e.DELETE_BAD_MODIFIER)
+        weak = True
+    return c.Delete(weak, args[0], *_tags(args[1:]))
+
+
+_SIGNED_INT = re.compile(r"[+-]?[0-9]+\Z")
+
+
+def _parse_play(modifiers, args, subs):
+    if modifiers:
+        if not _SIGNED_INT.match(modifiers):
+            raise CommandError(e.BAD_PLAY_COUNT)
+        count = int(modifiers)
+    else:
+        count = 1
+    call_id, prompt, codecs = args[:3]
+    return c.Play(count, call_id, prompt, codecs, *_tags(args[3:]))
+
+
+def _parse_stop_play(modifiers, args, subs):
+    return c.StopPlay(args[0], *_tags(args[1:]))
+
+
+def _parse_record(modifiers, args, subs):
+    single = False
+    for ch in modifiers.lower():
+        if ch == "s":
+            single = True
+        elif ch == "p":
+            raise CommandError(e.RECORD_MODIFIER_NOT_ALLOWED)
+        else:
+            raise CommandError(e.RECORD_BAD_MODIFIER)
+    return c.Record(single, args[0], *_tags(args[1:]))
+
+
+def _parse_copy(modifiers, args, subs):
+    single = reply_port = False
+    for ch in modifiers.lower():
+        if ch == "s":
+            single = True
+        elif ch == "p":
+            reply_port = True
+        else:
+            raise CommandError(e.RECORD_BAD_MODIFIER)
+    return c.Copy(single, reply_port, args[0], args[1], *_tags(args[2:]))
+
+
+def _parse_stop_record(modifiers, args, subs):
+    mods = modifiers.lower()
+    if mods and mods[0] != "a":
+        raise CommandError(e.RECORD_BAD_MODIFIER)
+    if len(mods) > 1:
+        raise CommandError(e.RECORD_MODIFIER_NOT_ALLOWED)
+    return c.StopRecord(mods == "a", args[0], *_tags(args[1:]))
+
+
+def _parse_query(modifiers, args, subs):
+    verbose = False
+    for ch in modifiers:
+        if ch not in "vV":
+            raise CommandError(e.QUERY_BAD_MODIFIER)
+        verbose = True
+    call_id, from_tag = args[:2]
+    to_tag = args[2] if len(args) > 2 else None
+    cmd = c.Query(verbose, call_id, from_tag, to_tag, list(args[3:]))
+    cmd.subcommands = [_parse_subcommand(s, cmd) for s in subs]
+    return cmd
+
+
+def _parse_info(modifiers, args, subs):
+    brief = load = False
+    for ch in modifiers.lower():
+        if ch == "b":
+            brief = True
+        elif ch == "l":
+            load = True
+        else:
+            raise CommandError(e.INFO_BAD_MODIFIER)
+    return c.Info(brief, load)
+
+
+def _parse_delete_all(modifiers, args, subs):
+    return c.DeleteAll()
+
+
+def _parse_stats(modifiers, args, subs):
+    verbose = False
+    for ch in modifiers:
+        if ch not in "vV":
+            raise CommandError(e.STATS_BAD_MODIFIER)
+        verbose = True
+    if len(args) > 29:
+        raise CommandError(e.BAD_ARG_COUNT)
+    return c.Stats(verbose, list(args))
+
+
+_PARSERS = {
+    "u": _parse_update,
+    "l": _parse_lookup,
+    "d": _parse_delete,
+    "p": _parse_play,
+    "s": _parse_stop_play,
+    "r": _parse_record,
+    "c": _parse_copy,
+    "n": _parse_stop_record,
+    "q": _parse_query,
+    "i": _parse_info,
+    "v": _parse_version,
+    "vf": _parse_feature_check,
+    "x": _parse_delete_all,
+    "g": _parse_stats,
+}
+
+
+# --- U/L modifiers -------------------------------------------------------
+
+def _take(text, pos, allowed):
+    end = pos
+    while end < len(text) and text[end] in allowed:
+        end += 1
+    return text[pos:end], end
+
+
+def _take_address(text, pos, error):
+    """Read ``1.2.3.4``, ``[v6]`` or ``{label}`` at ``pos`` (labels only for ``l``).
+
+    Returns ((kind, value), new position); kind is "addr" or "label".
+    """
+    if pos < len(text) and text[pos] in "[{":
+        close = "]" if text[pos] == "[" else "}"
+        end = text.find(close, pos + 1)
+        if end < 0 or end == pos + 1:
+            raise CommandError(error)
+        value = text[pos + 1:end]
+        if close == "}":
+            if error != e.BAD_LOCAL_ADDR_SYNTAX:
+                raise CommandError(error)
+            return ("label", value), end + 1
+        return ("addr6", value), end + 1
+    value, end = _take(text, pos, "0123456789.")
+    try:
+        socket.inet_pton(socket.AF_INET, value)
+    except OSError:
+        raise CommandError(error) from None
+    return ("addr", value), end
+
+
+def parse_update_modifiers(text):
+    mods = c.UpdateModifiers()
+    pos = 0
+    while pos < len(text):
+        ch = text[pos].lower()
+        pos += 1
+        if ch == "a":
+            mods.asymmetric = True
+        elif ch == "s":
+            mods.asymmetric = False
+        elif ch == "w":
+            mods.weak = True
+        elif ch == "6":
+            mods.ipv6 = True
+        elif ch in "ei":
+            if len(mods.interfaces) == 2:
+                raise CommandError(e.EXTERNAL_IF_INVALID if ch == "e" else e.INTERNAL_IF_INVALID)
+            mods.interfaces += ch
+        elif ch == "z":
+            digits, pos = _take(text, pos, "0123456789")
+            if not digits or not 0 < int(digits) < 1000:
+                raise CommandError(e.BAD_PTIME)
+            mods.ptime = int(digits)
+        elif ch == "c":
+            codecs, pos = _take(text, pos, "0123456789,")
+            if not codecs or mods.codecs is not None:
+                raise CommandError(e.BAD_CODECS)
+            mods.codecs = codecs
+        elif ch == "l":
+            (kind, value), pos = _take_address(text, pos, e.BAD_LOCAL_ADDR_SYNTAX)
+            mods.local = ("label" if kind == "label" else "addr", value)
+        elif ch == "r":
+            (kind, value), pos = _take_address(text, pos, e.BAD_REMOTE_ADDR_SYNTAX)
+            if kind == "addr6":
+                try:
+                    socket.inet_pton(socket.AF_INET6, value)
+                except OSError:
+                    raise CommandError(e.BAD_REMOTE_ADDR_SYNTAX) from None
+            mods.route_to = value
+        elif ch == "n":
+            mods.new_port = True
+        else:
+            raise CommandError(e.UPDATE_BAD_MODIFIER)
+    return mods
+
+
+# --- sub-commands ----------------------------------------------------------
+
+def _parse_subcommand(tokens, main):
+    try:
+        return _parse_subcommand_tokens(tokens, main)
+    except CommandError:
+        raise CommandError(e.SUBCOMMAND_ERROR) from None
+
+
+def _has_both_tags(main):
+    return isinstance(main, c.Update) and not main.lookup and main.to_tag is not None
+
+
+def _parse_subcommand_tokens(tokens, main):
+    word = tokens[0]
+    letter, mods = word[0].lower(), word[1:]
+    if letter == "d" and len(tokens) == 1 and mods.lower() in ("", "w"):
+        return c.SubDelete(weak=bool(mods))
+    if letter == "s" and len(tokens) == 2 and mods.lower() in ("", "r"):
+        name, sep, value = tokens[1].partition("=")
+        if sep and name in ("ttl", "tos") and value.isdigit() and int(value) > 0:
+            return c.SubSet(bool(mods), name, int(value))
+    if letter == "l" and len(tokens) == 3 and _has_both_tags(main):
+        return c.SubLookup(parse_update_modifiers(mods), tokens[1], tokens[2])
+    if letter == "c" and len(tokens) == 4 and not mods and _has_both_tags(main):
+        return c.SubCopy(*tokens[1:])
+    raise CommandError(e.SUBCOMMAND_ERROR)
+
+
+# --- notify tags -----------------------------------------------------------
+
+_HEX = "0123456789abcdefABCDEF"
+
+
+def url_decode(text):
+    """Decode ``%XX`` escapes of a notify tag; a malformed escape is E10."""
+    raw = text.encode("utf-8")
+    if b"%" not in raw:
+        return raw
+    out = bytearray()
+    i = 0
+    while i < len(raw):
+        ch = raw[i]
+        if ch == 0x25:  # '%'
+            pair = raw[i + 1:i + 3].decode("ascii", "replace")
+            if len(pair) != 2 or pair[0] not in _HEX or pair[1] not in _HEX:
+                raise CommandError(e.BAD_NOTIFY_TAG)
+            out.append(int(pair, 16))
+            i += 3
+        else:
+            out.append(ch)
+            i += 1
+    return bytes(out)

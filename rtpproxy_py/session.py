@@ -1,0 +1,384 @@
+"""Sessions and their streams, without sockets: latching, idle time, counters.
+
+A session joins two parties. Stream 0 faces the callee (its port goes into
+the offer the callee receives), stream 1 faces the caller. Each party has an
+RTP stream and an RTCP stream; a packet received on stream k is sent out of
+stream 1-k to stream 1-k's remote address.
+
+``Stream.on_packet(data, source, now)`` is the whole per-packet decision: it
+returns the address to send the packet to, or None to drop it. The relay owns
+the sockets and does the sending. Time is always passed in (``now`` in
+seconds of a monotonic clock), so these objects can be driven by tests.
+"""
+
+from .media import rtp
+
+# A signalled address is open to a new media source for this long after a
+# U/L changed it (media-relay.md 3.2: "within 10 s after the last U/L update").
+RELATCH_WINDOW = 10.0
+# How far the sequence number of a packet from a new source may be from the
+# latched one and still be taken as the same sender (media-relay.md 3.2).
+RELATCH_MAX_SEQ_DISTANCE = 536
+# The latched sequence number is refreshed at most this often.
+SEQ_RESYNC_INTERVAL = 1.0
+
+NEVER = float("-inf")
+FOREVER = float("inf")
+
+
+class Stream:
+    """One direction's socket side: RTP or RTCP of one party."""
+
+    __slots__ = (
+        "session", "index", "is_rtp", "peer", "twin",
+        # where packets go and come from
+        "rem_addr", "target", "latched", "untrusted", "asymmetric", "prev_addr",
+        "last_update", "on_hold", "hold_count", "recheck_at", "muted",
+        # latching state (RTP)
+        "ssrc", "seq",
+        # local side, set by the relay
+        "port", "local", "handle",
+        # per-packet features (None when off)
+        "taps",
+        # signalling state kept for other features
+        "codecs", "resize_ptime", "prompt_ptime", "tos",
+        # counters
+        "npkts_in", "nrelayed", "ndropped", "nignored", "last_rx", "first_rx",
+    )
+
+    def __init__(self, session, index, is_rtp):
+        self.session = session
+        self.index = index
+        self.is_rtp = is_rtp
+        self.peer = None
+        self.twin = None
+        self.rem_addr = None
+        self.target = None
+        self.latched = False
+        self.untrusted = False
+        self.asymmetric = False
+        self.prev_addr = None
+        self.last_update = NEVER
+        self.on_hold = False
+        self.hold_count = 0
+        self.recheck_at = NEVER
+        self.muted = False
+        self.ssrc = None
+        self.seq = 0
+        self.port = None
+        self.local = None
+        self.handle = None
+        self.taps = None
+        self.codecs = None
+        self.resize_ptime = None
+        self.prompt_ptime = None
+        self.tos = None
+        self.npkts_in = 0
+        self.nrelayed = 0
+        self.ndropped = 0
+        self.nignored = 0
+        self.last_rx = None
+        self.first_rx = None
+
+    # --- the packet path ------------------------------------------------
+
+    def on_packet(self, data, source, now):
+        """Account a packet received from ``source``; return where to send it."""
+        self.npkts_in += 1
+        self.last_rx = now
+        if source != self.rem_addr or now >= self.recheck_at:
+            if not self._check_source(data, source, now):
+                self.ndropped += 1
+                self.nignored += 1
+                return None
+        if self.taps is not None:
+            for tap in self.taps:
+                tap(self, data, source, now)
+        target = self.peer.target
+        if target is None:
+            self.ndropped += 1
+            return None
+        self.nrelayed += 1
+        return target
+
+    def _check_source(self, data, source, now):
+        """Latching rules of media-relay.md 3.2/3.3 (the slow path)."""
+        if self.first_rx is None:
+            self.first_rx = now
+        current = self.rem_addr
+        if current is None:
+            self._fill(data, source, now)
+            return True
+        if self.asymmetric:
+            if source[0] != current[0]:
+                return False
+            if source == current:
+                self.recheck_at = FOREVER
+            return True
+        if source == current:
+            if self.latched:
+                self._resync(data, now)
+            else:
+                self._try_latch(data, now)
+            return True
+        if not self.latched:
+            self._try_latch(data, now)
+            self._learn(source)
+            return True
+        if self._relatch_allowed(data, now):
+            self._learn(source)
+            return True
+        return False
+
+    def _fill(self, data, source, now):
+        self.latched = source != self.prev_addr
+        self.ssrc = None
+        if self.latched and self.is_rtp:
+            header = rtp.parse(data)
+            if header is not None:
+                self.ssrc, self.seq = header.ssrc, header.seq
+        self._learn(source)
+        twin = self.twin
+        if self.is_rtp and (twin.rem_addr is None or twin.rem_addr[0] != source[0]):
+            twin.rem_addr = (source[0], source[1] + 1) + tuple(source[2:])
+            twin.untrusted = True
+            twin._address_changed()
+        self.recheck_at = now + SEQ_RESYNC_INTERVAL if self.ssrc is not None else FOREVER
+
+    def _try_latch(self, data, now):
+        if now - self.last_update < RELATCH_WINDOW:
+            return
+        header = rtp.parse(data) if self.is_rtp else None
+        if header is None:
+            self.latched = False
+            self.recheck_at = NEVER
+            return
+        self.latched = True
+        self.ssrc, self.seq = header.ssrc, header.seq
+        self.recheck_at = now + SEQ_RESYNC_INTERVAL
+
+    def _resync(self, data, now):
+        """Latched and the source matches: refresh the sequence number."""
+        if self.ssrc is None:
+            self.recheck_at = FOREVER
+            return
+        pair = rtp.ssrc_and_seq(data)
+        if pair is not None:
+            if pair[0] == self.ssrc:
+                self.seq = pair[1]
+            else:
+                self._try_latch(data, now)
+        self.recheck_at = now + SEQ_RESYNC_INTERVAL
+
+    def _relatch_allowed(self, data, now):
+        if not self.is_rtp or self.ssrc is None:
+            return False
+        header = rtp.parse(data)
+        if header is None:
+            return False
+        if now - self.last_update >= RELATCH_WINDOW:
+            if header.ssrc != self.ssrc:
+                return False
+            distance = (header.seq - self.seq) & 0xFFFF
+            if min(distance, 0x10000 - distance) > RELATCH_MAX_SEQ_DISTANCE:
+                return False
+        self.ssrc, self.seq = header.ssrc, header.seq
+        self.recheck_at = now + SEQ_RESYNC_INTERVAL
+        return True
+
+    def _learn(self, source):
+        self.rem_addr = source
+        self.untrusted = True
+        self._address_changed()
+
+    # --- signalling -----------------------------------------------------
+
+    def signal_address(self, address, asymmetric, now):
+        """Apply the address a U/L carried (None: the null host, i.e. hold)."""
+        if address is None:
+            self.on_hold = True
+            self.hold_count += 1
+            return
+        self.on_hold = False
+        if self.rem_addr is not None:
+            self.last_update = now
+        if not self.untrusted and address != self.rem_addr:
+            if self.latched:
+                self.prev_addr = self.rem_addr
+            self.rem_addr = address
+            self._address_changed()
+        self.asymmetric = asymmetric
+        if asymmetric:
+            self.latched = True
+        self.recheck_at = NEVER
+
+    def _address_changed(self):
+        self.recheck_at = NEVER
+        self.refresh_target()
+
+    def refresh_target(self):
+        """Recompute where the peer's packets go (None: nowhere)."""
+        if self.port is None or self.muted:
+            self.target = None
+        else:
+            self.target = self.rem_addr
+
+    def set_muted(self, muted):
+        """While a prompt plays to this party, relayed media to it is dropped."""
+        self.muted = muted
+        self.refresh_target()
+
+    def add_tap(self, tap):
+        self.taps = (self.taps or ()) + (tap,)
+
+    def remove_tap(self, tap):
+        taps = tuple(t for t in (self.taps or ()) if t is not tap)
+        self.taps = taps or None
+
+
+class Session:
+    """One media stream of a call: two parties, their RTP and RTCP streams."""
+
+    def __init__(self, call_id, from_tag, now, setup_ttl, established_ttl=None, unified_ttl=True):
+        self.call_id = call_id
+        self.from_tag = from_tag
+        self.created_at = now
+        self.rtp = [Stream(self, 0, True), Stream(self, 1, True)]
+        self.rtcp = [Stream(self, 0, False), Stream(self, 1, False)]
+        for k in (0, 1):
+            self.rtp[k].peer = self.rtp[1 - k]
+            self.rtcp[k].peer = self.rtcp[1 - k]
+            self.rtp[k].twin = self.rtcp[k]
+            self.rtcp[k].twin = self.rtp[k]
+        self.strong = True
+        self.weak = [False, False]
+        self.complete = False
+        self.unified_ttl = unified_ttl
+        self.ttl = [setup_ttl, setup_ttl]
+        self.established_ttl = setup_ttl if established_ttl is None else established_ttl
+        self.reset_at = [now, now]
+        self.notify = None          # (target, tag bytes, command source ip)
+        self.closed = False
+        self.end_reason = None
+        self.timer = None           # the relay's per-session wake-up handle
+
+    def __repr__(self):
+        return "<Session %s %s>" % (self.call_id, self.from_tag)
+
+    def streams(self):
+        return self.rtp + self.rtcp
+
+    # --- idle time ------------------------------------------------------
+
+    def _activity(self, leg):
+        last = self.reset_at[leg]
+        for stream in (self.rtp[leg], self.rtcp[leg]):
+            if stream.last_rx is not None and stream.last_rx > last:
+                last = stream.last_rx
+        return last
+
+    def _leg_deadlines(self):
+        """When each leg's idle counter runs out (unified: one shared counter)."""
+        if self.unified_ttl:
+            last = max(self._activity(0), self._activity(1))
+            return [last + self.ttl[0], last + self.ttl[1]]
+        return [self._activity(k) + self.ttl[k] for k in (0, 1)]
+
+    def remaining_ttl(self, now):
+        """The Q ``ttl`` value: whole seconds left, minimum over both legs."""
+        return max(0, min(int(d - now + 0.999999) for d in self._leg_deadlines()))
+
+    def expires_at(self):
+        """The session dies one counter tick after its idle counter hits 0."""
+        return min(self._leg_deadlines()) + 1.0
+
+    def touch(self, now):
+        """A U/L on this session: counters back to their maximum."""
+        self.reset_at = [now, now]
+
+    def set_ttl(self, leg, ttl, now):
+        """``S ttl=N``: new maximum for the leg (both when unified), restarted."""
+        legs = (0, 1) if self.unified_ttl else (leg,)
+        self.established_ttl = ttl
+        for k in legs:
+            self.ttl[k] = ttl
+            self.reset_at[k] = now
+
+    def mark_complete(self, now):
+        """The second leg got its ports: from now on the established TTL counts."""
+        self.complete = True
+        self.ttl = [self.established_ttl, self.established_ttl]
+        self.reset_at = [now, now]
+
+    # --- accounting ---------------------------------------------------------
+
+    def duration(self, now):
+        return now - self.created_at
+
+
+class SessionTable:
+    """Sessions by Call-ID, with upstream's tag matching (control-protocol 5.1)."""
+
+    def __init__(self):
+        self.by_call_id = {}
+        self.count = 0
+
+    def __len__(self):
+        return self.count
+
+    def __iter__(self):
+        for sessions in list(self.by_call_id.values()):
+            yield from list(sessions)
+
+    def add(self, session):
+        self.by_call_id.setdefault(session.call_id, []).append(session)
+        self.count += 1
+
+    def remove(self, session):
+        sessions = self.by_call_id.get(session.call_id)
+        if sessions and session in sessions:
+            sessions.remove(session)
+            self.count -= 1
+            if not sessions:
+                del self.by_call_id[session.call_id]
+
+    def find(self, call_id, from_tag, to_tag=None):
+        """(session, direction) for U/L/Q/P/S/C, or (None, None)."""
+        sessions = self.by_call_id.get(call_id)
+        if not sessions:
+            return None, None
+        for session in sessions:
+            if session.from_tag == from_tag:
+                return session, 0
+        if to_tag is not None:
+            suffix = _media_suffix(from_tag)
+            for session in sessions:
+                stored = session.from_tag
+                if stored == to_tag:
+                    return session, 1
+                if suffix is not None and stored == to_tag + suffix:
+                    return session, 1
+        return None, None
+
+    def find_for_delete(self, call_id, from_tag, to_tag=None):
+        """[(session, leg)] matched with D/R/N's prefix-aware rule (5.8)."""
+        matches = []
+        for session in list(self.by_call_id.get(call_id, ())):
+            stored = session.from_tag
+            exact = None
+            if stored == from_tag or stored.startswith(from_tag + ";"):
+                leg, exact = 1, stored == from_tag
+            elif to_tag is not None and (stored == to_tag or stored.startswith(to_tag + ";")):
+                leg, exact = 0, stored == to_tag
+            else:
+                continue
+            matches.append((session, leg))
+            if exact:
+                break
+        return matches
+
+
+def _media_suffix(tag):
+    """``;N`` at the end of a tag (text after the last ';'), or None."""
+    pos = tag.rfind(";")
+    return tag[pos:] if pos >= 0 else None
