@@ -92,10 +92,9 @@ class Relay:
         self.config = config
         self.clock = clock
         self.loop = gevent.get_hub().loop
-        self.allocators = {
-            socket.AF_INET: PortAllocator(config.port_min, config.port_max, config.sequential_ports),
-            socket.AF_INET6: PortAllocator(config.port_min, config.port_max, config.sequential_ports),
-        }
+        # One port table for both families, so numbers stay unique per host
+        # (the spec's worked example continues the -b sequence across U and U6).
+        self.ports = PortAllocator(config.port_min, config.port_max, config.sequential_ports)
         self.on_expired = None       # dispatcher.expire, set by main
         self.open_sockets = 0
 
@@ -119,8 +118,9 @@ class Relay:
     def open_leg(self, session, leg, local):
         """Bind an RTP/RTCP pair for ``leg`` on ``local``; replaces an old pair."""
         family = local.family
-        allocator = self.allocators[family]
-        tos = self.config.tos
+        allocator = self.ports
+        stream = session.rtp[leg]
+        tos = stream.tos if stream.tos is not None else self.config.tos
         for port in allocator.candidates():
             try:
                 rtp_sock = self._bind(family, local.host, port, tos)
@@ -146,7 +146,6 @@ class Relay:
             stream.handle = MediaSocket(sock, watcher, number, family)
             stream.port = number
             stream.local = local
-            stream.tos = tos if family == socket.AF_INET else None
         self.open_sockets += 2
         self._rewire(session)
 
@@ -158,7 +157,7 @@ class Relay:
             handle.close()
             self.open_sockets -= 1
             if stream.is_rtp:
-                self.allocators[handle.family].released(handle.port)
+                self.ports.released(handle.port)
             stream.handle = None
             stream.port = None
             stream.refresh_target()
@@ -176,16 +175,15 @@ class Relay:
             handle.watcher.start(reader)
 
     def set_tos(self, session, leg, tos):
-        """``S tos=N``: IPv4 legs only."""
-        ok = False
+        """``S tos=N``: IPv4 legs only; a leg without sockets yet gets it when bound."""
         for stream in (session.rtp[leg], session.rtcp[leg]):
             handle = stream.handle
-            if handle is None or handle.family != socket.AF_INET:
-                continue
-            handle.sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
+            if handle is not None:
+                if handle.family != socket.AF_INET:
+                    return False
+                handle.sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
             stream.tos = tos
-            ok = True
-        return ok
+        return True
 
     def route_source(self, host, family):
         """The local address the kernel would use to reach ``host``, or None."""
@@ -227,4 +225,4 @@ class Relay:
             wake.clear()
 
     def free_ports(self):
-        return sum(a.free for a in self.allocators.values())
+        return self.ports.free

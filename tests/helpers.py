@@ -1,0 +1,257 @@
+"""Test helpers: run the real daemon as a subprocess and talk to it on real sockets."""
+
+import os
+import random
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port(kind=socket.SOCK_DGRAM, host="127.0.0.1"):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, kind)
+    s.bind((host, 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def port_range(size=40):
+    """A random even base port with ``size`` ports free above it (best effort)."""
+    for _ in range(200):
+        base = random.randrange(20000, 60000 - size, 2)
+        if all(_udp_free(p) for p in range(base, base + size)):
+            return base, base + size - 1
+    raise RuntimeError("no free port range")
+
+
+def _udp_free(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind(("0.0.0.0", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def rtp_packet(seq, ts=0, ssrc=0x1234, pt=0, payload=b"\xff" * 160, marker=False):
+    return struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | pt, seq & 0xFFFF,
+                       ts & 0xFFFFFFFF, ssrc) + payload
+
+
+class Endpoint:
+    """A UDP party of a call (a phone)."""
+
+    def __init__(self, host="127.0.0.1", port=0):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.bind((host, port))
+        self.sock.settimeout(1.0)
+        self.host = host
+        self.port = self.sock.getsockname()[1]
+
+    def send(self, data, host, port):
+        self.sock.sendto(data, (host, port))
+
+    def recv(self, timeout=1.0):
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recvfrom(65535)
+        except socket.timeout:
+            return None, None
+
+    def drain(self, timeout=0.2):
+        got = []
+        while True:
+            data, source = self.recv(timeout)
+            if data is None:
+                return got
+            got.append((data, source))
+
+    def close(self):
+        self.sock.close()
+
+
+class Daemon:
+    """The real rtpproxy process. ``control`` picks the socket tests use."""
+
+    def __init__(self, *args, control="udp", env=None, foreground=True, ports=None):
+        self.tmp = tempfile.mkdtemp(prefix="rtpp-test-")
+        self.control_kind = control
+        self.ports = ports or port_range()
+        if control == "udp":
+            self.ctl_port = free_port()
+            self.control_spec = "udp:127.0.0.1:%d" % self.ctl_port
+        elif control == "udp6":
+            self.ctl_port = free_port(host="::1")
+            self.control_spec = "udp6:::1:%d" % self.ctl_port
+        elif control == "tcp":
+            self.ctl_port = free_port(socket.SOCK_STREAM)
+            self.control_spec = "tcp:127.0.0.1:%d" % self.ctl_port
+        elif control == "tcp6":
+            self.ctl_port = free_port(socket.SOCK_STREAM, host="::1")
+            self.control_spec = "tcp6:::1:%d" % self.ctl_port
+        elif control in ("unix", "cunix"):
+            self.ctl_path = os.path.join(self.tmp, "ctl.sock")
+            self.control_spec = "%s:%s" % (control, self.ctl_path)
+        elif control in ("stdio", "stdioc"):
+            self.control_spec = control + ":"
+        else:
+            raise ValueError(control)
+        argv = [sys.executable, "-m", "rtpproxy_py", "-F", "-p", "/dev/null",
+                "-s", self.control_spec, "-m", str(self.ports[0]), "-M", str(self.ports[1])]
+        if foreground:
+            argv.append("-f")
+        argv += list(args)
+        if not any(a.startswith("-d") for a in args):
+            argv += ["-d", "INFO"]
+        self.argv = argv
+        self.stderr_path = os.path.join(self.tmp, "stderr.log")
+        self.stderr = open(self.stderr_path, "wb")
+        full_env = dict(os.environ, PYTHONPATH=TOP)
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE if control.startswith("stdio") else subprocess.DEVNULL,
+            stdout=subprocess.PIPE if control.startswith("stdio") else subprocess.DEVNULL,
+            stderr=self.stderr, env=full_env, cwd=TOP)
+        self._stream = None
+        self._cookie = random.randrange(1 << 20)
+        self.udp = None
+        self._wait_ready()
+
+    # --- control ------------------------------------------------------------
+
+    def _wait_ready(self, timeout=15.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("rtpproxy exited %s: %s" % (self.proc.returncode, self.log()))
+            try:
+                if self.command("V", timeout=0.5) == "20040107":
+                    return
+            except (OSError, socket.timeout, TimeoutError):
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("rtpproxy did not answer V: %s" % self.log())
+
+    def log(self):
+        if not self.stderr.closed:
+            self.stderr.flush()
+        with open(self.stderr_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def raw(self, data, timeout=3.0):
+        """Send raw command bytes, return the raw reply bytes (cookie included on UDP)."""
+        kind = self.control_kind
+        if kind in ("udp", "udp6"):
+            if self.udp is None:
+                family = socket.AF_INET6 if kind == "udp6" else socket.AF_INET
+                self.udp = socket.socket(family, socket.SOCK_DGRAM)
+            self.udp.settimeout(timeout)
+            target = ("::1" if kind == "udp6" else "127.0.0.1", self.ctl_port)
+            self.udp.sendto(data, target)
+            return self.udp.recv(65535)
+        if kind == "unix":
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(timeout)
+            s.connect(self.ctl_path)
+            s.sendall(data)
+            chunks = []
+            while True:
+                chunk = s.recv(65535)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            s.close()
+            return b"".join(chunks)
+        return self._stream_command(data, timeout)
+
+    def _stream_command(self, data, timeout):
+        kind = self.control_kind
+        if kind.startswith("stdio"):
+            self.proc.stdin.write(data + b"\n")
+            self.proc.stdin.flush()
+            return _read_reply(lambda n: os.read(self.proc.stdout.fileno(), n), timeout,
+                               self.proc.stdout.fileno())
+        if self._stream is None:
+            if kind == "cunix":
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(self.ctl_path)
+            else:
+                family = socket.AF_INET6 if kind == "tcp6" else socket.AF_INET
+                s = socket.socket(family, socket.SOCK_STREAM)
+                s.connect(("::1" if kind == "tcp6" else "127.0.0.1", self.ctl_port))
+            self._stream = s
+        self._stream.settimeout(timeout)
+        self._stream.sendall(data + b"\n")
+        return _read_reply(self._stream.recv, timeout, None)
+
+    def command(self, text, timeout=3.0):
+        """Send one command, return the reply text without cookie and final LF."""
+        data = text.encode("utf-8") if isinstance(text, str) else text
+        if self.control_kind in ("udp", "udp6"):
+            self._cookie += 1
+            cookie = b"%d_%d" % (os.getpid(), self._cookie)
+            reply = self.raw(cookie + b" " + data, timeout)
+            assert reply.startswith(cookie + b" "), reply
+            reply = reply[len(cookie) + 1:]
+        else:
+            reply = self.raw(data, timeout)
+        assert reply.endswith(b"\n"), reply
+        return reply[:-1].decode("utf-8")
+
+    # --- lifecycle ----------------------------------------------------------
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self._stream is not None:
+            self._stream.close()
+        if self.udp is not None:
+            self.udp.close()
+        self.stderr.close()
+        return self.proc.returncode
+
+
+def _read_reply(recv, timeout, fd):
+    """Read until a LF ends the data read so far (multi-line replies arrive whole)."""
+    import select
+    deadline = time.time() + timeout
+    buf = b""
+    while True:
+        if fd is not None:
+            left = deadline - time.time()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise TimeoutError("no reply")
+        chunk = recv(65535)
+        if not chunk:
+            raise ConnectionError("closed")
+        buf += chunk
+        if buf.endswith(b"\n"):
+            return buf      # multi-line replies (I) are written in one go
+
+
+def wait_for(predicate, timeout=5.0, interval=0.05):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()

@@ -1,0 +1,174 @@
+"""The command line: outputs, startup errors as one plain sentence, daemon life."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from helpers import TOP, free_port, port_range, wait_for
+
+
+def run(*args, timeout=15):
+    env = dict(os.environ, PYTHONPATH=TOP)
+    return subprocess.run([sys.executable, "-m", "rtpproxy_py"] + list(args), capture_output=True,
+                          text=True, timeout=timeout, env=env, cwd=TOP)
+
+
+def test_version_and_capabilities():
+    out = run("-V")
+    assert out.returncode == 0 and out.stdout.startswith("1.")
+    caps = run("-v").stdout.splitlines()
+    assert caps[0] == "Basic version: 20040107"
+    dates = [line.split()[1].rstrip(":") for line in caps[1:]]
+    assert "20050322" in dates and "20071116" not in dates
+    assert all(line.startswith("Extension ") for line in caps[1:])
+    assert run("-C").stdout.strip() == "CLOCK_MONOTONIC"
+    assert "Usage:" in run("-h").stdout
+
+
+def test_console_scripts_exist():
+    bindir = os.path.dirname(sys.executable)
+    for name in ("rtpproxy", "rtpproxy_debug", "rtpproxy-debug"):
+        path = os.path.join(bindir, name)
+        assert os.access(path, os.X_OK), path
+        out = subprocess.run([path, "-V"], capture_output=True, text=True, timeout=15)
+        assert out.returncode == 0 and out.stdout.startswith("1.")
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["-q"], "unknown option -q"),
+    (["-f", "extra"], ""),
+    (["-m"], "needs a value"),
+])
+def test_usage_errors(args, fragment):
+    out = run(*args)
+    assert out.returncode != 0
+    assert fragment in out.stderr and "Usage:" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["-l", "203.0.113.77"], "-l <local address> -A 203.0.113.77"),
+    (["-m", "x"], "-m x"),
+    (["-m", "70000"], "-m 70000"),
+    (["-m", "40001", "-M", "40002"], "holds no even RTP port"),
+    (["-T", "0"], "-T 0"),
+    (["-t", "300"], "-t 300"),
+    (["-d", "LOUD"], "log level"),
+    (["-d", "INFO:nowhere"], "facility"),
+    (["-S", "/tmp"], "needs a final directory"),
+    (["-r", "/nonexistent/dir"], "no such directory"),
+    (["-u", "no_such_user_xyz"], "no user"),
+    (["-s", "udp:127.0.0.1:99999"], "outside 1-65535"),
+    (["-s", "udp:203.0.113.77:22222"], "not on this host"),
+    (["-s", "/nonexistent/dir/ctl.sock"], "does not exist"),
+    (["-n", "tcp:127.0.0.1"], "needs a port"),
+    (["-l", "1.2.3.4/5.6.7.8", "-6", "::1/::2"], ""),
+    (["--dso", "x.so"], "modules"),
+    (["-p", "/nonexistent/dir/pid"], "pid file"),
+])
+def test_startup_errors_are_one_sentence(args, fragment):
+    out = run("-f", "-F", *args)
+    assert out.returncode == 1, out
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("rtpproxy: ") and fragment in lines[0], lines[0]
+
+
+def test_stdio_needs_foreground():
+    out = run("-F", "-s", "stdio:")
+    assert out.returncode == 1 and "needs -f" in out.stderr
+
+
+def test_busy_control_socket():
+    port = free_port()
+    busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    busy.bind(("127.0.0.1", port))
+    try:
+        out = run("-f", "-F", "-s", "udp:127.0.0.1:%d" % port)
+        assert out.returncode == 1
+        assert "already in use" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    finally:
+        busy.close()
+
+
+def test_root_without_user_refuses_udp_control():
+    port = free_port()
+    if os.geteuid() == 0:
+        out = run("-f", "-s", "udp:127.0.0.1:%d" % port)
+        assert out.returncode == 1 and "-F" in out.stderr and "-u" in out.stderr
+    else:
+        # the rule only concerns root: an ordinary user starts normally
+        p = subprocess.Popen([sys.executable, "-m", "rtpproxy_py", "-f", "-p", "/dev/null",
+                              "-s", "udp:127.0.0.1:%d" % port], env=dict(os.environ, PYTHONPATH=TOP))
+        time.sleep(1.5)
+        assert p.poll() is None
+        p.terminate()
+        assert p.wait(10) == 0
+
+
+def test_daemonizes_writes_pidfile_and_cleans_up(tmp_path):
+    pidfile = tmp_path / "rtpproxy.pid"
+    sock = tmp_path / "ctl.sock"
+    lo, hi = port_range()
+    out = run("-F", "-p", str(pidfile), "-s", "unix:" + str(sock), "-m", str(lo), "-M", str(hi))
+    # the parent returns once the daemon is up
+    assert out.returncode == 0, out.stderr
+    assert pidfile.exists() and sock.exists()
+    pid = int(pidfile.read_text())
+    assert pidfile.read_text() == "%d\n" % pid
+    os.kill(pid, 0)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(str(sock))
+    s.sendall(b"V")
+    assert s.recv(100) == b"20040107\n"
+    s.close()
+    # detached: its own session, not our child
+    assert os.getsid(pid) == pid or os.getsid(pid) != os.getsid(0)
+    os.kill(pid, signal.SIGTERM)
+    assert wait_for(lambda: not os.path.exists("/proc/%d" % pid), timeout=10)
+    assert not pidfile.exists() and not sock.exists()
+
+
+def test_daemon_startup_failure_reaches_the_terminal(tmp_path):
+    port = free_port()
+    busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    busy.bind(("127.0.0.1", port))
+    try:
+        out = run("-F", "-p", str(tmp_path / "p"), "-s", "udp:127.0.0.1:%d" % port)
+        assert out.returncode == 1 and "already in use" in out.stderr
+    finally:
+        busy.close()
+
+
+def test_sigterm_removes_unix_socket_and_closes_sessions(rtpproxy):
+    d = rtpproxy(control="unix")
+    assert d.command("U c 127.0.0.1 4000 f").isdigit()
+    assert os.path.exists(d.ctl_path)
+    assert d.stop() == 0
+    assert not os.path.exists(d.ctl_path)
+
+
+def test_second_signal_forces_exit(rtpproxy):
+    d = rtpproxy()
+    # SIGTERM then SIGINT quickly: a clean 0 or the forced 128+signal
+    d.proc.send_signal(signal.SIGTERM)
+    d.proc.send_signal(signal.SIGINT)
+    assert d.proc.wait(10) in (0, 130, 143)
+
+
+def test_debug_build_logs_debug_to_stderr(rtpproxy):
+    env = dict(os.environ, PYTHONPATH=TOP)
+    lo, hi = port_range()
+    port = free_port()
+    p = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "rtpproxy_debug"), "-f", "-F",
+                          "-p", "/dev/null", "-s", "udp:127.0.0.1:%d" % port, "-m", str(lo), "-M", str(hi)],
+                         stderr=subprocess.PIPE, env=env)
+    time.sleep(1.5)
+    p.send_signal(signal.SIGTERM)
+    err = p.communicate(timeout=10)[1].decode()
+    assert p.returncode == 0 and "started" in err

@@ -1,0 +1,191 @@
+"""Media through the real daemon: relaying, latching (NAT), asymmetric mode,
+RTCP, IPv6 and hold (media-relay.md)."""
+
+import time
+
+from helpers import Endpoint, rtp_packet
+
+
+def setup_call(d, caller, callee, mods_u="", mods_l="", host="127.0.0.1", caller_addr=None):
+    """U from the caller, L from the callee; returns (port the caller sends to,
+    port the callee sends to)."""
+    ca = caller_addr or (caller.host, caller.port)
+    u = d.command("U%s call %s %d ftag" % (mods_u, ca[0], ca[1]))
+    to_callee = int(u.split()[0])
+    l_reply = d.command("L%s call %s %d ftag ttag" % (mods_l, callee.host, callee.port))
+    to_caller = int(l_reply.split()[0])
+    # U's port goes to the callee, L's port to the caller
+    return to_caller, to_callee
+
+
+def exchange(a, b, host, port_a_sends_to, port_b_sends_to, count=5, ssrc_a=0x1111, ssrc_b=0x2222):
+    """a and b send ``count`` packets each; return what each received."""
+    got_b, got_a = [], []
+    for i in range(count):
+        a.send(rtp_packet(i, i * 160, ssrc_a), host, port_a_sends_to)
+        data, src = b.recv()
+        got_b.append((data, src))
+        b.send(rtp_packet(i, i * 160, ssrc_b), host, port_b_sends_to)
+        data, src = a.recv()
+        got_a.append((data, src))
+    return got_a, got_b
+
+
+def test_relays_both_ways_and_counts(rtpproxy):
+    d = rtpproxy("-l", "127.0.0.1")
+    a, b = Endpoint(), Endpoint()
+    pa, pb = setup_call(d, a, b)
+    got_a, got_b = exchange(a, b, "127.0.0.1", pa, pb, count=10)
+    assert [data for data, _ in got_b] == [rtp_packet(i, i * 160, 0x1111) for i in range(10)]
+    assert [data for data, _ in got_a] == [rtp_packet(i, i * 160, 0x2222) for i in range(10)]
+    # each side sees the relay's port as the source
+    assert {src[1] for _, src in got_b} == {pb}
+    assert {src[1] for _, src in got_a} == {pa}
+    assert d.command("Q call ftag ttag") == "60 10 10 20 0"
+    assert d.command("G npkts_rcvd npkts_relayed") == "20 20"
+    info = d.command("I").splitlines()
+    assert info[3:] == ["packets received: 20", "packets transmitted: 20"]
+    assert d.command("D call ftag ttag") == "0"
+    a.send(rtp_packet(99), "127.0.0.1", pa)
+    assert b.recv(0.3)[0] is None
+
+
+def test_nat_latches_real_source(rtpproxy):
+    """The caller's SDP address is wrong (behind NAT): media from its real
+    address is latched and the callee's media goes there."""
+    d = rtpproxy("-l", "127.0.0.1")
+    a, b = Endpoint(), Endpoint()
+    pa, pb = setup_call(d, a, b, caller_addr=("192.0.2.55", 4444))
+    # callee talks first: relay sends towards the signalled (wrong) address
+    b.send(rtp_packet(0, ssrc=0x2222), "127.0.0.1", pb)
+    assert a.recv(0.3)[0] is None
+    got_a, got_b = exchange(a, b, "127.0.0.1", pa, pb, count=5)
+    assert all(data is not None for data, _ in got_b)
+    assert all(data is not None for data, _ in got_a)
+
+
+def test_latched_source_is_not_stolen(rtpproxy):
+    """Once latched, a packet from another address with another SSRC is dropped."""
+    d = rtpproxy("-l", "127.0.0.1")
+    a, b, evil = Endpoint(), Endpoint(), Endpoint()
+    pa, pb = setup_call(d, a, b, caller_addr=("192.0.2.55", 4444))
+    exchange(a, b, "127.0.0.1", pa, pb, count=3)
+    evil.send(rtp_packet(500, ssrc=0x6666), "127.0.0.1", pa)
+    assert b.recv(0.3)[0] is None
+    b.send(rtp_packet(10, ssrc=0x2222), "127.0.0.1", pb)
+    assert evil.recv(0.3)[0] is None
+    assert a.recv()[0] == rtp_packet(10, ssrc=0x2222)
+    assert d.command("G npkts_discard") == "1"
+    # the same SSRC continuing its sequence from a new address (NAT rebinding) re-latches
+    a2 = Endpoint()
+    a2.send(rtp_packet(3, ssrc=0x1111), "127.0.0.1", pa)
+    assert b.recv()[0] == rtp_packet(3, ssrc=0x1111)
+    b.send(rtp_packet(11, ssrc=0x2222), "127.0.0.1", pb)
+    assert a2.recv()[0] == rtp_packet(11, ssrc=0x2222)
+
+
+def test_first_packet_latches_when_address_unknown(rtpproxy):
+    d = rtpproxy("-l", "127.0.0.1")
+    a, b = Endpoint(), Endpoint()
+    # "0" is too short to be an address: ignored, the caller is learned from media
+    u = d.command("U call 0 0 ftag")
+    port_u, addr = u.split()
+    assert addr == "127.0.0.1"
+    pb = int(port_u)
+    pa = int(d.command("L call 127.0.0.1 %d ftag ttag" % b.port).split()[0])
+    b.send(rtp_packet(0, ssrc=0x2222), "127.0.0.1", pb)
+    assert a.recv(0.3)[0] is None          # caller unknown yet: dropped
+    a.send(rtp_packet(0, ssrc=0x1111), "127.0.0.1", pa)
+    assert b.recv()[0] == rtp_packet(0, ssrc=0x1111)
+    b.send(rtp_packet(1, ssrc=0x2222), "127.0.0.1", pb)
+    assert a.recv()[0] == rtp_packet(1, ssrc=0x2222)
+
+
+def test_asymmetric_leg_keeps_signalled_address(rtpproxy):
+    d = rtpproxy("-l", "127.0.0.1")
+    a, b = Endpoint(), Endpoint()
+    a_rx = Endpoint()
+    # caller asymmetric: it receives on a_rx's port but sends from a's
+    pa, pb = setup_call(d, a, b, mods_u="a", caller_addr=("127.0.0.1", a_rx.port))
+    a.send(rtp_packet(0, ssrc=0x1111), "127.0.0.1", pa)
+    assert b.recv()[0] == rtp_packet(0, ssrc=0x1111)
+    b.send(rtp_packet(0, ssrc=0x2222), "127.0.0.1", pb)
+    assert a_rx.recv()[0] == rtp_packet(0, ssrc=0x2222)
+    assert a.recv(0.3)[0] is None
+    # asymmetric accepts any port of the signalled host, never other hosts
+    other_host = Endpoint("127.0.0.5")
+    other_host.send(rtp_packet(1, ssrc=0x1111), "127.0.0.1", pa)
+    assert b.recv(0.3)[0] is None
+
+
+def test_rtcp_on_the_odd_port(rtpproxy):
+    d = rtpproxy("-l", "127.0.0.1")
+    a, b = Endpoint(), Endpoint()
+    a_rtcp, b_rtcp = Endpoint(port=a.port + 1 if a.port < 65535 else 0), None
+    b_rtcp = Endpoint(port=b.port + 1)
+    pa, pb = setup_call(d, a, b)
+    report = b"\x81\xc8\x00\x06" + b"\x00" * 24
+    a_rtcp.send(report, "127.0.0.1", pa + 1)
+    data, src = b_rtcp.recv()
+    assert data == report and src[1] == pb + 1
+    b_rtcp.send(report, "127.0.0.1", pb + 1)
+    data, src = a_rtcp.recv()
+    assert data == report and src[1] == pa + 1
+    # RTCP counts in G but not in the RTP counters of Q
+    assert d.command("Q call ftag ttag") == "60 0 0 0 0"
+    assert d.command("G npkts_rcvd npkts_relayed") == "2 2"
+
+
+def test_ipv6(rtpproxy):
+    d = rtpproxy("-6", "::1")
+    a, b = Endpoint("::1"), Endpoint("::1")
+    u = d.command("U6 call ::1 %d ftag" % a.port)
+    port_u, addr, six = u.split()
+    assert (addr, six) == ("::1", "6")
+    l_reply = d.command("L6 call ::1 %d ftag ttag" % b.port)
+    pa, pb = int(l_reply.split()[0]), int(port_u)
+    got_a, got_b = exchange(a, b, "::1", pa, pb, count=3)
+    assert [x for x, _ in got_b] == [rtp_packet(i, i * 160, 0x1111) for i in range(3)]
+    assert [x for x, _ in got_a] == [rtp_packet(i, i * 160, 0x2222) for i in range(3)]
+
+
+def test_hold_and_unhold(rtpproxy):
+    d = rtpproxy("-l", "127.0.0.1")
+    a, b = Endpoint(), Endpoint()
+    pa, pb = setup_call(d, a, b)
+    exchange(a, b, "127.0.0.1", pa, pb, count=2)
+    # re-INVITE to hold: the caller's SDP carries 0.0.0.0; nothing is torn down
+    assert d.command("U call 0.0.0.0 %d ftag ttag" % a.port).split()[0] == str(pb)
+    assert d.command("L call 127.0.0.1 %d ftag ttag" % b.port).split()[0] == str(pa)
+    got_a, got_b = exchange(a, b, "127.0.0.1", pa, pb, count=2)
+    assert all(x is not None for x, _ in got_a + got_b)
+    # unhold
+    assert d.command("U call 127.0.0.1 %d ftag ttag" % a.port).split()[0] == str(pb)
+    got_a, got_b = exchange(a, b, "127.0.0.1", pa, pb, count=2)
+    assert all(x is not None for x, _ in got_a + got_b)
+
+
+def test_media_before_answer_is_dropped_then_flows(rtpproxy):
+    d = rtpproxy("-l", "127.0.0.1")
+    a, b = Endpoint(), Endpoint()
+    u = d.command("U call 127.0.0.1 %d ftag" % a.port)
+    pb = int(u.split()[0])
+    # early media from the callee (it got the offer): relayed to the known caller?
+    # stream 1 (caller side) has no socket before L, so nothing can be sent yet.
+    b.send(rtp_packet(0, ssrc=0x2222), "127.0.0.1", pb)
+    assert a.recv(0.3)[0] is None
+    assert d.command("Q call ftag") == "60 0 1 0 1"
+    l_reply = d.command("L call 127.0.0.1 %d ftag ttag" % b.port)
+    pa = int(l_reply.split()[0])
+    got_a, got_b = exchange(a, b, "127.0.0.1", pa, pb, count=2)
+    assert all(x is not None for x, _ in got_a + got_b)
+
+
+def test_duplicate_small_packets(rtpproxy):
+    d = rtpproxy("-l", "127.0.0.1", "-2")
+    a, b = Endpoint(), Endpoint()
+    pa, pb = setup_call(d, a, b)
+    a.send(rtp_packet(0, payload=b"x" * 20), "127.0.0.1", pa)
+    assert len(b.drain(0.3)) == 2
+    a.send(rtp_packet(1, payload=b"x" * 160), "127.0.0.1", pa)
+    assert len(b.drain(0.3)) == 1
