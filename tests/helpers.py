@@ -83,7 +83,8 @@ class Endpoint:
 class Daemon:
     """The real rtpproxy process. ``control`` picks the socket tests use."""
 
-    def __init__(self, *args, control="udp", env=None, foreground=True, ports=None):
+    def __init__(self, *args, control="udp", env=None, foreground=True, ports=None, command=None,
+                 cwd=TOP):
         self.tmp = tempfile.mkdtemp(prefix="rtpp-test-")
         self.control_kind = control
         self.ports = ports or port_range()
@@ -106,7 +107,8 @@ class Daemon:
             self.control_spec = control + ":"
         else:
             raise ValueError(control)
-        argv = [sys.executable, "-m", "rtpproxy_py", "-F", "-p", "/dev/null",
+        # command: the program to run instead of this interpreter's rtpproxy_py.
+        argv = list(command or [sys.executable, "-m", "rtpproxy_py"]) + ["-F", "-p", "/dev/null",
                 "-s", self.control_spec, "-m", str(self.ports[0]), "-M", str(self.ports[1])]
         if foreground:
             argv.append("-f")
@@ -121,7 +123,7 @@ class Daemon:
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE if control.startswith("stdio") else subprocess.DEVNULL,
             stdout=subprocess.PIPE if control.startswith("stdio") else subprocess.DEVNULL,
-            stderr=self.stderr, env=full_env, cwd=TOP)
+            stderr=self.stderr, env=full_env, cwd=cwd)
         self._stream = None
         self._cookie = random.randrange(1 << 20)
         self.udp = None
@@ -255,3 +257,26 @@ def wait_for(predicate, timeout=5.0, interval=0.05):
             return value
         time.sleep(interval)
     return predicate()
+
+
+def relay_one_call(command, count=5, host="127.0.0.1", call_id="call1"):
+    """A whole call through a relay: U from the caller, L from the callee,
+    ``count`` RTP packets each way, then D. ``command`` sends one control
+    command and returns the reply text. Returns (payloads the callee got,
+    payloads the caller got, the packets they sent) so callers can compare."""
+    caller, callee = Endpoint(host), Endpoint(host)
+    try:
+        to_callee = int(command("U %s %s %d ftag" % (call_id, host, caller.port)).split()[0])
+        to_caller = int(command("L %s %s %d ftag ttag" % (call_id, host, callee.port)).split()[0])
+        sent = [rtp_packet(i, i * 160, 0x5151) for i in range(count)]
+        got_callee, got_caller = [], []
+        for packet in sent:
+            caller.send(packet, host, to_caller)   # L's port is the one the caller sends to
+            got_callee.append(callee.recv()[0])
+            callee.send(packet, host, to_callee)
+            got_caller.append(caller.recv()[0])
+        assert command("D %s ftag ttag" % call_id) == "0"
+        return got_callee, got_caller, sent
+    finally:
+        caller.close()
+        callee.close()
