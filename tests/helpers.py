@@ -1,5 +1,6 @@
 """Test helpers: run the real daemon as a subprocess and talk to it on real sockets."""
 
+import configparser
 import os
 import random
 import signal
@@ -11,6 +12,14 @@ import tempfile
 import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def console_scripts():
+    """name -> entry point of every command setup.cfg declares."""
+    config = configparser.ConfigParser()
+    config.read(os.path.join(TOP, "setup.cfg"))
+    lines = config["options.entry_points"]["console_scripts"].strip().splitlines()
+    return dict(tuple(part.strip() for part in line.split("=", 1)) for line in lines if line.strip())
 
 
 def free_port(kind=socket.SOCK_DGRAM, host="127.0.0.1"):

@@ -4,7 +4,6 @@ tool declared in setup.cfg they come from what the program prints (its
 --help, and the usage it prints when run without arguments); for a tool not
 written yet, from the spec's flag list kept here."""
 
-import configparser
 import os
 import re
 import subprocess
@@ -12,7 +11,7 @@ import sys
 
 import pytest
 
-from helpers import TOP
+from helpers import TOP, console_scripts
 
 from rtpproxy_py import cli
 from rtpproxy_py.protocol import errors, parse
@@ -30,14 +29,6 @@ SPEC_OPTIONS = {
 }
 
 _OPTION = re.compile(r"(?<![\w-])(--[a-z][\w-]*|-[A-Za-z]+)")
-
-
-def console_scripts():
-    """name -> entry point, as setup.cfg declares them."""
-    config = configparser.ConfigParser()
-    config.read(os.path.join(TOP, "setup.cfg"))
-    lines = config["options.entry_points"]["console_scripts"].strip().splitlines()
-    return dict(tuple(part.strip() for part in line.split("=", 1)) for line in lines if line.strip())
 
 
 def read_page(name):
