@@ -173,6 +173,11 @@ def test_install_run_as_the_unit_does_and_purge(built):
             run(APT + ["install", "--no-install-recommends", str(deb)])
             for command in ("rtpproxy", "rtpproxy_debug", "rtpproxy-debug"):
                 assert run(["/usr/bin/" + command, "-V"]).strip() == version_string()
+            # every packaged command starts under Debian's python3 and libraries
+            for command in set(console_scripts()) - {"rtpproxy", "rtpproxy_debug", "rtpproxy-debug"}:
+                out = subprocess.run(["/usr/bin/" + command, "--help"], env=SYSTEM_ENV, timeout=60,
+                                     capture_output=True, text=True, stdin=subprocess.DEVNULL)
+                assert "Traceback" not in out.stderr, (command, out.stderr)
             user = pwd.getpwnam(USER)
             assert grp.getgrgid(user.pw_gid).gr_name == USER
             assert user.pw_dir == "/var/lib/rtpproxy" and os.path.isdir(user.pw_dir)

@@ -4,8 +4,11 @@ exit and the leak report, on the real daemon relaying a real call."""
 import os
 import pstats
 import re
+import socket
 import subprocess
 import sys
+
+import pytest
 
 from helpers import TOP, relay_one_call, wait_for
 
@@ -13,13 +16,19 @@ BIN = os.path.dirname(sys.executable)
 DEBUG = [os.path.join(BIN, "rtpproxy_debug")]
 
 
-def _debug_daemon(rtpproxy, tmp_path, **env):
+ALL_CLEAR = "leak report: all clear (sessions 0, ports 0, sockets 0, greenlets 0, fds 0)"
+
+
+def _debug_daemon(rtpproxy, tmp_path, *args, control="udp", **env):
     env = dict({"RTPP_LOOP_HEALTH": "0.2", "RTPP_PROFILE": str(tmp_path)}, **env)
-    return rtpproxy("-l", "127.0.0.1", command=DEBUG, env=env)
+    return rtpproxy("-l", "127.0.0.1", *args, command=DEBUG, env=env, control=control)
 
 
-def test_clean_run_reports_all_clear_and_writes_a_profile(rtpproxy, tmp_path):
-    d = _debug_daemon(rtpproxy, tmp_path)
+@pytest.mark.parametrize("control", ["udp", "tcp", "cunix", "unix"])
+def test_clean_run_reports_all_clear_and_writes_a_profile(rtpproxy, tmp_path, control):
+    """Also with a control connection still open at exit (tcp, cunix): the
+    daemon closes it, so it is no leak."""
+    d = _debug_daemon(rtpproxy, tmp_path, control=control)
     got_callee, got_caller, sent = relay_one_call(d.command)
     assert got_callee == sent and got_caller == sent
     assert wait_for(lambda: "loop health:" in d.log(), timeout=5)
@@ -28,13 +37,30 @@ def test_clean_run_reports_all_clear_and_writes_a_profile(rtpproxy, tmp_path):
     assert line and int(line.group(1)) > 0, d.log()
     assert d.stop() == 0
     log = d.log()
-    assert "leak report: all clear (sessions 0, ports 0, sockets 0, greenlets 0, fds 0)" in log, log
+    assert ALL_CLEAR in log, log
     profiles = list(tmp_path.glob("rtpproxy_debug.*.pstats"))
     assert len(profiles) == 1 and str(profiles[0]) in log
     # The profile covers the packet path: the relay's reader ran once per packet.
     stats = pstats.Stats(str(profiles[0])).stats
     readers = {key: value for key, value in stats.items() if key[2] == "read_and_send"}
     assert readers and sum(value[1] for value in readers.values()) >= 2 * len(sent), readers
+
+
+def test_timed_out_session_and_its_notification_leave_nothing(rtpproxy, tmp_path):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    target = "tcp:127.0.0.1:%d" % listener.getsockname()[1]
+    d = _debug_daemon(rtpproxy, tmp_path, "-T", "1", "-n", target)
+    d.command("U call2 127.0.0.1 4000 ftag %s bye" % target)
+    listener.settimeout(10)
+    conn, _ = listener.accept()
+    conn.settimeout(10)
+    assert conn.recv(100) == b"bye\n"
+    assert d.stop() == 0
+    assert ALL_CLEAR in d.log(), d.log()
+    conn.close()
+    listener.close()
 
 
 def test_leak_report_catches_an_injected_leak(rtpproxy, tmp_path):
