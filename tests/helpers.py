@@ -289,3 +289,10 @@ def relay_one_call(command, count=5, host="127.0.0.1", call_id="call1"):
     finally:
         caller.close()
         callee.close()
+
+
+def relay_reader_calls(stats):
+    """In a pstats.Stats profile: calls of the relay's per-packet readers
+    (relay.py's read* callbacks)."""
+    return sum(value[1] for (filename, _, function), value in stats.stats.items()
+               if filename.endswith("relay.py") and function.startswith("read"))
