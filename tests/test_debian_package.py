@@ -184,6 +184,10 @@ def test_install_run_as_the_unit_does_and_purge(built):
 
             if os.path.isdir("/run/systemd/system"):      # postinst started it: use our own
                 subprocess.run(["systemctl", "stop", "rtpproxy.service"], env=SYSTEM_ENV)
+            # systemd's own check of the unit: syntax, ExecStart, the man page it names
+            verify = subprocess.run(["systemd-analyze", "verify", "/lib/systemd/system/rtpproxy.service"],
+                                    env=SYSTEM_ENV, capture_output=True, text=True, timeout=120)
+            assert verify.returncode == 0 and not verify.stdout + verify.stderr, verify
             unit = read_unit("/lib/systemd/system/rtpproxy.service")
             assert (unit["User"], unit["Group"]) == (USER, USER)
             env = read_environment_file(unit["EnvironmentFile"].lstrip("-"))
