@@ -127,7 +127,8 @@ class Daemon:
         self.argv = argv
         self.stderr_path = os.path.join(self.tmp, "stderr.log")
         self.stderr = open(self.stderr_path, "wb")
-        full_env = dict(os.environ, PYTHONPATH=TOP)
+        # RTPP_PROFILE: where a debug build's profile goes, not into the tree
+        full_env = dict(os.environ, PYTHONPATH=TOP, RTPP_PROFILE=self.tmp)
         full_env.update(env or {})
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE if control.startswith("stdio") else subprocess.DEVNULL,

@@ -161,8 +161,8 @@ def test_second_signal_forces_exit(rtpproxy):
     assert d.proc.wait(10) in (0, 130, 143)
 
 
-def test_debug_build_logs_debug_to_stderr(rtpproxy):
-    env = dict(os.environ, PYTHONPATH=TOP)
+def test_debug_build_logs_debug_to_stderr(rtpproxy, tmp_path):
+    env = dict(os.environ, PYTHONPATH=TOP, RTPP_PROFILE=str(tmp_path))   # not into the tree
     lo, hi = port_range()
     port = free_port()
     p = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "rtpproxy_debug"), "-f", "-F",
