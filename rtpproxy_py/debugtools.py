@@ -12,7 +12,7 @@ started in; the file is named ``PROGRAM.PID.pstats``. Read it with
 A tool's ``_debug`` entry point is one line::
 
     def main_debug():
-        return debugtools.run_debug(main, "makeann_debug")
+        return debugtools.run_debug(main, "makeann_debug", debug=True)
 """
 
 import cProfile
@@ -112,14 +112,15 @@ class Profile:
             sys.stderr.write(message + "\n")
 
 
-def run_debug(main, program, *args):
-    """Run a tool's ``main(*args)`` as its debug build: debug logging to stderr
-    and a profile written on exit (also when main raises or calls sys.exit)."""
+def run_debug(main, program, *args, **kwargs):
+    """Run a tool's ``main(*args, **kwargs)`` as its debug build: debug logging
+    to stderr and a profile written on exit (also when main raises or calls
+    sys.exit)."""
     setup_debug_logging()
     profile = Profile(program)
     profile.start()
     try:
-        return main(*args)
+        return main(*args, **kwargs)
     finally:
         profile.finish()
 

@@ -18,12 +18,13 @@ from rtpproxy_py import debugtools
 def crunch():
     return sum(i * i for i in range(200000))
 
-def main(name):
+def main(name, debug=False):
+    assert debug
     logging.getLogger("tool").debug("hello from %s", name)
     crunch()
     sys.exit(3)
 
-sys.exit(debugtools.run_debug(main, "tool_debug", "x"))
+sys.exit(debugtools.run_debug(main, "tool_debug", "x", debug=True))
 """
 
 
