@@ -90,7 +90,9 @@ class UsageError(Exception):
 
 
 def normalize_argv(argv):
-    """Split clustered short options and rename the digit ones for docopt."""
+    """Split clustered short options, rename the digit ones and complete long
+    option prefixes for docopt; an unknown option or a stray argument is a
+    UsageError naming it (docopt's own messages do not)."""
     out = []
     i = 0
     while i < len(argv):
