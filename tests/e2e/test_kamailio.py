@@ -328,7 +328,7 @@ def test_two_relays_with_weights_and_failover(lab, death):
     caller, callee = talk(lab.tone(), talk_ms=1500)
     a, b = run_calls(lab, kam, caller, callee, calls=30, rate=5, limit=30, timeout=90)
 
-    assert wait_until(lambda: counters(r1, "nsess_created")["nsess_created"] >= 6
+    assert wait_until(lambda: counters(r1, "nsess_created")["nsess_created"] >= 4
                       and counters(r2, "nsess_created")["nsess_created"] >= 2, timeout=20), \
         "calls did not spread over both relays"
     r1.proc.send_signal(signal.SIGKILL if death == "crashed" else signal.SIGSTOP)
@@ -352,7 +352,7 @@ def test_two_relays_with_weights_and_failover(lab, death):
             first_invite.setdefault(m.headers["call-id"][0], m.time)
     before = [cid for cid in ids if first_invite[cid] < killed_at - 0.2]
     after = [cid for cid in ids if first_invite[cid] > killed_at]
-    assert len(after) >= 10, len(after)
+    assert len(after) >= 5, len(after)
     served_before = Counter(sdp_to(messages, cid, PHONE_B.ip, "offer")[0][1] for cid in before)
     assert served_before[RELAY_IP] > 0 and served_before[RELAY2_IP] > 0, served_before
 
