@@ -16,6 +16,13 @@ tests ``start_recording()``). Nothing in here knows about one particular check.
 * ``Capture``: tcpdump on ``lo``; ``packets()`` parses the pcap while it runs.
   ``sip_messages``, ``rtp_packets`` and ``sdp_media`` pick what the tests look at.
 * ``tone``/``ulaw_encode``/``ulaw_decode``/``write_pcmu``: the audio the phones play.
+* ``call_ids``, ``sdp_to``, ``relayed``, ``wait_until``: reading a call out of a capture.
+
+To drive another function of Kamailio's rtpproxy module (``rtpproxy_stream2uac``,
+``start_recording``...), add it to the example config behind ``#!ifdef WITH_<NAME>``
+(documented there and in the README like the other defines) and start Kamailio with
+``lab.kamailio(relay, defines={"WITH_<NAME>": None})``: the tests keep running the
+very file users copy.
 
 Addresses, in a 127.N.0.0/16 block of the test process's own (``LAB_NET``, N random
 or ``RTPP_E2E_NET``): Kamailio on 127.N.0.1, the relays' media on 127.N.0.10 and
@@ -89,17 +96,18 @@ def tone(seconds=1.0, freq=440.0, amplitude=0.4, rate=8000):
 
 
 def ulaw_encode(samples):
-    """int16 samples -> G.711 mu-law bytes (ITU-T G.711, bias 0x84, clip 32635)."""
-    s = np.asarray(samples, dtype=np.int32)
-    sign = (s < 0).astype(np.int32) << 7
-    mag = np.minimum(np.abs(s), 32635) + 0x84
-    exponent = np.floor(np.log2(mag)).astype(np.int32) - 7
-    mantissa = (mag >> (exponent + 3)) & 0x0F
-    return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes()
+    """int16 samples -> G.711 mu-law bytes, as the ITU-T G.191 reference (ulaw_compress)."""
+    x = np.asarray(samples, dtype=np.int32)
+    absno = np.minimum((np.where(x < 0, ~x, x) >> 2) + 33, 0x1FFF)
+    top = absno >> 6
+    segno = np.where(top > 0, np.floor(np.log2(np.maximum(top, 1))).astype(np.int32) + 1, 0) + 1
+    low = 0x0F - ((absno >> segno) & 0x0F)
+    out = ((0x08 - segno) << 4) | low
+    return np.where(x >= 0, out | 0x80, out).astype(np.uint8).tobytes()
 
 
 def ulaw_decode(data):
-    """G.711 mu-law bytes -> int16 samples."""
+    """G.711 mu-law bytes -> int16 samples (ITU-T G.191 ulaw_expand)."""
     u = ~np.frombuffer(data, dtype=np.uint8).astype(np.int32) & 0xFF
     exponent = (u >> 4) & 0x07
     mantissa = u & 0x0F
@@ -380,6 +388,7 @@ class Kamailio(Process):
         deadline = time.time() + ready_timeout
         while time.time() < deadline:
             if not self.alive():
+                self.stop()
                 raise RuntimeError("kamailio exited %s:\n%s" % (self.proc.returncode, self.log()))
             if sip_options(ip, self.port) == 200:
                 return
@@ -496,6 +505,7 @@ class Capture(Process):
         deadline = time.time() + 10
         while "listening on" not in self.log():
             if not self.alive() or time.time() > deadline:
+                self.stop()
                 raise RuntimeError("tcpdump did not start:\n%s" % self.log())
             time.sleep(0.05)
 

@@ -82,9 +82,12 @@ def check_anchored(messages, rtp, call_id, relay_ip=RELAY_IP, since=None):
     return tuple(counts)
 
 
-@pytest.mark.parametrize("variant", ["offer-answer", "manage"])
-def test_one_call_is_anchored_in_the_relay(lab, variant):
-    relay = lab.relay("-d", "DBUG")
+@pytest.mark.parametrize("variant,control", [("offer-answer", "udp"), ("manage", "udp"),
+                                             ("offer-answer", "unix")])
+def test_one_call_is_anchored_in_the_relay(lab, variant, control):
+    """A call through the example config, both of its variants; and over a unix control
+    socket, where Kamailio connects for each command and sends it without cookie or LF."""
+    relay = lab.relay("-d", "DBUG", control=control)
     defines = {"WITH_RTPPROXY_MANAGE": None} if variant == "manage" else {}
     kam = lab.kamailio(relay, defines=defines)
     cap = lab.capture()
