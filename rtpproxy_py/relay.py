@@ -6,7 +6,7 @@ asks the Stream where it goes and sends it from the peer's socket. No
 greenlet switch, no drain loop, no logging, no per-packet dict lookups.
 
 Each session also gets a greenlet that sleeps until the session's next
-deadline (idle expiry now; playback and re-packetizing later) and acts on it.
+deadline (idle expiry, the next prompt packet) and acts on it.
 """
 
 import errno
@@ -221,8 +221,23 @@ class Relay:
             if now >= deadline:
                 self.on_expired(session)
                 return
-            wake.wait(deadline - now)
+            if session.players is not None:
+                self._send_played(session.playback_due(now))
+                deadline = min(deadline, session.next_playback_at(now))
+            wake.wait(max(deadline - now, 0.0))
             wake.clear()
+
+    @staticmethod
+    def _send_played(due):
+        """Prompt packets go out of the party's own stream socket to its address."""
+        for stream, packet in due:
+            handle, target = stream.handle, stream.rem_addr
+            if handle is None or target is None:
+                continue
+            try:
+                handle.sock.sendto(packet, target)
+            except OSError:
+                pass
 
     def free_ports(self):
         return self.ports.free
