@@ -374,8 +374,15 @@ class Relay:
                 return
             if session.players is not None:
                 self._send_played(session.playback_due(now))
-                deadline = min(deadline, session.next_playback_at(now))
-            wake.wait(max(deadline - now, 0.0))
+                next_packet = session.next_playback_at(now)
+                if next_packet < deadline:
+                    # Pacing a prompt: a plain timer sleep, as an Event wait with a
+                    # time-out costs several times more per wake-up. Changes made
+                    # meanwhile (S, another P, TTL) are seen at the next packet time.
+                    wake.clear()
+                    gevent.sleep(max(next_packet - clock(), 0.0))
+                    continue
+            wake.wait(deadline - now)
             wake.clear()
 
     @staticmethod
