@@ -14,7 +14,7 @@ Packets from any other source still reach the main socket, where the full
 latching rules (Stream.on_packet) decide.
 
 Each session also gets a greenlet that sleeps until the session's next
-deadline (idle expiry now; playback and re-packetizing later) and acts on it.
+deadline (idle expiry, the next prompt packet) and acts on it.
 """
 
 import errno
@@ -392,8 +392,30 @@ class Relay:
             if now >= deadline:
                 self.on_expired(session)
                 return
+            if session.players is not None:
+                self._send_played(session.playback_due(now))
+                next_packet = session.next_playback_at(now)
+                if next_packet < deadline:
+                    # Pacing a prompt: a plain timer sleep, as an Event wait with a
+                    # time-out costs several times more per wake-up. Changes made
+                    # meanwhile (S, another P, TTL) are seen at the next packet time.
+                    wake.clear()
+                    gevent.sleep(max(next_packet - clock(), 0.0))
+                    continue
             wake.wait(deadline - now)
             wake.clear()
+
+    @staticmethod
+    def _send_played(due):
+        """Prompt packets go out of the party's own stream socket to its address."""
+        for stream, packet in due:
+            handle, target = stream.handle, stream.rem_addr
+            if handle is None or target is None:
+                continue
+            try:
+                handle.sock.sendto(packet, target)
+            except OSError:
+                pass
 
     def free_ports(self):
         return self.ports.free
