@@ -1,0 +1,447 @@
+"""RTP analysis of one received stream: the ``rtpa_*`` counters, jitter and
+the longest inter-packet interval (control-protocol.md 5.14, media-relay.md 10).
+
+The engine follows extractaudio.md section 7, which describes the analyser
+upstream uses both for extractaudio's statistics and for the relay's
+per-stream counters:
+
+* sequence tracking in *segments*: a segment is a run of packets with one
+  SSRC and a plausible sequence progression; an SSRC change, a marked
+  sequence reset or a jump of more than 536 starts a new one. Totals:
+  ``nsent`` (sum of max - min + 1 over segments), ``nrcvd`` (unique packets),
+  ``ndups``, ``nlost = nsent - nrcvd``;
+* RFC 3550 interarrival jitter per SSRC, in RTP timestamp units;
+* ``perrs``: packets that do not parse as RTP.
+
+It does no I/O: ``feed(data, t)`` takes the datagram and its arrival time in
+seconds (any monotonic clock). The relay passes the time its event loop woke
+up for the batch of packets (relay.NOW while analysis is on): with
+``--poll_batch 2`` a packet's time is late by 0-2 ms, which shows as jitter
+(README, "RTP analysis").
+
+Cost: this runs for every relayed RTP packet, so the common packet (same
+SSRC, next sequence number, the usual timestamp step) takes a fast path: one
+comparison of its 12-byte header, read as a single integer, with the header
+predicted from the previous packet. Everything the slow path would do for
+such a packet is either done there (jitter, interval) or deferred and
+settled when the next unusual packet or a query comes (counts, the
+timestamp ring).
+"""
+
+import sys
+
+from . import rtp
+from .codecs.payload_types import clock_rate
+
+# How far behind the newest sequence number a packet can still be tested for
+# being a duplicate (536 back, or 1071 back for a late packet from before a
+# wrap); seen numbers older than this are forgotten.
+SEEN_WINDOW = 2048
+# Jitter: records kept per SSRC before the oldest is folded into totals.
+MAX_SSRC_RECORDS = 10
+RING_SIZE = 10
+# A timestamp step larger than this could trip the "timestamp jump" rule, so
+# such streams stay on the slow path (1024 ticks = 128 ms at 8 kHz).
+MAX_FAST_TS_STEP = 1024
+
+_HINT_NORMAL = 0
+_HINT_SEQ_RESET = 1
+
+_SEQ_BIT = 1 << 64          # the sequence number's lowest bit in a header read as one integer
+
+if sys.version_info >= (3, 11):
+    _header_int = int.from_bytes          # big-endian by default; cheaper without the argument
+else:                                     # pragma: no cover
+    def _header_int(data):
+        return int.from_bytes(data, "big")
+
+
+class _JitterRecord:
+    """RFC 3550 jitter state of one SSRC (extractaudio.md section 7)."""
+
+    __slots__ = ("ssrc", "prev_rts", "prev_ts", "jlast", "jmax", "jtotal", "pcount",
+                 "ring", "ring_pos")
+
+    def __init__(self, ssrc):
+        self.ssrc = ssrc
+        self.prev_rts = 0
+        self.prev_ts = 0
+        self.jlast = 0.0
+        self.jmax = 0.0
+        self.jtotal = 0.0
+        self.pcount = 0
+        self.ring = [None] * RING_SIZE
+        self.ring_pos = 0
+
+    def push(self, ts):
+        self.ring[self.ring_pos] = ts
+        self.ring_pos = (self.ring_pos + 1) % RING_SIZE
+
+
+class RtpAnalyzer:
+    """Statistics of the RTP packets received on one stream."""
+
+    __slots__ = (
+        # fast path: the next header we expect, read as a 96-bit integer, and the step
+        "expect", "step", "fast_ts_step", "pending", "jrec", "jclock",
+        # totals over closed segments
+        "psent", "precvd", "pdups", "ssrc_changes", "perrs",
+        # the open segment
+        "seg_ssrc", "pcount", "min_seq", "max_seq", "seq_offset", "seg_dups",
+        "run_lo", "seen", "last_seq", "last_ts",
+        # jitter records, newest first, and what folded records left behind
+        "records", "fold_jmax", "fold_jtotal", "fold_count",
+        # arrival times
+        "last_t", "longest_ipi",
+        # bytes of the packets fed (only counted by the metrics variant)
+        "nbytes", "feed",
+    )
+
+    def __init__(self, count_bytes=False):
+        self.expect = -1
+        self.step = 0
+        self.fast_ts_step = 0
+        self.pending = 0
+        self.jrec = None
+        self.jclock = 0
+        self.psent = self.precvd = self.pdups = self.ssrc_changes = self.perrs = 0
+        self.seg_ssrc = None
+        self.pcount = self.min_seq = self.max_seq = self.seq_offset = self.seg_dups = 0
+        self.run_lo = 0
+        self.seen = []
+        self.last_seq = self.last_ts = None
+        self.records = []
+        self.fold_jmax = 0.0
+        self.fold_jtotal = 0.0
+        self.fold_count = 0
+        self.last_t = None
+        self.longest_ipi = 0.0
+        self.nbytes = 0
+        # The byte-counting variant is chosen once, so the plain one pays nothing for it.
+        self.feed = self._feed_counting if count_bytes else self._feed
+
+    # --- per packet ------------------------------------------------------------
+
+    def _feed(self, data, t):
+        """Account one received datagram that arrived at ``t`` seconds."""
+        h = _header_int(data[:12])
+        if h != self.expect:
+            return self._slow(data, h, t)
+        # Same SSRC, payload type and flags, sequence + 1, timestamp + the usual step.
+        self.expect = h + self.step
+        self.pending += 1
+        gap = t - self.last_t
+        if gap > self.longest_ipi:
+            self.longest_ipi = gap
+        self.last_t = t
+        rec = self.jrec
+        if rec is not None:
+            rts = (t * self.jclock) // 1
+            d = (rts - rec.prev_rts) - self.fast_ts_step
+            if d < 0:
+                d = -d
+            jlast = rec.jlast
+            jlast += (d - jlast) / 16
+            rec.jlast = jlast
+            if jlast > rec.jmax:
+                rec.jmax = jlast
+            rec.jtotal += jlast
+            rec.prev_rts = rts
+
+    def _feed_counting(self, data, t):
+        self.nbytes += len(data)
+        self._feed(data, t)
+
+    # --- the general case ------------------------------------------------------
+
+    def _settle(self):
+        """Apply what fast-path packets deferred: counts, timestamps, ring."""
+        n = self.pending
+        if not n:
+            return
+        self.pending = 0
+        step = self.fast_ts_step
+        self.max_seq += n
+        self.pcount += n
+        self.last_seq = (self.last_seq + n) & 0xFFFF
+        first_ts = self.last_ts
+        self.last_ts = (first_ts + n * step) & 0xFFFFFFFF
+        rec = self.jrec
+        if rec is not None:
+            rec.pcount += n
+            rec.prev_ts = self.last_ts
+            # the ring saw the run's timestamps; only the last ten can still be in it
+            k = min(n, RING_SIZE)
+            rec.ring_pos = (rec.ring_pos + n - k) % RING_SIZE
+            for i in range(n - k + 1, n + 1):
+                rec.push((first_ts + i * step) & 0xFFFFFFFF)
+
+    def _slow(self, data, h, t):
+        self._settle()
+        self.expect = -1
+        if self.last_t is not None:
+            gap = t - self.last_t
+            if gap > self.longest_ipi:
+                self.longest_ipi = gap
+        self.last_t = t
+        header = _parse(data)
+        if header is None:
+            self.perrs += 1
+            return
+        b0, marker, pt, seq, ts, ssrc = header
+        prev_seq, prev_ts, prev_ssrc = self.last_seq, self.last_ts, self.seg_ssrc
+        newest = self._sequence(seq, ts, ssrc, marker, pt, t)
+        self.last_seq, self.last_ts = seq, ts
+        if (newest and b0 == 0x80 and ssrc == prev_ssrc and prev_seq == seq - 1
+                and self.max_seq == seq + self.seq_offset):
+            self._arm(h, pt, ts, (ts - prev_ts) & 0xFFFFFFFF)
+
+    def _arm(self, h, pt, ts, ts_step):
+        """The packet just handled continues its stream regularly: predict the
+        next header, if the fast path would give exactly the slow path's results
+        for it (the timestamp rules of _jitter cannot trigger, and the timestamp
+        ring holds none of the next ten timestamps)."""
+        if not 0 < ts_step <= MAX_FAST_TS_STEP:
+            return
+        rec = None
+        if clock_rate(pt) is not None:
+            rec = self._find_record(self.seg_ssrc)
+            if rec is None or rec.prev_ts != ts or rec.prev_rts == 0:
+                return
+            for old in rec.ring:
+                if old is not None:
+                    ahead = (old - ts) & 0xFFFFFFFF
+                    if ahead and ahead % ts_step == 0 and ahead <= RING_SIZE * ts_step:
+                        return
+        self.jrec = rec
+        self.fast_ts_step = ts_step
+        self.step = _SEQ_BIT + (ts_step << 32)
+        self.expect = h + self.step
+
+    def _sequence(self, s, ts, ssrc, marker, pt, t):
+        """Sequence tracking (extractaudio.md 7, steps 1-6). Returns True when
+        the packet became the newest of its segment."""
+        if self.seg_ssrc is None:
+            self._start_segment(ssrc, s)
+            self.ssrc_changes = 1
+            self._jitter(ssrc, pt, ts, t, _HINT_NORMAL)
+            return True
+        if ssrc != self.seg_ssrc:
+            self._close_segment()
+            self._start_segment(ssrc, s)      # at the raw number; the offset is kept
+            self.ssrc_changes += 1
+            self._jitter(ssrc, pt, ts, t, _HINT_NORMAL)
+            return True
+        x = s + self.seq_offset
+        max_seq = self.max_seq
+        if marker and x < max_seq and max_seq & 0xFFFF != 0xFFFF:
+            self._close_segment()             # the sender restarted its sequence
+            self._start_segment(ssrc, x)
+            self._jitter(ssrc, pt, ts, t, _HINT_SEQ_RESET)
+            return True
+        hint = _HINT_SEQ_RESET if x == 0 and max_seq & 0xFFFF < 65500 else _HINT_NORMAL
+        self._jitter(ssrc, pt, ts, t, hint)
+        if max_seq % 65536 < 536 and s > 65000:
+            x -= 65536                        # a late packet from before the wrap
+        elif max_seq > 65000 and x < max_seq - 65000:
+            self.seq_offset += 65536          # the sequence number wrapped
+            x += 65536
+        elif x + 536 < max_seq or x > max_seq + 536:
+            self._close_segment()             # too far off: a new segment
+            self._start_segment(ssrc, x)
+            return True
+        if self._seen(x):
+            self.seg_dups += 1
+            return False
+        if x > max_seq:
+            if x != max_seq + 1:
+                self._forget_run(x)
+            self.max_seq = x
+            self.pcount += 1
+            return True
+        if x >= self.min_seq or self.seq_offset == 0:
+            if x < self.min_seq:
+                self.min_seq = x
+            self.pcount += 1
+            self._remember(x)
+        # else: a packet older than the segment after a wrap; upstream's
+        # extractaudio stops on it, the relay just leaves it out.
+        return False
+
+    def _start_segment(self, ssrc, x):
+        self.seg_ssrc = ssrc
+        self.min_seq = self.max_seq = self.run_lo = x
+        self.pcount = 1
+        self.seg_dups = 0
+        self.seen = []
+
+    def _close_segment(self):
+        if self.pcount > 0:
+            self.psent += self.max_seq - self.min_seq + 1
+            self.precvd += self.pcount
+            self.pdups += self.seg_dups
+
+    # The sequence numbers seen in a segment: all of run_lo..max_seq, plus
+    # older runs in ``seen`` as [low, high] pairs. (Upstream keeps a
+    # 131072-bit map; only the last SEEN_WINDOW numbers can be looked up again,
+    # so older runs are dropped.)
+
+    def _seen(self, x):
+        if self.run_lo <= x <= self.max_seq:
+            return True
+        for low, high in self.seen:
+            if low <= x <= high:
+                return True
+        return False
+
+    def _forget_run(self, new_max):
+        """A gap: the contiguous run ends here and becomes an older run."""
+        self.seen.append([self.run_lo, self.max_seq])
+        self.run_lo = new_max
+        self._prune()
+
+    def _remember(self, x):
+        """A late packet filled a hole below the newest number."""
+        if x == self.run_lo - 1:
+            self.run_lo = x
+            return
+        for pair in self.seen:
+            if x == pair[1] + 1:
+                pair[1] = x
+                return
+            if x == pair[0] - 1:
+                pair[0] = x
+                return
+        self.seen.append([x, x])
+        self._prune()
+
+    def _prune(self):
+        if len(self.seen) > 32:
+            floor = self.max_seq - SEEN_WINDOW
+            self.seen = [pair for pair in self.seen if pair[1] >= floor]
+
+    # --- jitter -------------------------------------------------------------------
+
+    def _record(self, ssrc):
+        rec = self._find_record(ssrc)
+        if rec is not None:
+            return rec
+        if len(self.records) >= MAX_SSRC_RECORDS:
+            old = self.records.pop()
+            if old.pcount >= 2:
+                self.fold_jmax = max(self.fold_jmax, old.jmax)
+                self.fold_jtotal += old.jtotal
+                self.fold_count += old.pcount - 1
+        rec = _JitterRecord(ssrc)
+        self.records.insert(0, rec)
+        return rec
+
+    def _jitter(self, ssrc, pt, ts, t, hint):
+        clock = clock_rate(pt)
+        if clock is None:
+            return
+        self.jclock = clock
+        rec = self._record(ssrc)
+        rts = (t * clock) // 1
+        if ts in rec.ring:
+            if rec.pcount == 1:
+                rec.prev_rts, rec.prev_ts = rts, ts
+            return
+        if rec.prev_rts != 0 and hint != _HINT_SEQ_RESET:
+            d = rec.prev_rts - rts
+            prev_ts = rec.prev_ts
+            wrcorr = 0
+            if prev_ts > ts:
+                if prev_ts - ts > 1 << 31:
+                    wrcorr = 1 << 32
+                elif d != 0 and prev_ts - ts > abs(d) * 50:
+                    return self._save(rec, ts, rts)      # timestamp reset
+            elif d != 0 and ts - prev_ts > abs(d) * 1024:
+                return self._save(rec, ts, rts)          # timestamp jump
+            big_d = (rts - (ts + wrcorr)) - (rec.prev_rts - prev_ts)
+            rec.jlast += (abs(big_d) - rec.jlast) / 16
+            if rec.jlast > rec.jmax:
+                rec.jmax = rec.jlast
+            rec.jtotal += rec.jlast
+        if hint != _HINT_SEQ_RESET or rec.prev_rts == 0:
+            rec.pcount += 1
+        self._save(rec, ts, rts)
+
+    @staticmethod
+    def _save(rec, ts, rts):
+        rec.push(ts)
+        rec.prev_rts = rts
+        rec.prev_ts = ts
+
+    def _find_record(self, ssrc):
+        for rec in self.records:
+            if rec.ssrc == ssrc:
+                return rec
+        return None
+
+    # --- results -------------------------------------------------------------------
+
+    def _totals(self):
+        self._settle()
+        sent, rcvd, dups = self.psent, self.precvd, self.pdups
+        if self.pcount > 0:
+            sent += self.max_seq - self.min_seq + 1
+            rcvd += self.pcount
+            dups += self.seg_dups
+        return sent, rcvd, dups
+
+    @property
+    def rtpa_nsent(self):
+        return self._totals()[0]
+
+    @property
+    def rtpa_nrcvd(self):
+        return self._totals()[1]
+
+    @property
+    def rtpa_ndups(self):
+        return self._totals()[2]
+
+    @property
+    def rtpa_nlost(self):
+        sent, rcvd, _ = self._totals()
+        return max(0, sent - rcvd)
+
+    @property
+    def rtpa_perrs(self):
+        return self.perrs
+
+    def _jitter_records(self):
+        self._settle()
+        return [rec for rec in self.records if rec.pcount >= 2]
+
+    @property
+    def rtpa_jlast(self):
+        """jlast of the newest SSRC with at least two packets, timestamp units."""
+        records = self._jitter_records()
+        return records[0].jlast if records else 0.0
+
+    @property
+    def rtpa_jmax(self):
+        return max([rec.jmax for rec in self._jitter_records()] + [self.fold_jmax])
+
+    @property
+    def rtpa_javg(self):
+        records = self._jitter_records()
+        count = sum(rec.pcount - 1 for rec in records) + self.fold_count
+        if not count:
+            return 0.0
+        return (sum(rec.jtotal for rec in records) + self.fold_jtotal) / count
+
+    def jitter_clock(self):
+        """Clock rate of the newest SSRC's payload (to turn jitter into seconds)."""
+        return self.jclock or 8000
+
+
+def _parse(data):
+    """(b0, marker, pt, seq, ts, ssrc) of a well-formed RTP packet, or None
+    (the checks of extractaudio.md section 3)."""
+    header = rtp.parse(data)
+    if header is None:
+        return None
+    return data[0], header.marker, header.pt, header.seq, header.ts, header.ssrc
