@@ -8,6 +8,7 @@ BASE_VERSION = "20040107"
 EXTENSIONS = (
     ("20050322", "Support for multiple RTP streams and MOH"),   # MOH: P/S playback
     ("20060704", "Support for extra parameter in the V command"),
+    ("20071116", "Support for RTP re-packetization"),
     ("20080403", "Support for RTP statistics querying"),
     ("20081102", "Support for setting codecs in the update/lookup command"),
     ("20081224", "Support for session timeouts notification"),
@@ -15,22 +16,29 @@ EXTENSIONS = (
     ("20140323", "Support for tracking/reporting load"),
     ("20141004", "Support for extendable performance counters"),
     ("20150330", "Support for allocating a new port (\"Un\"/\"Ln\")"),
+    ("20150420", "Support for SEQ tracking and new rtpa_ counters; Q handler takes extra args"),
     ("20150617", "Support for the wildcard %%CC_SELF%% as a disconnect notify target"),
     ("20191015", "Support for the && sub-command specifier"),
+    ("20230205", "Support for the rtpa_nlost counter"),
     ("20230314", "Support for D as a sub-command (\"fusing\")"),
+    ("20230424", "Support for longest_ipi, rtpa_jlast, rtpa_jmax and rtpa_javg counters"),
     ("20251015", "Support for changing TTL and TOS of the stream with the S sub-command"),
     ("20260306", "Support for address labels in the Ul/Ll commands"),
     ("20260308", "Support for single-shot dual-leg setup with U && L"),
 )
 
 _NOTIFY = "20081224"
+# The dates whose counters need RTP analysis (off with --no_rtp_analysis).
+_ANALYSIS = ("20150420", "20230205", "20230424")
 
 
-def supported(datestamp, notify_configured):
+def supported(datestamp, notify_configured, analysis=True):
     """VF: is this capability date supported?"""
     if datestamp == BASE_VERSION:
         return True
     if datestamp == _NOTIFY and not notify_configured:
+        return False
+    if datestamp in _ANALYSIS and not analysis:
         return False
     return any(date == datestamp for date, _ in EXTENSIONS)
 

@@ -109,6 +109,8 @@ class Config:
     no_redirect: bool = False
     debug_build: bool = False
     poll_batch: float = 0.002     # seconds libev gathers I/O events between polls
+    rtp_analysis: bool = True     # feed relayed RTP to the analyzer (rtpa_* counters)
+    metrics: Optional[Tuple[str, int]] = None   # (host, port) of the Prometheus endpoint
 
     def all_listen(self):
         return self.listen4 + self.listen6
@@ -226,6 +228,20 @@ def parse_notify_target(text, no_resolve=False):
     if not path:
         raise ConfigError("%s: give the path of the notification socket." % what)
     return NotifyTarget(text, "unix", path=path)
+
+
+def parse_metrics_address(text):
+    """--metrics HOST:PORT, [V6]:PORT or PORT -> (host, port)."""
+    what = "--metrics %s" % text
+    if text.isdigit():
+        text = "127.0.0.1:" + text
+    host, port = _split_host_port(text, None, what)
+    if port is None or not host:
+        raise ConfigError("%s: give the address to serve metrics on as HOST:PORT, for example "
+                          "--metrics 127.0.0.1:9100." % what)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    host = _resolve(host, family, what, False)
+    return host, port
 
 
 def _check_local(host, family, flag):
@@ -399,6 +415,9 @@ def build(opts, debug_build=False):
     if not 0 <= batch_ms <= 20:
         raise ConfigError("--poll_batch %s: give milliseconds from 0 to 20 (default 2)." % opts["--poll_batch"])
     c.poll_batch = batch_ms / 1000.0
+    c.rtp_analysis = not opts["--no_rtp_analysis"]
+    if opts["--metrics"] is not None:
+        c.metrics = parse_metrics_address(opts["--metrics"])
     c.no_redirect = bool(opts["--no_redirect"]) or debug_build
     return c
 

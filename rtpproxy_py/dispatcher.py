@@ -9,6 +9,7 @@ one at a time and to completion, as upstream's single command thread does.
 
 import logging
 import socket
+import time
 from dataclasses import dataclass
 from typing import Optional
 
@@ -18,7 +19,9 @@ from .protocol import errors as e
 from .protocol import reply
 from .protocol.errors import CommandError
 from .protocol.parse import parse
+from .media.analyzer import RtpAnalyzer
 from .media.player import DEFAULT_PTIME, Player
+from .media.resizer import Resizer
 from .media.prompt_file import open_prompt
 from .ports import PortsExhausted
 from .session import Session, SessionTable
@@ -63,6 +66,7 @@ class Dispatcher:
         self.counters = Counters()
         self.deorbiting = False
         self.on_idle = None          # called when deorbiting and the last session ends
+        self.metrics = None          # metrics.Metrics when --metrics is given
 
     # --- entry point ------------------------------------------------------
 
@@ -70,6 +74,8 @@ class Dispatcher:
         """Command bytes -> reply text (without cookie), counters updated."""
         self.counters.ncmds_rcvd += 1
         ok = False
+        command = None
+        started = time.perf_counter() if self.metrics is not None else 0.0
         try:
             command = parse(data)
             text = self.run(command, ctx or CommandContext())
@@ -85,6 +91,8 @@ class Dispatcher:
             self.counters.ncmds_succd += 1
         else:
             self.counters.ncmds_errs += 1
+        if self.metrics is not None:
+            self.metrics.command_done(command, data, ok, text, time.perf_counter() - started)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("command %r -> %r", bytes(data[:300]), text)
         return text
@@ -99,7 +107,8 @@ class Dispatcher:
         return capabilities.BASE_VERSION + "\n"
 
     def handle_feature_check(self, cmd, ctx):
-        ok = capabilities.supported(cmd.datestamp, bool(self.config.notify_targets))
+        ok = capabilities.supported(cmd.datestamp, bool(self.config.notify_targets),
+                                    self.config.rtp_analysis)
         return reply.number(1 if ok else 0)
 
     # --- U, L ---------------------------------------------------------------
@@ -154,6 +163,9 @@ class Dispatcher:
             raise CommandError(e.SHUTTING_DOWN)
         session = Session(cmd.call_id, cmd.from_tag, now, self.config.setup_ttl,
                           self.config.ttl, unified_ttl=not self.config.independent_ttl)
+        if self.config.rtp_analysis:
+            for stream in session.rtp:
+                stream.analyzer = RtpAnalyzer(count_bytes=self.metrics is not None)
         try:
             self._open_leg(session, 0, cmd.mods)
         except PortsExhausted:
@@ -263,7 +275,21 @@ class Dispatcher:
             rtcp.signal_address((remote[0], remote[1] + 1) + tuple(remote[2:]), asymmetric, now)
         rtp.codecs = mods.codecs
         rtp.resize_ptime = mods.ptime
+        self._set_resizer(rtp, mods.ptime)
         session.rtp[1 - leg].prompt_ptime = mods.ptime
+
+    def _set_resizer(self, stream, ptime):
+        """``z<N>``: re-packetize what this party sends; no ``z``: stop doing so
+        (queued packets are discarded, playback-and-resizing.md B.1)."""
+        resizer = stream.resizer
+        if ptime is not None:
+            if resizer is None:
+                stream.resizer = Resizer(ptime)
+            elif resizer.ptime != ptime:
+                resizer.retune(ptime)
+        elif resizer is not None:
+            stream.resizer = None
+            self.counters.resizer_done(resizer)
 
     # --- notification ---------------------------------------------------------
 
@@ -348,6 +374,8 @@ class Dispatcher:
             session.stop_playback(index)
         self.relay.session_ended(session)
         self.counters.session_destroyed(session, self.clock(), timed_out)
+        if self.metrics is not None:
+            self.metrics.session_ended(session)
         log.info("session %s, tag %s ended (%s)", session.call_id, session.from_tag, session.end_reason)
         if self.deorbiting and len(self.table) == 0 and self.on_idle is not None:
             self.on_idle()
@@ -468,7 +496,7 @@ class Dispatcher:
             "packets transmitted: %d" % (totals["npkts_relayed"] + totals["npkts_played"]),
         ]
         if cmd.load:
-            lines.append("average load: %f" % 0.0)
+            lines.append("average load: %f" % counters.average_load)
         return "\n".join(lines) + "\n"
 
     def handle_stats(self, cmd, ctx):

@@ -75,6 +75,10 @@ class Daemon:
         from .control.transports import open_control
         for spec in config.controls:
             self.servers.append(open_control(spec, config))
+        self.metrics_sock = self.metrics = None
+        if config.metrics is not None:
+            from . import metrics
+            self.metrics_sock = metrics.listen(config.metrics)
         for server in self.servers:
             if server.spec.kind in ("udp", "udp6", "tcp", "tcp6") and server.spec.host not in (
                     "127.0.0.1", "::1") and not server.spec.host.startswith("127."):
@@ -132,6 +136,11 @@ class Daemon:
         self.notifier = Notifier()
         self.dispatcher = Dispatcher(config, self.relay, self.notifier, time.monotonic)
         self.relay.on_expired = self.dispatcher.expire
+        if self.metrics_sock is not None:
+            from .metrics import Metrics
+            self.metrics = Metrics(self.dispatcher, self.relay)
+            self.dispatcher.metrics = self.metrics
+            self.metrics.serve(self.metrics_sock)
         self.dispatcher.on_idle = self.stop_event.set
         only_stdio = len(self.servers) == 1
         for server in self.servers:
@@ -149,7 +158,11 @@ class Daemon:
         import gevent
         while True:
             gevent.sleep(STATS_INTERVAL)
-            self.dispatcher.counters.sample_pps(self.dispatcher.table, time.monotonic())
+            now = time.monotonic()
+            counters = self.dispatcher.counters
+            counters.sample_pps(self.dispatcher.table, now)
+            cpu = os.times()
+            counters.sample_load(cpu.user + cpu.system, now)
 
     def _deorbit(self):
         log.warning("graceful shutdown: no new sessions; exiting when the last one ends")
@@ -170,4 +183,6 @@ class Daemon:
         for server in self.servers:
             server.close()
         self.notifier.close()
+        if self.metrics is not None:
+            self.metrics.close()
         log.info("stopped")

@@ -14,7 +14,19 @@ Packets from any other source still reach the main socket, where the full
 latching rules (Stream.on_packet) decide.
 
 Each session also gets a greenlet that sleeps until the session's next
-deadline (idle expiry, the next prompt packet) and acts on it.
+deadline (idle expiry, the next prompt packet, the next re-packetized packet)
+and acts on it.
+
+A stream with a resizer (``z``) gets readers that hand its packets to the
+resizer instead of sending them (_resizing_reader): what is due at once goes
+out from the reader, the rest from the session greenlet when it is due.
+Streams without one keep the plain readers, so they pay nothing for it.
+
+``NOW``, the packet path's clock, is refreshed every 0.1 s by a timer; with
+RTP analysis on it is refreshed at every loop iteration instead (a libev
+check watcher, which runs right after the poll and before the I/O
+callbacks), so it is the time the batch of packets was picked up: what the
+analyzer takes as the arrival time, at no cost per packet.
 """
 
 import errno
@@ -36,9 +48,11 @@ _RETRY_BIND = (errno.EADDRINUSE, errno.EACCES)
 
 # Packet arrival time as the packet path sees it: refreshed by a loop timer
 # rather than read per packet. Idle time-outs, the 10 s re-latch window and the
-# once-a-second sequence resync only need a tenth of a second.
+# once-a-second sequence resync only need a tenth of a second (RTP analysis
+# refreshes it at every loop iteration instead, see the module docstring).
 CLOCK_TICK = 0.1
 NOW = time.monotonic()
+FOREVER = float("inf")
 
 
 def set_io_collect_interval(loop, seconds):
@@ -62,7 +76,8 @@ def set_io_collect_interval(loop, seconds):
 class MediaSocket:
     """A bound relay socket, its io watcher, and the optional connected twin."""
 
-    __slots__ = ("sock", "watcher", "port", "family", "twin", "twin_watcher", "twin_addr")
+    __slots__ = ("sock", "watcher", "port", "family", "twin", "twin_watcher", "twin_addr",
+                 "resizing")
 
     def __init__(self, sock, watcher, port, family):
         self.sock = sock
@@ -72,6 +87,7 @@ class MediaSocket:
         self.twin = None
         self.twin_watcher = None
         self.twin_addr = None
+        self.resizing = False        # the readers hand packets to a resizer
 
     def close_twin(self):
         if self.twin is not None:
@@ -97,8 +113,72 @@ def _wanted_twin(stream, handle):
     return None
 
 
+def _sender(peer):
+    """(send, sendto) for packets going out of ``peer``'s socket (one is None)."""
+    if peer is None:
+        return None, None
+    if peer.twin is not None:
+        return peer.twin.send, None
+    return None, peer.sock.sendto
+
+
+def _resizing_reader(relay, stream, handle, peer, dup, main):
+    """Callback for a stream with a resizer: accepted packets are queued for
+    re-packetizing; what the resizer does not take is relayed unchanged."""
+    resizer = stream.resizer
+    enqueue, dequeue = resizer.enqueue, resizer.dequeue
+    clock = relay.clock
+    session = stream.session
+    send, sendto = _sender(peer)
+    if main:
+        recvfrom, on_packet = handle.sock.recvfrom, stream.on_packet
+        check_twin = relay._sync_twins
+    else:
+        recv, on_latched_packet = handle.twin.recv, stream.on_latched_packet
+
+    def out(data, target):
+        try:
+            if send is not None:
+                send(data)
+                if dup and len(data) < SMALL_PACKET:
+                    send(data)
+            elif sendto is not None:
+                sendto(data, target)
+                if dup and len(data) < SMALL_PACKET:
+                    sendto(data, target)
+        except OSError:
+            pass
+
+    def read():
+        try:
+            if main:
+                data, source = recvfrom(RECV_SIZE)
+            else:
+                data = recv(RECV_SIZE)
+        except OSError:
+            return
+        if main:
+            target = on_packet(data, source, NOW)
+        else:
+            target = on_latched_packet(data, NOW)
+        if target is not None:
+            now = clock()
+            if not enqueue(data, now):
+                out(data, target)
+            due, wake_at = dequeue(now)
+            for packet in due:
+                out(packet, target)
+            if wake_at is not None and session.timer is not None and wake_at < session.timer[2][0]:
+                session.timer[0].set()          # the session greenlet must wake earlier
+        if main and _wanted_twin(stream, handle) != handle.twin_addr:
+            check_twin(session)
+    return read
+
+
 def _main_reader(relay, stream, handle, peer, dup):
     """Callback for the main (unconnected) socket: full latching rules."""
+    if stream.resizer is not None:
+        return _resizing_reader(relay, stream, handle, peer, dup, main=True)
     recvfrom = handle.sock.recvfrom
     on_packet = stream.on_packet
     check_twin = relay._sync_twins if stream.is_rtp else None
@@ -132,8 +212,10 @@ def _main_reader(relay, stream, handle, peer, dup):
     return read
 
 
-def _twin_reader(stream, handle, peer, dup):
+def _twin_reader(relay, stream, handle, peer, dup):
     """Callback for the connected twin: the latched party's packets only."""
+    if stream.resizer is not None:
+        return _resizing_reader(relay, stream, handle, peer, dup, main=False)
     recv = handle.twin.recv
     on_latched_packet = stream.on_latched_packet
     if peer is None:
@@ -187,7 +269,10 @@ class Relay:
         self.ports = PortAllocator(config.port_min, config.port_max, config.sequential_ports)
         self.on_expired = None       # dispatcher.expire, set by main
         self.open_sockets = 0
-        self._tick = self.loop.timer(CLOCK_TICK, CLOCK_TICK)
+        if config.rtp_analysis:
+            self._tick = self.loop.check()      # after every poll, before the I/O callbacks
+        else:
+            self._tick = self.loop.timer(CLOCK_TICK, CLOCK_TICK)
         self._tick.start(self._update_clock)
         if config.poll_batch and not set_io_collect_interval(self.loop, config.poll_batch):
             log.info("this gevent build cannot batch polls; --poll_batch ignored")
@@ -336,12 +421,18 @@ class Relay:
             handle.watcher.start(_main_reader(self, stream, handle, peer, dup))
             if handle.twin is not None:
                 handle.twin_watcher.stop()
-                handle.twin_watcher.start(_twin_reader(stream, handle, peer, dup))
+                handle.twin_watcher.start(_twin_reader(self, stream, handle, peer, dup))
+            handle.resizing = stream.resizer is not None
 
     def session_updated(self, session):
-        """A command changed addresses or latching: refresh twins and readers."""
+        """A command changed addresses, latching or re-packetizing: refresh
+        twins and readers."""
         if not session.closed:
-            self._sync_twins(session)
+            resizing_changed = any(s.handle is not None and s.handle.resizing != (s.resizer is not None)
+                                   for s in session.rtp)
+            self._sync_twins(session, force_rewire=resizing_changed)
+            if resizing_changed:
+                self.session_changed(session)
 
     def set_tos(self, session, leg, tos):
         """``S tos=N``: IPv4 legs only; a leg without sockets yet gets it when bound."""
@@ -370,8 +461,9 @@ class Relay:
     # --- per-session greenlet ----------------------------------------------
 
     def session_started(self, session):
-        wake = Event()
-        session.timer = (wake, gevent.spawn(self._session_loop, session, wake))
+        # (event that wakes the greenlet, the greenlet, [when it plans to wake])
+        wake, plan = Event(), [FOREVER]
+        session.timer = (wake, gevent.spawn(self._session_loop, session, wake, plan), plan)
 
     def session_changed(self, session):
         """Something moved the session's next deadline earlier: re-plan."""
@@ -384,7 +476,7 @@ class Relay:
         if session.timer is not None:
             session.timer[0].set()
 
-    def _session_loop(self, session, wake):
+    def _session_loop(self, session, wake, plan):
         clock = self.clock
         while not session.closed:
             now = clock()
@@ -392,18 +484,50 @@ class Relay:
             if now >= deadline:
                 self.on_expired(session)
                 return
+            wake_at = deadline
+            resizing = session.rtp[0].resizer is not None or session.rtp[1].resizer is not None
+            if resizing:
+                wake_at = min(wake_at, self._send_resized(session, now))
             if session.players is not None:
                 self._send_played(session.playback_due(now))
                 next_packet = session.next_playback_at(now)
-                if next_packet < deadline:
+                if next_packet < wake_at and not resizing:
                     # Pacing a prompt: a plain timer sleep, as an Event wait with a
                     # time-out costs several times more per wake-up. Changes made
                     # meanwhile (S, another P, TTL) are seen at the next packet time.
                     wake.clear()
+                    plan[0] = next_packet
                     gevent.sleep(max(next_packet - clock(), 0.0))
                     continue
-            wake.wait(deadline - now)
+                wake_at = min(wake_at, next_packet)
+            plan[0] = wake_at
+            wake.wait(max(wake_at - now, 0.0))
             wake.clear()
+        plan[0] = FOREVER
+
+    def _send_resized(self, session, now):
+        """Send the re-packetized packets that are due; returns when the next is."""
+        dup = self.config.dup_small
+        wake_at = FOREVER
+        for stream in session.rtp:
+            resizer = stream.resizer
+            if resizer is None:
+                continue
+            due, next_at = resizer.dequeue(now)
+            if due:
+                peer = stream.peer
+                handle, target = peer.handle, peer.target
+                if handle is not None and target is not None:
+                    for packet in due:
+                        try:
+                            handle.sock.sendto(packet, target)
+                            if dup and len(packet) < SMALL_PACKET:
+                                handle.sock.sendto(packet, target)
+                        except OSError:
+                            pass
+            if next_at is not None and next_at < wake_at:
+                wake_at = next_at
+        return wake_at
 
     @staticmethod
     def _send_played(due):

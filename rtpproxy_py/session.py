@@ -7,7 +7,10 @@ stream 1-k to stream 1-k's remote address.
 
 ``Stream.on_packet(data, source, now)`` is the whole per-packet decision: it
 returns the address to send the packet to, or None to drop it. The relay owns
-the sockets and does the sending. Time is always passed in (``now`` in
+the sockets and does the sending. An accepted RTP packet is first fed to the
+stream's analyzer (the ``rtpa_*`` counters), when analysis is on; a stream
+with a resizer (``z``) has its packets handed to it by the relay instead of
+sent. Time is always passed in (``now`` in
 seconds of a monotonic clock), so these objects can be driven by tests.
 """
 
@@ -41,11 +44,13 @@ class Stream:
         # local side, set by the relay
         "port", "local", "handle",
         # per-packet features (None when off)
-        "taps",
+        "taps", "analyzer", "resizer",
         # signalling state kept for other features
         "codecs", "resize_ptime", "prompt_ptime", "tos",
         # counters
         "npkts_in", "nrelayed", "ndropped", "nignored", "last_rx",
+        # bytes of dropped packets (counted on the drop paths only)
+        "nbytes_ignored", "nbytes_unsent",
     )
 
     def __init__(self, session, index, is_rtp):
@@ -71,6 +76,8 @@ class Stream:
         self.local = None
         self.handle = None
         self.taps = None
+        self.analyzer = None        # media.analyzer.RtpAnalyzer (RTP streams, analysis on)
+        self.resizer = None         # media.resizer.Resizer (z modifier); the relay feeds it
         self.codecs = None
         self.resize_ptime = None
         self.prompt_ptime = None
@@ -80,6 +87,8 @@ class Stream:
         self.ndropped = 0
         self.nignored = 0
         self.last_rx = None
+        self.nbytes_ignored = 0
+        self.nbytes_unsent = 0
 
     # --- the packet path ------------------------------------------------
 
@@ -91,13 +100,17 @@ class Stream:
             if not self._check_source(data, source, now):
                 self.ndropped += 1
                 self.nignored += 1
+                self.nbytes_ignored += len(data)
                 return None
+        if self.analyzer is not None:
+            self.analyzer.feed(data, now)
         if self.taps is not None:
             for tap in self.taps:
                 tap(self, data, source, now)
         target = self.peer.target
         if target is None:
             self.ndropped += 1
+            self.nbytes_unsent += len(data)
             return None
         self.nrelayed += 1
         return target
@@ -109,12 +122,15 @@ class Stream:
         self.last_rx = now
         if now >= self.recheck_at:
             self._recheck(data, now)
+        if self.analyzer is not None:
+            self.analyzer.feed(data, now)
         if self.taps is not None:
             for tap in self.taps:
                 tap(self, data, self.rem_addr, now)
         target = self.peer.target
         if target is None:
             self.ndropped += 1
+            self.nbytes_unsent += len(data)
             return None
         self.nrelayed += 1
         return target

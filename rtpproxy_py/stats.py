@@ -1,8 +1,12 @@
 """Global counters for G and I (control-protocol.md 5.15, 5.17).
 
 Packet counters are not touched per packet: they are the sum over live
-streams plus what destroyed sessions left behind, computed when asked.
+streams plus what destroyed sessions left behind, computed when asked. The
+same goes for the RTP analysis totals (``rtpa_*``), the re-packetizer
+counters and the byte counts the metrics endpoint shows.
 """
+
+import math
 
 # G counter names in upstream's order; the value is how to print it.
 COUNTER_NAMES = (
@@ -20,9 +24,18 @@ FLOAT_COUNTERS = ("total_duration", "pps_in")
 
 # Per-stream packet counters that are summed into the global ones.
 _STREAM_SUMS = (("npkts_rcvd", "npkts_in"), ("npkts_relayed", "nrelayed"),
-                ("npkts_discard", "nignored"))
+                ("npkts_discard", "nignored"), ("npkts_dropped", "ndropped"))
 # Per-session counters (prompt playback) summed the same way.
 _SESSION_SUMS = ("npkts_played", "nplrs_destroyed")
+# RTP analysis (per RTP stream analyzer) and re-packetizer counters.
+_ANALYZER_SUMS = ("rtpa_nsent", "rtpa_nrcvd", "rtpa_ndups", "rtpa_nlost", "rtpa_perrs")
+_RESIZER_SUMS = (("npkts_resizer_in", "n_in"), ("npkts_resizer_out", "n_out"),
+                 ("npkts_resizer_discard", "n_discard"))
+# Not G counters: RTP bytes, for the metrics endpoint.
+BYTE_TOTALS = ("rtp_bytes_relayed", "rtp_bytes_dropped")
+# I's "average load" is the daemon's CPU use (fraction of one core), smoothed
+# over about this many seconds.
+LOAD_WINDOW = 10.0
 
 
 class Counters:
@@ -32,7 +45,12 @@ class Counters:
         # packet totals of sessions already destroyed
         self.done = {name: 0 for name, _ in _STREAM_SUMS}
         self.done.update({name: 0 for name in _SESSION_SUMS})
+        self.done.update({name: 0 for name in _ANALYZER_SUMS})
+        self.done.update({name: 0 for name, _ in _RESIZER_SUMS})
+        self.done.update({name: 0 for name in BYTE_TOTALS})
         self._pps_mark = None      # (time, npkts_rcvd) at the last pps sample
+        self.average_load = 0.0
+        self._load_mark = None     # (time, CPU seconds) at the last load sample
 
     def session_destroyed(self, session, now, timed_out):
         self.nsess_destroyed += 1
@@ -50,6 +68,17 @@ class Counters:
             self.done[total] += sum(getattr(s, attr) for s in session.streams())
         for name in _SESSION_SUMS:
             self.done[name] += getattr(session, name)
+        for stream in session.rtp:
+            if stream.resizer is not None:
+                self.resizer_done(stream.resizer)
+                stream.resizer = None
+        _add_media(self.done, session)
+
+    def resizer_done(self, resizer):
+        """A resizer is removed: its queue is discarded and its counts kept."""
+        resizer.discard()
+        for total, attr in _RESIZER_SUMS:
+            self.done[total] += getattr(resizer, attr)
 
     def packet_totals(self, sessions):
         totals = dict(self.done)
@@ -70,11 +99,49 @@ class Counters:
                 self.pps_in = (received - before) / (now - then)
         self._pps_mark = (now, received)
 
+    def sample_load(self, cpu_seconds, now):
+        """Called once a second with the process's CPU time: recompute the load."""
+        if self._load_mark is not None:
+            then, before = self._load_mark
+            if now > then:
+                busy = (cpu_seconds - before) / (now - then)
+                weight = 1.0 - math.exp(-(now - then) / LOAD_WINDOW)
+                self.average_load += weight * (busy - self.average_load)
+        self._load_mark = (now, cpu_seconds)
+
+    def media_totals(self, sessions):
+        """RTP analysis, re-packetizer and byte totals, live and past sessions."""
+        totals = {name: self.done[name] for name in
+                  _ANALYZER_SUMS + tuple(n for n, _ in _RESIZER_SUMS) + BYTE_TOTALS}
+        for session in sessions:
+            _add_media(totals, session)
+            for stream in session.rtp:
+                if stream.resizer is not None:
+                    for total, attr in _RESIZER_SUMS:
+                        totals[total] += getattr(stream.resizer, attr)
+        return totals
+
     def values(self, sessions):
         """All G counters by name, with packet totals filled in."""
         out = {name: getattr(self, name) for name in COUNTER_NAMES}
-        out.update(self.packet_totals(sessions))
+        for totals in (self.packet_totals(sessions), self.media_totals(sessions)):
+            out.update((name, value) for name, value in totals.items() if name in out)
         return out
+
+
+def _add_media(totals, session):
+    """Add a session's RTP analysis sums and RTP byte counts to ``totals``."""
+    for stream in session.rtp:
+        analyzer = stream.analyzer
+        if analyzer is not None:
+            sent, rcvd, dups = analyzer.sequence_totals()
+            totals["rtpa_nsent"] += sent
+            totals["rtpa_nrcvd"] += rcvd
+            totals["rtpa_ndups"] += dups
+            totals["rtpa_nlost"] += max(0, sent - rcvd)
+            totals["rtpa_perrs"] += analyzer.perrs
+            totals["rtp_bytes_relayed"] += analyzer.nbytes - stream.nbytes_unsent
+        totals["rtp_bytes_dropped"] += stream.nbytes_ignored + stream.nbytes_unsent
 
 
 def format_counter(name, value):

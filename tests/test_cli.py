@@ -24,7 +24,7 @@ def test_version_and_capabilities():
     caps = run("-v").stdout.splitlines()
     assert caps[0] == "Basic version: 20040107"
     dates = [line.split()[1].rstrip(":") for line in caps[1:]]
-    assert "20050322" in dates and "20071116" not in dates
+    assert "20050322" in dates and "20071116" in dates and "20071218" not in dates
     assert all(line.startswith("Extension ") for line in caps[1:])
     assert run("-C").stdout.strip() == "CLOCK_MONOTONIC"
     assert "Usage:" in run("-h").stdout

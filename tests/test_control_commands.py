@@ -225,8 +225,7 @@ def test_feature_check_with_notify(rtpproxy, tmp_path):
     assert d.command("VF 20081224") == "1"
     assert d.command("VF 20150617") == "1"
     assert d.command("VF 20050322") == "1"
-    # not implemented in this build: re-packetizing, copying, recording stop
-    assert d.command("VF 20071116") == "0"
+    # not implemented in this build: copying, recording stop
     assert d.command("VF 20071218") == "0"
     assert d.command("VF 20200226") == "0"
     assert d.command("VF 20170313") == "0"

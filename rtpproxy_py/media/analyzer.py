@@ -381,7 +381,8 @@ class RtpAnalyzer:
 
     # --- results -------------------------------------------------------------------
 
-    def _totals(self):
+    def sequence_totals(self):
+        """(nsent, nrcvd, ndups) over every segment so far."""
         self._settle()
         sent, rcvd, dups = self.psent, self.precvd, self.pdups
         if self.pcount > 0:
@@ -392,19 +393,19 @@ class RtpAnalyzer:
 
     @property
     def rtpa_nsent(self):
-        return self._totals()[0]
+        return self.sequence_totals()[0]
 
     @property
     def rtpa_nrcvd(self):
-        return self._totals()[1]
+        return self.sequence_totals()[1]
 
     @property
     def rtpa_ndups(self):
-        return self._totals()[2]
+        return self.sequence_totals()[2]
 
     @property
     def rtpa_nlost(self):
-        sent, rcvd, _ = self._totals()
+        sent, rcvd, _ = self.sequence_totals()
         return max(0, sent - rcvd)
 
     @property
