@@ -512,6 +512,13 @@ class Dispatcher:
             raise CommandError(e.STATS_REPLY_OVERFLOW)
         return text + "\n"
 
+    def tidy(self):
+        """Once a second: let the RTP analyzers settle long runs of packets."""
+        for session in self.table:
+            for stream in session.rtp:
+                if stream.analyzer is not None:
+                    stream.analyzer.tidy()
+
     # --- shutdown -------------------------------------------------------------------------
 
     def start_deorbit(self):

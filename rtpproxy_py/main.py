@@ -161,6 +161,7 @@ class Daemon:
             now = time.monotonic()
             counters = self.dispatcher.counters
             counters.sample_pps(self.dispatcher.table, now)
+            self.dispatcher.tidy()
             cpu = os.times()
             counters.sample_load(cpu.user + cpu.system, now)
 

@@ -142,7 +142,7 @@ def test_jitter_of_known_delays():
     for t, ts, k in zip(times, timestamps, range(n)):
         a.feed(pkt(k, ts), t)
     jlast, jmax, javg = reference_jitter(times, timestamps)
-    assert (a.rtpa_jlast, a.rtpa_jmax, a.rtpa_javg) == (jlast, jmax, javg)
+    assert (a.rtpa_jlast, a.rtpa_jmax, a.rtpa_javg) == pytest.approx((jlast, jmax, javg), rel=1e-12)
     assert 20 < a.rtpa_javg < 60                      # timestamp units: a few ms at 8 kHz
 
 
@@ -215,11 +215,17 @@ def random_stream(rng, n):
 
 
 def results(a):
-    return counts(a) + (a.rtpa_jlast, a.rtpa_jmax, a.rtpa_javg, a.longest_ipi, a.ssrc_changes)
+    return counts(a) + (a.ssrc_changes, a.longest_ipi)
+
+
+def jitter(a):
+    return a.rtpa_jlast, a.rtpa_jmax, a.rtpa_javg
 
 
 @pytest.mark.parametrize("seed", range(40))
 def test_fast_path_equals_slow_path(seed):
+    """Counts exactly; jitter to 1e-9 (long runs are settled with NumPy,
+    whose closed form rounds differently from the packet-by-packet loop)."""
     rng = random.Random(seed)
     fast, slow = RtpAnalyzer(), SlowOnly()
     for i, (data, t) in enumerate(random_stream(rng, rng.randrange(10, 3000))):
@@ -227,7 +233,34 @@ def test_fast_path_equals_slow_path(seed):
         slow.feed(data, t)
         if i % 97 == 0:
             assert results(fast) == results(slow)
+            assert jitter(fast) == pytest.approx(jitter(slow), rel=1e-9, abs=1e-9)
     assert results(fast) == results(slow)
+    assert jitter(fast) == pytest.approx(jitter(slow), rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.parametrize("run", [5, 63, 64, 200, 1500, 3000])
+def test_long_runs_settle_alike(run):
+    """A run of regular packets settled in one go (NumPy for 64 and more, in
+    chunks past 1024) gives the loop's jitter and interval."""
+    rng = random.Random(run)
+    packets = [pkt(k) for k in range(run + 2)]
+    times = [10.0 + 0.02 * k + rng.choice([0, 0.001, 0.0035, 0.02]) for k in range(run + 2)]
+    fast, slow = RtpAnalyzer(), SlowOnly()
+    for data, t in zip(packets, times):
+        fast.feed(data, t)
+        slow.feed(data, t)
+    assert len(fast.times) == run
+    assert results(fast) == results(slow)
+    assert jitter(fast) == pytest.approx(jitter(slow), rel=1e-12)
+
+
+def test_tidy_settles_long_runs_only():
+    a = feed(RtpAnalyzer(), [pkt(k) for k in range(100)])
+    a.tidy()
+    assert len(a.times) == 98
+    feed(a, [pkt(k) for k in range(100, 600)], t0=102.0)
+    a.tidy()
+    assert a.times == [] and a.pcount == 600
 
 
 def test_byte_counting_variant():
