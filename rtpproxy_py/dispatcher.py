@@ -19,7 +19,7 @@ from .protocol import errors as e
 from .protocol import reply
 from .protocol.errors import CommandError
 from .protocol.parse import parse
-from .media.analyzer import RtpAnalyzer
+from .media.analyzer import CountingRtpAnalyzer, RtpAnalyzer
 from .media.player import DEFAULT_PTIME, Player
 from .media.resizer import Resizer
 from .media.prompt_file import open_prompt
@@ -164,8 +164,9 @@ class Dispatcher:
         session = Session(cmd.call_id, cmd.from_tag, now, self.config.setup_ttl,
                           self.config.ttl, unified_ttl=not self.config.independent_ttl)
         if self.config.rtp_analysis:
+            analyzer = RtpAnalyzer if self.metrics is None else CountingRtpAnalyzer
             for stream in session.rtp:
-                stream.analyzer = RtpAnalyzer(count_bytes=self.metrics is not None)
+                stream.analyzer = analyzer()
         try:
             self._open_leg(session, 0, cmd.mods)
         except PortsExhausted:

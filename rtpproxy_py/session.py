@@ -102,8 +102,9 @@ class Stream:
                 self.nignored += 1
                 self.nbytes_ignored += len(data)
                 return None
-        if self.analyzer is not None:
-            self.analyzer.feed(data, now)
+        analyzer = self.analyzer
+        if analyzer is not None:
+            analyzer.feed(data, now)
         if self.taps is not None:
             for tap in self.taps:
                 tap(self, data, source, now)
@@ -122,8 +123,9 @@ class Stream:
         self.last_rx = now
         if now >= self.recheck_at:
             self._recheck(data, now)
-        if self.analyzer is not None:
-            self.analyzer.feed(data, now)
+        analyzer = self.analyzer
+        if analyzer is not None:
+            analyzer.feed(data, now)
         if self.taps is not None:
             for tap in self.taps:
                 tap(self, data, self.rem_addr, now)

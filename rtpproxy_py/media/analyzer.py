@@ -51,9 +51,9 @@ _HINT_SEQ_RESET = 1
 
 _SEQ_BIT = 1 << 64          # the sequence number's lowest bit in a header read as one integer
 # Fast-path packets keep only their arrival time until settled: the daemon's
-# housekeeping settles a stream once this many have piled up (10 s at 50
+# housekeeping settles a stream once this many have piled up (20 s at 50
 # packets/s), and runs this long or longer are settled with NumPy.
-SETTLE_BATCH = 512
+SETTLE_BATCH = 1024
 NUMPY_FROM = 64
 _CHUNK = 1024
 _POW = (15 / 16) ** np.arange(1, _CHUNK + 1, dtype=np.float64)
@@ -103,11 +103,11 @@ class RtpAnalyzer:
         "records", "fold_jmax", "fold_jtotal", "fold_count",
         # arrival times
         "last_t", "max_gap",
-        # bytes of the packets fed (only counted by the metrics variant)
-        "nbytes", "feed",
+        # bytes of the packets fed (only CountingRtpAnalyzer counts them)
+        "nbytes",
     )
 
-    def __init__(self, count_bytes=False):
+    def __init__(self):
         self.expect = -1
         self.step = 0
         self.fast_ts_step = 0
@@ -127,24 +127,18 @@ class RtpAnalyzer:
         self.last_t = None
         self.max_gap = 0.0
         self.nbytes = 0
-        # The byte-counting variant is chosen once, so the plain one pays nothing for it.
-        self.feed = self._feed_counting if count_bytes else self._feed
 
     # --- per packet ------------------------------------------------------------
 
-    def _feed(self, data, t):
+    def feed(self, data, t):
         """Account one received datagram that arrived at ``t`` seconds."""
         h = _header_int(data[:12])
         if h != self.expect:
             return self._slow(data, h, t)
         # Same SSRC, payload type and flags, sequence + 1, timestamp + the usual
-        # step: only the arrival time is kept; _settle does the rest later.
+        # step: only the arrival time is kept; settle() does the rest later.
         self.expect = h + self.step
         self.times.append(t)
-
-    def _feed_counting(self, data, t):
-        self.nbytes += len(data)
-        self._feed(data, t)
 
     # --- the general case ------------------------------------------------------
 
@@ -500,6 +494,17 @@ class RtpAnalyzer:
     def jitter_clock(self):
         """Clock rate of the newest SSRC's payload (to turn jitter into seconds)."""
         return self.jclock or 8000
+
+
+class CountingRtpAnalyzer(RtpAnalyzer):
+    """The analyzer that also counts bytes (for --metrics): a subclass, so the
+    plain one pays nothing for it."""
+
+    __slots__ = ()
+
+    def feed(self, data, t):
+        self.nbytes += len(data)
+        RtpAnalyzer.feed(self, data, t)
 
 
 def _parse(data):
