@@ -68,6 +68,15 @@ class Daemon:
         config = self.config
         daemon.setup_logging(config, to_syslog=False)
         self._check_root()
+        try:
+            return self._run()
+        except BaseException:
+            for server in self.servers:     # unix socket files go away on a failed start
+                server.close()
+            raise
+
+    def _run(self):
+        config = self.config
         from .control.transports import open_control
         for spec in config.controls:
             self.servers.append(open_control(spec, config))
@@ -80,8 +89,7 @@ class Daemon:
             warning = daemon.set_open_files(config.nofile)
             if warning:
                 log.warning(warning)
-        if config.nice is not None:
-            os.nice(config.nice)
+        daemon.set_priority(config)
         pidfile = self._open_pidfile()
         ready_fd = None
         if not config.foreground:
@@ -89,6 +97,8 @@ class Daemon:
             daemon.setup_logging(config, to_syslog=not config.no_redirect)
         try:
             daemon.drop_privileges(config)
+            daemon.check_directories(config)
+            daemon.check_media_ports(config)
             self._start()
         except ConfigError as exc:
             daemon.report_ready(ready_fd, str(exc))
@@ -143,9 +153,11 @@ class Daemon:
 
     def _stats_ticker(self):
         import gevent
+        fd_watch = daemon.FdWatch()
         while True:
             gevent.sleep(STATS_INTERVAL)
             self.dispatcher.counters.sample_pps(self.dispatcher.table, time.monotonic())
+            fd_watch.check(len(self.dispatcher.table))
 
     def _deorbit(self):
         log.warning("graceful shutdown: no new sessions; exiting when the last one ends")

@@ -83,7 +83,7 @@ class Endpoint:
 class Daemon:
     """The real rtpproxy process. ``control`` picks the socket tests use."""
 
-    def __init__(self, *args, control="udp", env=None, foreground=True, ports=None):
+    def __init__(self, *args, control="udp", env=None, foreground=True, ports=None, prefix=()):
         self.tmp = tempfile.mkdtemp(prefix="rtpp-test-")
         self.control_kind = control
         self.ports = ports or port_range()
@@ -113,6 +113,7 @@ class Daemon:
         argv += list(args)
         if not any(a.startswith("-d") for a in args):
             argv += ["-d", "INFO"]
+        argv = list(prefix) + argv     # e.g. ip netns exec NAME
         self.argv = argv
         self.stderr_path = os.path.join(self.tmp, "stderr.log")
         self.stderr = open(self.stderr_path, "wb")
