@@ -33,7 +33,8 @@ def setup_logging(config, to_syslog):
     handler = None
     if to_syslog:
         try:
-            handler = logging.handlers.SysLogHandler("/dev/log", facility=config.log_facility)
+            # config holds syslog.LOG_* values (facility << 3); the handler wants the number
+            handler = logging.handlers.SysLogHandler("/dev/log", facility=config.log_facility >> 3)
             handler.setFormatter(logging.Formatter("rtpproxy[%(process)d]: %(levelname)s: %(message)s"))
         except OSError:
             handler = None
@@ -188,6 +189,9 @@ def drop_privileges(config):
     """-u: switch group, then user, for good (no way back to root)."""
     if config.uid is None and config.gid is None:
         return
+    # Modules Python would otherwise load at the first command (getaddrinfo on a
+    # str host encodes it with idna), while files are still readable.
+    "x".encode("idna")
     try:
         if config.gid is not None:
             os.setgroups([config.gid])

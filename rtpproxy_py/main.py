@@ -96,18 +96,30 @@ class Daemon:
             ready_fd = daemon.daemonize(config.no_chdir, redirect=not config.no_redirect)
             daemon.setup_logging(config, to_syslog=not config.no_redirect)
         try:
+            # Everything is imported and set up before -u takes effect: the new user
+            # may not be able to read the Python installation.
+            self._start()
             daemon.drop_privileges(config)
             daemon.check_directories(config)
             daemon.check_media_ports(config)
-            self._start()
         except ConfigError as exc:
             daemon.report_ready(ready_fd, str(exc))
             raise
-        except OSError as exc:
-            daemon.report_ready(ready_fd, "startup failed: %s" % exc)
-            raise ConfigError("startup failed: %s" % exc) from None
+        except Exception as exc:     # one sentence, also from the daemonized child
+            if isinstance(exc, OSError):
+                message = "startup failed: %s" % exc
+            else:
+                message = "startup failed (%s: %s); this is a bug, please report it." % (type(exc).__name__, exc)
+            daemon.report_ready(ready_fd, message)
+            raise ConfigError(message) from None
         pidfile.write()
         daemon.report_ready(ready_fd)
+        for server in self.servers:
+            log.debug("control socket %s open", server.spec.text)
+        for address in config.all_listen():
+            log.debug("media address %s%s%s", address.host,
+                      " (reported as %s)" % address.advertised if address.advertised else "",
+                      " label %s" % address.label if address.label else "")
         log.info("rtpproxy-py %s started, pid %d", version_string(), os.getpid())
         try:
             self.stop_event.wait()
