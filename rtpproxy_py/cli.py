@@ -77,23 +77,36 @@ class UsageError(Exception):
     pass
 
 
+_LONG_WITH_ARGUMENT = ("--dso", "--nice", "--config")
+_REPEATABLE = ("-l", "--ipv6", "-s", "-n")
+
+
 def normalize_argv(argv):
-    """Split clustered short options and rename the digit ones for docopt."""
-    out = []
+    """Split clustered short options and rename the digit ones for docopt.
+
+    As with getopt, a repeated option that is not a list (-p, -d, -f, ...)
+    keeps its last value instead of being an error."""
+    items = []      # (name, value or None); positional arguments as (None, arg)
     i = 0
     while i < len(argv):
         arg = argv[i]
         i += 1
         if arg == "--":
-            out.extend(argv[i - 1:])
+            items.extend((None, a) for a in argv[i:])
             break
         if arg.startswith("--"):
-            if arg == "--overload_prot":
-                arg = "--overload_prot=0.85"
-            out.append(arg)
+            name, eq, value = arg.partition("=")
+            if name == "--overload_prot" and not eq:
+                value = "0.85"
+            elif name in _LONG_WITH_ARGUMENT and not eq:
+                if i >= len(argv):
+                    raise UsageError("option %s needs a value" % name)
+                value = argv[i]
+                i += 1
+            items.append((name, value if (eq or value) else None))
             continue
         if not arg.startswith("-") or arg == "-":
-            out.append(arg)
+            items.append((None, arg))
             continue
         pos = 1
         while pos < len(arg):
@@ -107,11 +120,23 @@ def normalize_argv(argv):
                         raise UsageError("option -%s needs a value" % letter)
                     value = argv[i]
                     i += 1
-                out.extend([name, value])
+                items.append((name, value))
                 break
             if letter not in _FLAGS:
                 raise UsageError("unknown option -%s" % letter)
-            out.append(name)
+            items.append((name, None))
+    last = {name: n for n, (name, _) in enumerate(items) if name is not None and name not in _REPEATABLE}
+    out = []
+    for n, (name, value) in enumerate(items):
+        if name is None:
+            out.append(value)
+        elif name in _REPEATABLE or last[name] == n:
+            if value is None:
+                out.append(name)
+            elif name.startswith("--") and name not in _REPEATABLE:
+                out.append("%s=%s" % (name, value))
+            else:
+                out.extend([name, value])
     return out
 
 

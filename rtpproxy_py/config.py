@@ -361,7 +361,7 @@ def build(opts, debug_build=False):
 
     # logging
     level = opts["-d"]
-    if level:
+    if level is not None:
         c.log_level, c.log_facility = parse_log_level(level)
     else:
         c.log_level = logging.DEBUG if (c.foreground or debug_build) else logging.WARNING
@@ -391,6 +391,12 @@ def build(opts, debug_build=False):
     c.record_pcap = bool(opts["-P"])
     c.record_all = bool(opts["-a"])
 
+    if opts["--overload_prot"] is not None:
+        try:
+            float(opts["--overload_prot"])
+        except ValueError:
+            raise ConfigError("--overload_prot=%s: give a number (it is accepted for compatibility and "
+                              "has no effect)." % opts["--overload_prot"]) from None
     c.force_asymmetric = bool(opts["--force_asymmetric"])
     c.bridge_symmetric = bool(opts["--bridge_symmetric"])
     if opts["--nice"] is not None:

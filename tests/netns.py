@@ -59,7 +59,9 @@ class Netns:
         return subprocess.run(self.exec_argv(argv), capture_output=True, text=True, timeout=10)
 
     def sysctl(self, key, value):
-        self.run("sysctl", "-qw", "%s=%s" % (key, value))
+        path = "/proc/sys/" + key.replace(".", "/")
+        out = self.run("sh", "-c", "echo %s > %s" % (value, path))
+        assert out.returncode == 0, out.stderr
 
     def endpoint(self, host, port=0):
         """A UDP Endpoint bound on ``host`` inside this namespace."""
