@@ -480,3 +480,20 @@ def test_s_tos_changes_one_leg(rtpproxy):
     assert _received_tos(a) == (rtp_packet(1), 104)
     a.send(rtp_packet(2), "127.0.0.1", p1)
     assert _received_tos(b) == (rtp_packet(2), 40)
+
+
+# --- --nice, -c ---------------------------------------------------------------------------
+
+def test_nice_and_realtime_policy(rtpproxy):
+    d = rtpproxy("--nice", "5")
+    assert os.getpriority(os.PRIO_PROCESS, d.proc.pid) == 5
+    cap_sys_nice = int(_proc_status(os.getpid())["CapEff"][0], 16) & (1 << 23)
+    if os.geteuid() == 0 and cap_sys_nice:
+        d2 = rtpproxy("-c", "rr")
+        assert os.sched_getscheduler(d2.proc.pid) == os.SCHED_RR
+    else:
+        lo, hi = port_range()
+        out = subprocess.run(RTPPROXY + ["-f", "-F", "-p", "/dev/null", "-c", "rr", "-s", "stdio:",
+                                         "-m", str(lo), "-M", str(hi)],
+                             env=ENV, cwd=TOP, capture_output=True, text=True, timeout=20)
+        assert "-c rr: cannot switch to real-time scheduling" in _one_sentence(out)
