@@ -497,3 +497,20 @@ def test_nice_and_realtime_policy(rtpproxy):
                                          "-m", str(lo), "-M", str(hi)],
                              env=ENV, cwd=TOP, capture_output=True, text=True, timeout=20)
         assert "-c rr: cannot switch to real-time scheduling" in _one_sentence(out)
+
+
+def test_s_tos_on_a_leg_already_carrying_media(rtpproxy):
+    d = rtpproxy()
+    a, b = _tos_endpoint(), _tos_endpoint()
+    p0 = int(d.command("U t 127.0.0.1 %d ft tt" % a.port))
+    p1 = int(d.command("L t 127.0.0.1 %d ft tt" % b.port))
+    for n in range(3):      # both sides latched, so the relay may use connected sockets
+        b.send(rtp_packet(n), "127.0.0.1", p0)
+        assert _received_tos(a) == (rtp_packet(n), 0xB8)
+        a.send(rtp_packet(n), "127.0.0.1", p1)
+        assert _received_tos(b) == (rtp_packet(n), 0xB8)
+    assert d.command("U t 127.0.0.1 %d ft tt && S tos=72" % a.port) == str(p0)
+    b.send(rtp_packet(9), "127.0.0.1", p0)
+    assert _received_tos(a) == (rtp_packet(9), 72)
+    a.send(rtp_packet(9), "127.0.0.1", p1)
+    assert _received_tos(b) == (rtp_packet(9), 0xB8)
