@@ -5,6 +5,8 @@ docopt cannot name options after digits, so ``-6`` and ``-2`` are rewritten to
 (``-fb``, ``-m35000``) are split the way getopt would split them.
 """
 
+import inspect
+import re
 import sys
 
 from docopt import DocoptExit, docopt
@@ -69,45 +71,42 @@ _WITH_ARGUMENT = set("l6sSAtrpTLmMundcwW")
 _FLAGS = set("vf2RFiPaVbDCh")
 _DIGIT_OPTIONS = {"6": "--ipv6", "2": "--dup-small"}
 
+# Long options as the usage text lists them: name -> whether it takes a value.
+_LONG = {m.group(1): bool(m.group(2)) for m in re.finditer(r"^  (--[a-z_]+)( [A-Z]+)?", USAGE, re.M)}
+_LONG["--help"] = False
+
 _DOCOPT_USAGE = USAGE.replace("  -6 ADDR   ", "  --ipv6 ADDR").replace(
     "  -2        ", "  --dup-small")
+
+
+# docopt-ng calls the switch for its built-in -h handling default_help=; the
+# original docopt 0.6.2 (Debian's python3-docopt) calls it help=.
+_NO_BUILTIN_HELP = {
+    "default_help" if "default_help" in inspect.signature(docopt).parameters else "help": False}
 
 
 class UsageError(Exception):
     pass
 
 
-_LONG_WITH_ARGUMENT = ("--dso", "--nice", "--config")
-_REPEATABLE = ("-l", "--ipv6", "-s", "-n")
-
-
 def normalize_argv(argv):
-    """Split clustered short options and rename the digit ones for docopt.
-
-    As with getopt, a repeated option that is not a list (-p, -d, -f, ...)
-    keeps its last value instead of being an error."""
-    items = []      # (name, value or None); positional arguments as (None, arg)
+    """Split clustered short options, rename the digit ones and complete long
+    option prefixes for docopt; an unknown option or a stray argument is a
+    UsageError naming it (docopt's own messages do not)."""
+    out = []
     i = 0
     while i < len(argv):
         arg = argv[i]
         i += 1
         if arg == "--":
-            items.extend((None, a) for a in argv[i:])
+            if i < len(argv):
+                raise UsageError("unexpected argument %r: rtpproxy takes options only" % argv[i])
             break
         if arg.startswith("--"):
-            name, eq, value = arg.partition("=")
-            if name == "--overload_prot" and not eq:
-                value = "0.85"
-            elif name in _LONG_WITH_ARGUMENT and not eq:
-                if i >= len(argv):
-                    raise UsageError("option %s needs a value" % name)
-                value = argv[i]
-                i += 1
-            items.append((name, value if (eq or value) else None))
+            i = _long_option(arg, argv, i, out)
             continue
         if not arg.startswith("-") or arg == "-":
-            items.append((None, arg))
-            continue
+            raise UsageError("unexpected argument %r: rtpproxy takes options only" % arg)
         pos = 1
         while pos < len(arg):
             letter = arg[pos]
@@ -120,32 +119,72 @@ def normalize_argv(argv):
                         raise UsageError("option -%s needs a value" % letter)
                     value = argv[i]
                     i += 1
-                items.append((name, value))
+                out.extend([name, value])
                 break
             if letter not in _FLAGS:
                 raise UsageError("unknown option -%s" % letter)
-            items.append((name, None))
-    last = {name: n for n, (name, _) in enumerate(items) if name is not None and name not in _REPEATABLE}
+            out.append(name)
+    return _keep_last(out)
+
+
+_REPEATABLE = ("-l", "--ipv6", "-s", "-n")
+
+
+def _keep_last(tokens):
+    """As with getopt, an option given twice that is not a list (-p, -d, -f, ...)
+    keeps its last value instead of being an error."""
+    options = []        # (key, its tokens) in order
+    i = 0
+    while i < len(tokens):
+        name = tokens[i]
+        key = name.partition("=")[0]
+        takes_value = "=" not in name and (
+            name == "--ipv6" or (len(name) == 2 and name[1] in _WITH_ARGUMENT) or _LONG.get(name, False))
+        width = 2 if takes_value else 1
+        options.append((key, tokens[i:i + width]))
+        i += width
+    last = {key: n for n, (key, _) in enumerate(options)}
     out = []
-    for n, (name, value) in enumerate(items):
-        if name is None:
-            out.append(value)
-        elif name in _REPEATABLE or last[name] == n:
-            if value is None:
-                out.append(name)
-            elif name.startswith("--") and name not in _REPEATABLE:
-                out.append("%s=%s" % (name, value))
-            else:
-                out.extend([name, value])
+    for n, (key, group) in enumerate(options):
+        if key in _REPEATABLE or last[key] == n:
+            out.extend(group)
     return out
+
+
+def _long_option(arg, argv, i, out):
+    """Append ``--name[=value]`` (a unique prefix is enough, as with getopt_long)
+    to ``out``; returns the index of the next unread argument."""
+    name, eq, value = arg.partition("=")
+    matches = [n for n in _LONG if n.startswith(name)]
+    if name in _LONG:
+        matches = [name]
+    if len(matches) != 1:
+        raise UsageError("%s option %s" % ("ambiguous" if matches else "unknown", name))
+    name = matches[0]
+    if name == "--overload_prot":
+        out.append("%s=%s" % (name, value if eq else "0.85"))   # the value is optional
+    elif not _LONG[name]:
+        if eq:
+            raise UsageError("option %s takes no value" % name)
+        out.append(name)
+    elif eq:
+        out.extend([name, value])
+    elif i < len(argv):
+        out.extend([name, argv[i]])
+        i += 1
+    else:
+        raise UsageError("option %s needs a value" % name)
+    return i
 
 
 def parse_args(argv):
     """argv (without the program name) -> docopt's option dict."""
     try:
-        return docopt(_DOCOPT_USAGE, normalize_argv(argv), default_help=False)
-    except DocoptExit as exc:
-        raise UsageError(str(exc).splitlines()[0] if str(exc) else "bad usage") from None
+        return docopt(_DOCOPT_USAGE, normalize_argv(argv), **_NO_BUILTIN_HELP)
+    except DocoptExit:
+        # normalize_argv caught the rest: what is left is -V/-v/-C/-h mixed with others.
+        raise UsageError("%s: -V, -v, -C and -h each stand alone; give one of them without "
+                         "other options" % " ".join(argv)) from None
 
 
 def print_usage_error(message):

@@ -36,6 +36,9 @@ def main(argv=None, debug_build=False):
     try:
         from .config import build
         config = build(opts, debug_build=debug_build)
+        if debug_build:
+            from .debug_daemon import DebugDaemon
+            return DebugDaemon(config).run()
         return Daemon(config).run()
     except ConfigError as exc:
         sys.stderr.write("rtpproxy: %s\n" % exc)
@@ -43,7 +46,8 @@ def main(argv=None, debug_build=False):
 
 
 def main_debug():
-    """rtpproxy_debug / rtpproxy-debug: the same daemon, debug logging to stderr."""
+    """rtpproxy_debug / rtpproxy-debug: the same daemon with debug logging to
+    stderr, loop-health lines, a profile and a leak report (debug_daemon.py)."""
     return main(debug_build=True)
 
 

@@ -2,6 +2,8 @@
 VPN, each in its own network namespace, joined only through the relay's
 namespace, where the daemon runs with ``-l internal/external``."""
 
+import sys
+
 import pytest
 
 from helpers import rtp_packet
@@ -26,7 +28,7 @@ def networks():
 
 
 def _relay_in(nets, rtpproxy, *args):
-    return rtpproxy(*args, control="unix", prefix=nets.relay.exec_argv([]))
+    return rtpproxy(*args, control="unix", command=nets.relay.exec_argv([sys.executable, "-m", "rtpproxy_py"]))
 
 
 def _exchange(a, a_target, b, b_target):

@@ -49,7 +49,7 @@ def test_bad_values(argv, fragment):
 
 
 def test_normalize_argv_like_getopt():
-    assert normalize_argv(["-fb", "-m35000", "-6", "::1", "-2", "--nice", "-5", "-p", "a", "-p", "b"]) == [
-        "-f", "-b", "-m", "35000", "--ipv6", "::1", "--dup-small", "--nice=-5", "-p", "b"]
+    assert normalize_argv(["-fb", "-m35000", "-6", "::1", "-2", "--nice", "-5", "-p", "a", "-p", "b", "-f"]) == [
+        "-b", "-m", "35000", "--ipv6", "::1", "--dup-small", "--nice", "-5", "-p", "b", "-f"]
     assert normalize_argv(["-l", "a", "-s", "x", "-l", "b", "--overload_prot"]) == [
         "-l", "a", "-s", "x", "-l", "b", "--overload_prot=0.85"]
