@@ -64,6 +64,9 @@ Options:
   --force_asymmetric  treat every client as asymmetric
   --no_resolve      numeric addresses only, no DNS lookups
   --no_redirect     keep logging to stderr when daemonizing
+  --poll_batch MS   gather packets for up to MS milliseconds between polls: fewer
+                    wake-ups under load, at most MS ms added delay; 0 = poll per
+                    packet [default: 2]
 """
 
 # Short options that take an argument, as in upstream's getopt string.

@@ -109,6 +109,7 @@ class Config:
     no_resolve: bool = False
     no_redirect: bool = False
     debug_build: bool = False
+    poll_batch: float = 0.002     # seconds libev gathers I/O events between polls
 
     def all_listen(self):
         return self.listen4 + self.listen6
@@ -237,8 +238,8 @@ def _check_local(host, family, flag):
         if exc.errno == errno.EADDRNOTAVAIL:
             raise ConfigError(
                 "%s %s: this address is not on this host, so media cannot be bound to it; "
-                "if it is your public address behind NAT, use -l <local address> -A %s." % (
-                    flag, host, host)) from None
+                "if it is your public address behind NAT, use %s <local address> -A %s." % (
+                    flag, host, flag, host)) from None
         raise ConfigError("%s %s: cannot bind media sockets there (%s)." % (flag, host, exc.strerror)) from None
     finally:
         probe.close()
@@ -406,6 +407,13 @@ def build(opts, debug_build=False):
             raise ConfigError("-c %s: the scheduling policy must be fifo or rr." % opts["-c"])
         c.rt_policy = opts["-c"]
     c.no_chdir = bool(opts["-D"])
+    try:
+        batch_ms = float(opts["--poll_batch"])
+    except (TypeError, ValueError):
+        batch_ms = -1
+    if not 0 <= batch_ms <= 20:
+        raise ConfigError("--poll_batch %s: give milliseconds from 0 to 20 (default 2)." % opts["--poll_batch"])
+    c.poll_batch = batch_ms / 1000.0
     c.no_redirect = bool(opts["--no_redirect"]) or debug_build
     return c
 

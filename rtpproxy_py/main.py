@@ -183,6 +183,9 @@ class Daemon:
         if self.stopping:
             os._exit(128 + signum)
         self.stopping = True
+        # A second SIGTERM/SIGINT during shutdown forces the exit at once.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda number, frame: os._exit(128 + number))
         log.warning("signal %d: shutting down", signum)
         self.stop_event.set()
 
