@@ -87,6 +87,7 @@ class Config:
     log_facility: int = syslog.LOG_DAEMON
     pidfile: Optional[str] = "/var/run/rtpproxy.pid"
     user: Optional[str] = None
+    user_spec: Optional[str] = None    # the -u text, for messages
     uid: Optional[int] = None
     gid: Optional[int] = None
     socket_mode: Optional[int] = None
@@ -108,6 +109,7 @@ class Config:
     no_resolve: bool = False
     no_redirect: bool = False
     debug_build: bool = False
+    poll_batch: float = 0.002     # seconds libev gathers I/O events between polls
 
     def all_listen(self):
         return self.listen4 + self.listen6
@@ -236,8 +238,8 @@ def _check_local(host, family, flag):
         if exc.errno == errno.EADDRNOTAVAIL:
             raise ConfigError(
                 "%s %s: this address is not on this host, so media cannot be bound to it; "
-                "if it is your public address behind NAT, use -l <local address> -A %s." % (
-                    flag, host, host)) from None
+                "if it is your public address behind NAT, use %s <local address> -A %s." % (
+                    flag, host, flag, host)) from None
         raise ConfigError("%s %s: cannot bind media sockets there (%s)." % (flag, host, exc.strerror)) from None
     finally:
         probe.close()
@@ -265,6 +267,11 @@ def _parse_listen(values, family, flag, no_resolve):
             if n != 0:
                 raise ConfigError("%s %s: only the first %s address can be a bridge (internal/external)." % (flag, value, flag))
             first, _, second = rest.partition("/")
+            if not second:
+                raise ConfigError("%s %s: a bridge needs two addresses, %s internal/external." % (flag, value, flag))
+            if not first and family == socket.AF_INET:
+                raise ConfigError("-l %s: give the internal address before the '/' (only -6 /addr may "
+                                  "leave it out, to bridge IPv4 and IPv6)." % value)
             external = _parse_one_address(second, family, flag, no_resolve)
             if first:
                 internal = _parse_one_address(first, family, flag, no_resolve)
@@ -310,9 +317,12 @@ def build(opts, debug_build=False):
                 raise ConfigError("-6 /%s: a v4/v6 bridge needs an IPv4 internal address from -l." % external.host)
             internal = c.listen4[0]
         c.bridge = (internal, external)
-    if opts["-A"]:
+    if opts["-A"] is not None:
         adv = opts["-A"]
         first, slash, second = adv.partition("/")
+        if not first or any(ch.isspace() for ch in adv) or (slash and not second and not c.bridge):
+            raise ConfigError("-A %r: give the address to report to clients, -A addr (or -A "
+                              "internal/external with a bridge)." % adv)
         if c.bridge:
             if not (first and second):
                 raise ConfigError("-A %s: in bridging mode give both advertised addresses, -A internal/external." % adv)
@@ -352,7 +362,7 @@ def build(opts, debug_build=False):
 
     # logging
     level = opts["-d"]
-    if level:
+    if level is not None:
         c.log_level, c.log_facility = parse_log_level(level)
     else:
         c.log_level = logging.DEBUG if (c.foreground or debug_build) else logging.WARNING
@@ -382,6 +392,12 @@ def build(opts, debug_build=False):
     c.record_pcap = bool(opts["-P"])
     c.record_all = bool(opts["-a"])
 
+    if opts["--overload_prot"] is not None:
+        try:
+            float(opts["--overload_prot"])
+        except ValueError:
+            raise ConfigError("--overload_prot=%s: give a number (it is accepted for compatibility and "
+                              "has no effect)." % opts["--overload_prot"]) from None
     c.force_asymmetric = bool(opts["--force_asymmetric"])
     c.bridge_symmetric = bool(opts["--bridge_symmetric"])
     if opts["--nice"] is not None:
@@ -391,12 +407,22 @@ def build(opts, debug_build=False):
             raise ConfigError("-c %s: the scheduling policy must be fifo or rr." % opts["-c"])
         c.rt_policy = opts["-c"]
     c.no_chdir = bool(opts["-D"])
+    try:
+        batch_ms = float(opts["--poll_batch"])
+    except (TypeError, ValueError):
+        batch_ms = -1
+    if not 0 <= batch_ms <= 20:
+        raise ConfigError("--poll_batch %s: give milliseconds from 0 to 20 (default 2)." % opts["--poll_batch"])
+    c.poll_batch = batch_ms / 1000.0
     c.no_redirect = bool(opts["--no_redirect"]) or debug_build
     return c
 
 
 def _parse_user(c, text):
+    c.user_spec = text
     user, _, group = text.partition(":")
+    if not user and not group:
+        raise ConfigError("-u %s: name a user, user:group or :group to run as." % text)
     if user:
         try:
             entry = pwd.getpwnam(user)

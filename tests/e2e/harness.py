@@ -16,14 +16,24 @@ tests ``start_recording()``). Nothing in here knows about one particular check.
 * ``Capture``: tcpdump on ``lo``; ``packets()`` parses the pcap while it runs.
   ``sip_messages``, ``rtp_packets`` and ``sdp_media`` pick what the tests look at.
 * ``tone``/``ulaw_encode``/``ulaw_decode``/``write_pcmu``: the audio the phones play.
+* ``call_ids``, ``sdp_to``, ``relayed``, ``wait_until``: reading a call out of a capture.
 
-Addresses: Kamailio on 127.0.0.1, the relay's media on 127.0.0.10 (``-l``), phone
-A on 127.0.0.2 and phone B on 127.0.0.3. The phones are "behind NAT": the
-addresses they write in Via, Contact and SDP (127.0.100.x) are not the ones
-they send from, which is what Kamailio's nathelper and the relay have to cope with.
+To drive another function of Kamailio's rtpproxy module (``rtpproxy_stream2uac``,
+``start_recording``...), add it to the example config behind ``#!ifdef WITH_<NAME>``
+(documented there and in the README like the other defines) and start Kamailio with
+``lab.kamailio(relay, defines={"WITH_<NAME>": None})``: the tests keep running the
+very file users copy.
+
+Addresses, in a 127.N.0.0/16 block of the test process's own (``LAB_NET``, N random
+or ``RTPP_E2E_NET``): Kamailio on 127.N.0.1, the relays' media on 127.N.0.10 and
+127.N.0.11 (``-l``), phone A on 127.N.0.2 and phone B on 127.N.0.3. The phones are
+"behind NAT": the addresses they write in Via, Contact and SDP (127.N.100.x, port
+5060) are not the ones they send from, which Kamailio's nathelper and the relay
+have to cope with. Relays' control sockets stay on 127.0.0.1.
 """
 
 import os
+import random
 import re
 import shutil
 import signal
@@ -41,14 +51,31 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from helpers import Daemon, free_port  # noqa: E402
+from helpers import Daemon, free_port, port_range  # noqa: E402
 
 EXAMPLE_CFG = os.path.join(TOP, "examples", "kamailio", "kamailio.cfg")
 
-KAMAILIO_IP = "127.0.0.1"
-RELAY_IP = "127.0.0.10"
+# Every test process takes its own 127.N.0.0/16 block of loopback addresses, so that
+# end-to-end runs of several worktrees on one machine never see each other's calls.
+_NET = int(os.environ.get("RTPP_E2E_NET") or random.Random(os.getpid() ^ int(time.time()))
+           .randrange(16, 240))
+LAB_NET = "127.%d.0.0/16" % _NET
+# what a capture keeps by default: the UDP of this block (phones, proxy, relays' media)
+LAB_FILTER = "udp and net " + LAB_NET
+
+
+def lab_ip(c, d):
+    return "127.%d.%d.%d" % (_NET, c, d)
+
+
+KAMAILIO_IP = lab_ip(0, 1)
+RELAY_IP = lab_ip(0, 10)
+RELAY2_IP = lab_ip(0, 11)
 
 TOOLS = ("kamailio", "sipp", "tcpdump")
+
+# ports each relay gets (-m/-M): 4 per session, room for 100 sessions
+RELAY_PORTS = 400
 
 
 def missing_tools():
@@ -69,17 +96,18 @@ def tone(seconds=1.0, freq=440.0, amplitude=0.4, rate=8000):
 
 
 def ulaw_encode(samples):
-    """int16 samples -> G.711 mu-law bytes (ITU-T G.711, bias 0x84, clip 32635)."""
-    s = np.asarray(samples, dtype=np.int32)
-    sign = (s < 0).astype(np.int32) << 7
-    mag = np.minimum(np.abs(s), 32635) + 0x84
-    exponent = np.floor(np.log2(mag)).astype(np.int32) - 7
-    mantissa = (mag >> (exponent + 3)) & 0x0F
-    return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes()
+    """int16 samples -> G.711 mu-law bytes, as the ITU-T G.191 reference (ulaw_compress)."""
+    x = np.asarray(samples, dtype=np.int32)
+    absno = np.minimum((np.where(x < 0, ~x, x) >> 2) + 33, 0x1FFF)
+    top = absno >> 6
+    segno = np.where(top > 0, np.floor(np.log2(np.maximum(top, 1))).astype(np.int32) + 1, 0) + 1
+    low = 0x0F - ((absno >> segno) & 0x0F)
+    out = ((0x08 - segno) << 4) | low
+    return np.where(x >= 0, out | 0x80, out).astype(np.uint8).tobytes()
 
 
 def ulaw_decode(data):
-    """G.711 mu-law bytes -> int16 samples."""
+    """G.711 mu-law bytes -> int16 samples (ITU-T G.191 ulaw_expand)."""
     u = ~np.frombuffer(data, dtype=np.uint8).astype(np.int32) & 0xFF
     exponent = (u >> 4) & 0x07
     mantissa = u & 0x0F
@@ -100,8 +128,8 @@ UA = namedtuple("UA", "ip nat_ip nat_port")
 UA.__doc__ = """A phone: ``ip`` it sends from; ``nat_ip``:``nat_port`` the address it believes
 it has, behind its NAT (Via, Contact; ``nat_ip`` also in SDP)."""
 
-PHONE_A = UA("127.0.0.2", "127.0.100.2", 5060)
-PHONE_B = UA("127.0.0.3", "127.0.100.3", 5060)
+PHONE_A = UA(lab_ip(0, 2), lab_ip(100, 2), 5060)
+PHONE_B = UA(lab_ip(0, 3), lab_ip(100, 3), 5060)
 
 _SDP = """v=0
 o=- {sess} {version} IN IP4 [nat_ip]
@@ -285,7 +313,8 @@ class Process:
         return self.proc.poll() is None
 
     def log(self):
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         with open(self.log_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
 
@@ -359,6 +388,7 @@ class Kamailio(Process):
         deadline = time.time() + ready_timeout
         while time.time() < deadline:
             if not self.alive():
+                self.stop()
                 raise RuntimeError("kamailio exited %s:\n%s" % (self.proc.returncode, self.log()))
             if sip_options(ip, self.port) == 200:
                 return
@@ -467,14 +497,15 @@ Packet.__doc__ = "A captured UDP datagram: ``src``/``dst`` are (ip, port)."
 class Capture(Process):
     """tcpdump on the loopback interface, writing a pcap that can be read at any time."""
 
-    def __init__(self, workdir, bpf="udp", iface="lo", name="tcpdump"):
+    def __init__(self, workdir, bpf=LAB_FILTER, iface="lo", name="tcpdump"):
         self.path = os.path.join(workdir, name + ".pcap")
-        argv = [_which("tcpdump"), "-i", iface, "-n", "-U", "-Z", "root", "-B", "32768",
+        argv = [_which("tcpdump"), "-i", iface, "-n", "-U", "--immediate-mode", "-Z", "root", "-B", "32768",
                 "-s", "2048", "-w", self.path, bpf]
         super().__init__(name, argv, workdir)
         deadline = time.time() + 10
         while "listening on" not in self.log():
             if not self.alive() or time.time() > deadline:
+                self.stop()
                 raise RuntimeError("tcpdump did not start:\n%s" % self.log())
             time.sleep(0.05)
 
@@ -488,6 +519,15 @@ class Capture(Process):
         return int(match.group(1)) if match else None
 
     def packets(self):
+        """What was captured so far (packets of the last few milliseconds may still be
+        on their way: ``finish`` for a complete count)."""
+        return read_pcap(self.path)
+
+    def finish(self, settle=0.2):
+        """Stop capturing and return every packet; fails if the kernel dropped any."""
+        time.sleep(settle)
+        self.stop()
+        assert self.dropped() == 0, "the capture lost packets:\n" + self.log()
         return read_pcap(self.path)
 
 
@@ -631,6 +671,7 @@ class Lab:
         """A real rtpproxy-py relaying media on RELAY_IP (control on UDP by default)."""
         if not any(a == "-l" for a in args):
             args = ("-l", RELAY_IP) + args
+        kwargs.setdefault("ports", port_range(RELAY_PORTS))
         daemon = Daemon(*args, **kwargs)
         self.started.append(daemon)
         return daemon
@@ -647,7 +688,7 @@ class Lab:
         self.started.append(s)
         return s
 
-    def capture(self, bpf="udp"):
+    def capture(self, bpf=LAB_FILTER):
         cap = Capture(self.dir, bpf)
         self.started.append(cap)
         return cap
@@ -681,3 +722,53 @@ def rtpproxy_sock_for(relays):
         spec = daemon.control_spec
         parts.append(spec if weight is None else "%s=%d" % (spec, weight))
     return " ".join(parts)
+
+
+# --- reading a call out of a capture ------------------------------------------------------
+
+def call_ids(messages):
+    """Call-IDs in order of their first INVITE."""
+    seen = []
+    for m in messages:
+        if is_request(m, "INVITE"):
+            cid = m.headers["call-id"][0]
+            if cid not in seen:
+                seen.append(cid)
+    return seen
+
+
+def sdp_to(messages, call_id, ip, kind):
+    """The SDPs a phone at ``ip`` received for a call, in order, as (time, conn, port,
+    direction, attrs): ``kind`` "offer" for INVITEs, "answer" for 200 OKs to INVITEs."""
+    out = []
+    for m in messages:
+        if m.dst[0] != ip or m.headers.get("call-id", [None])[0] != call_id or not m.body:
+            continue
+        if (kind == "offer" and is_request(m, "INVITE")) or (
+                kind == "answer" and is_reply(m, 200, "INVITE")):
+            out.append((m.time,) + sdp_media(m.body))
+    return out
+
+
+def relayed(rtp, src, relay_in, relay_out, dst):
+    """RTP that ``src`` sent to the relay's ``relay_in``, and what the relay sent from
+    ``relay_out`` to ``dst``: two lists of RtpPacket. Addresses are (ip, port); a port
+    of None matches any port."""
+    def match(addr, want):
+        return addr[0] == want[0] and (want[1] is None or addr[1] == want[1])
+    sent = [p for p in rtp if match(p.src, src) and match(p.dst, relay_in)]
+    delivered = [p for p in rtp if match(p.src, relay_out) and match(p.dst, dst)]
+    return sent, delivered
+
+
+def wait_until(predicate, timeout=10.0, interval=0.05):
+    """Poll ``predicate`` until it is true; return the time.time() when it first was,
+    or None after ``timeout`` seconds."""
+    deadline = time.time() + timeout
+    while True:
+        now = time.time()
+        if predicate():
+            return now
+        if now > deadline:
+            return None
+        time.sleep(interval)
