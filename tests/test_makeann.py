@@ -233,3 +233,20 @@ def test_console_scripts_are_installed():
     for name in ("makeann", "makeann_debug"):
         result = subprocess.run([os.path.join(bindir, name)], capture_output=True, text=True)
         assert result.returncode == 1 and result.stderr.startswith("usage: makeann")
+
+
+def test_debug_build_reports_files_and_writes_a_profile(ringback, tmp_path):
+    debug = os.path.join(os.path.dirname(sys.executable), "makeann_debug")
+    env = dict(os.environ, RTPP_PROFILE=str(tmp_path / "prof.pstats"))
+    result = subprocess.run([debug, str(ringback), str(tmp_path / "o")], capture_output=True,
+                            text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "o.3: 9900 bytes" in result.stderr
+    assert os.path.getsize(tmp_path / "prof.pstats") > 0
+    assert read_outputs(tmp_path / "o") == spec_reference(ringback)
+
+
+def test_help_goes_to_stdout():
+    result = makeann("--help")
+    assert result.returncode == 0 and result.stderr == ""
+    assert "--rate" in result.stdout and "-l limit" in result.stdout
