@@ -44,7 +44,10 @@ def announcement_config(lab, target):
     text = text.replace('$var(prompt)', lab.path("prompt"))
     stop_marker = '\t\tif (is_method("BYE")) {\n\t\t\troute(MEDIA_END);'
     assert stop_marker in text
+    # Kamailio's rtpproxy module remembers the selected proxy set per process only
+    # once an offer/answer ran in it: name the set before stopping.
     text = text.replace(stop_marker, '\t\tif (is_method("INVITE")) {\n'
+                        '\t\t\tset_rtp_proxy_set("0");\n'
                         '\t\t\trtpproxy_stop_stream2%s();\n\t\t}\n' % target + stop_marker)
     path = lab.path("kamailio-%s.cfg" % target)
     with open(path, "w") as f:
@@ -107,7 +110,8 @@ def test_stream2_plays_and_stops_the_prompt(lab, target):
     gaps = np.diff([p.time for p in played])
     assert abs(float(np.median(gaps)) - 0.010) < 0.002
     assert 0 <= played[0].time - answered < 0.25
-    assert 0 <= reinvited - played[-1].time < 0.25
+    # (packets already on their way while Kamailio handles the re-INVITE may follow it)
+    assert -0.05 <= reinvited - played[-1].time < 0.25
     expected = (played[-1].time - played[0].time) / 0.010 + 1
     assert abs(len(played) - expected) <= 0.02 * expected + 2
     heard = get_codec(0).decode(body[:len(prompt)])
