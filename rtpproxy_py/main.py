@@ -119,6 +119,7 @@ class Daemon:
 
         from .dispatcher import Dispatcher
         from .notify import Notifier
+        from .recording import Recordings
         from .relay import Relay
 
         gevent.reinit()
@@ -128,6 +129,8 @@ class Daemon:
         self.notifier = Notifier()
         self.dispatcher = Dispatcher(config, self.relay, self.notifier, time.monotonic)
         self.relay.on_expired = self.dispatcher.expire
+        self.recordings = Recordings(config, self.relay, time.monotonic)
+        self.dispatcher.recorder = self.recordings
         self.dispatcher.on_idle = self.stop_event.set
         only_stdio = len(self.servers) == 1
         for server in self.servers:
@@ -160,6 +163,7 @@ class Daemon:
 
     def _shutdown(self):
         self.dispatcher.close_all()
+        self.recordings.shutdown()    # every recording flushed, closed and moved
         for server in self.servers:
             server.close()
         self.notifier.close()

@@ -118,9 +118,23 @@ class Relay:
     def open_leg(self, session, leg, local):
         """Bind an RTP/RTCP pair for ``leg`` on ``local``; replaces an old pair."""
         family = local.family
-        allocator = self.ports
         stream = session.rtp[leg]
         tos = stream.tos if stream.tos is not None else self.config.tos
+        port, rtp_sock, rtcp_sock = self._bind_pair(local, tos)
+        self._close_leg(session, leg)
+        for stream, sock, number in ((session.rtp[leg], rtp_sock, port),
+                                     (session.rtcp[leg], rtcp_sock, port + 1)):
+            watcher = self.loop.io(sock.fileno(), 1)
+            stream.handle = MediaSocket(sock, watcher, number, family)
+            stream.port = number
+            stream.local = local
+        self.open_sockets += 2
+        self._rewire(session)
+
+    def _bind_pair(self, local, tos):
+        """A free even/odd port pair bound on ``local``: (port, rtp sock, rtcp sock)."""
+        family = local.family
+        allocator = self.ports
         for port in allocator.candidates():
             try:
                 rtp_sock = self._bind(family, local.host, port, tos)
@@ -133,21 +147,11 @@ class Relay:
             if rtcp_sock is None:
                 rtp_sock.close()
                 continue
-            break
-        else:
-            log.error("no free media port pair in %d-%d on %s", self.config.port_min,
-                      self.config.port_max + 1, local.host)
-            raise PortsExhausted()
-        allocator.taken(port)
-        self._close_leg(session, leg)
-        for stream, sock, number in ((session.rtp[leg], rtp_sock, port),
-                                     (session.rtcp[leg], rtcp_sock, port + 1)):
-            watcher = self.loop.io(sock.fileno(), 1)
-            stream.handle = MediaSocket(sock, watcher, number, family)
-            stream.port = number
-            stream.local = local
-        self.open_sockets += 2
-        self._rewire(session)
+            allocator.taken(port)
+            return port, rtp_sock, rtcp_sock
+        log.error("no free media port pair in %d-%d on %s", self.config.port_min,
+                  self.config.port_max + 1, local.host)
+        raise PortsExhausted()
 
     def _close_leg(self, session, leg):
         for stream in (session.rtp[leg], session.rtcp[leg]):
@@ -226,3 +230,47 @@ class Relay:
 
     def free_ports(self):
         return self.ports.free
+
+    # --- stream copies (C udp:HOST:PORT) --------------------------------------
+
+    def open_copy(self, local, target):
+        """A fresh port pair on ``local`` that sends copies to ``target`` (RTP)
+        and target port + 1 (RTCP). Raises PortsExhausted."""
+        port, rtp_sock, rtcp_sock = self._bind_pair(local, self.config.tos)
+        self.open_sockets += 2
+        return StreamCopy(self, port, rtp_sock, rtcp_sock, target)
+
+
+class StreamCopy:
+    """The sockets of one ``C udp:`` copy; ``tap(is_rtp)`` gives the Stream tap."""
+
+    def __init__(self, relay, port, rtp_sock, rtcp_sock, target):
+        self.relay = relay
+        self.port = port
+        self.socks = (rtp_sock, rtcp_sock)
+        host, dport = target[0], target[1]
+        self.targets = ((host, dport), (host, dport + 1) if dport < 65535 else None)
+
+    def tap(self, is_rtp):
+        sock, target = (self.socks[0], self.targets[0]) if is_rtp else (self.socks[1], self.targets[1])
+        sendto = sock.sendto
+
+        def copy_tap(stream, data, source, now):
+            # sent only when the relay would forward it (as a recording captures it)
+            peer = stream.peer
+            if peer.port is None or peer.muted or target is None:
+                return
+            try:
+                sendto(data, target)
+            except OSError:
+                pass
+        return copy_tap
+
+    def close(self):
+        if self.socks is None:
+            return
+        for sock in self.socks:
+            sock.close()
+        self.socks = None
+        self.relay.open_sockets -= 2
+        self.relay.ports.released(self.port)
