@@ -88,3 +88,47 @@ def snr_db(reference, measured):
 def wait_file(path, predicate=lambda size: size > 0, timeout=5.0):
     return wait_for(lambda: os.path.exists(path) and predicate(os.path.getsize(path)), timeout)
 
+
+
+def tone_snr(signal, freqs, rate=8000):
+    """SNR (dB) of ``signal`` against the best-fitting sum of sines at ``freqs``
+    (each with any phase and amplitude)."""
+    import numpy as np
+    x = np.asarray(signal, dtype=np.float64)
+    t = np.arange(len(x)) / rate
+    columns = [np.ones_like(t)]
+    for freq in (freqs if isinstance(freqs, (list, tuple)) else [freqs]):
+        columns += [np.sin(2 * math.pi * freq * t), np.cos(2 * math.pi * freq * t)]
+    basis = np.stack(columns, axis=1)
+    coef, *_ = np.linalg.lstsq(basis, x, rcond=None)
+    fit = basis @ coef
+    noise = x - fit
+    return 10 * math.log10(max(np.dot(fit, fit), 1e-9) / max(np.dot(noise, noise), 1e-9))
+
+
+def paced_call(call, seconds, caller_audio, callee_audio, caller_pt=0, callee_pt=8,
+               ptime_ms=20):
+    """Both parties send their (already encoded, per-packet) audio in real time."""
+    import time
+    n = len(caller_audio)
+    start = time.monotonic()
+    sent = ([], [])
+    for i in range(n):
+        due = start + i * ptime_ms / 1000.0
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        p = rtp_packet(call.caller_seq, call.caller_seq * 8 * ptime_ms, call.caller_ssrc, caller_pt,
+                       caller_audio[i], marker=(i == 0))
+        call.caller_seq += 1
+        q = rtp_packet(call.callee_seq, call.callee_seq * 8 * ptime_ms, call.callee_ssrc, callee_pt,
+                       callee_audio[i], marker=(i == 0))
+        call.callee_seq += 1
+        call.caller.send(p, HOST, call.to_caller_port)
+        call.callee.send(q, HOST, call.to_callee_port)
+        sent[0].append(p)
+        sent[1].append(q)
+    # everything relayed reached the other side
+    got_callee = call.callee.drain(0.3)
+    got_caller = call.caller.drain(0.05)
+    return sent, got_callee, got_caller

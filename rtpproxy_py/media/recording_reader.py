@@ -31,14 +31,16 @@ class RecordingError(Exception):
 
 
 class Packet:
-    """One recorded datagram: its bytes, arrival time (wall clock) and sender."""
+    """One recorded datagram: its bytes, arrival time (wall clock), sender and
+    (pcap only) destination address."""
 
-    __slots__ = ("data", "arrival", "source")
+    __slots__ = ("data", "arrival", "source", "dest")
 
-    def __init__(self, data, arrival, source):
+    def __init__(self, data, arrival, source, dest=None):
         self.data = data
         self.arrival = arrival
         self.source = source
+        self.dest = dest
 
 
 class Recording:
@@ -167,7 +169,9 @@ def _read_pcap(path, blob):
             continue
         source = (socket.inet_ntop(socket.AF_INET, blob[ip + 12:ip + 16]),
                   int.from_bytes(blob[ip + 20:ip + 22], "big"))
-        packets.append(Packet(blob[ip + 28:end], sec + usec * 1e-6, source))
+        dest = (socket.inet_ntop(socket.AF_INET, blob[ip + 16:ip + 20]),
+                int.from_bytes(blob[ip + 22:ip + 24], "big"))
+        packets.append(Packet(blob[ip + 28:end], sec + usec * 1e-6, source, dest))
     rec.records = count
     return rec
 
