@@ -3,6 +3,7 @@ remote copies, SIGTERM, unwritable directories and a full disk
 (recording-formats.md, control-protocol.md 5.11-5.13)."""
 
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -285,3 +286,29 @@ def test_disk_full_keeps_the_call(rtpproxy, small_disk):
     rec = records(small_disk / (BASE + ".o.rtp"))  # whole records only
     assert 20 <= len(rec.packets) < 100
     assert [p.data[12:] for p in rec.packets] == payload[:len(rec.packets)]
+
+
+def test_wireshark_reads_the_pcap(rtpproxy, tmp_path):
+    """tshark (Wireshark) opens a daemon-written pcap, finds the checksums good
+    and decodes the RTP inside."""
+    tshark = shutil.which("tshark")
+    assert tshark, "tshark is missing: make test installs it (tests/apt-packages.txt)"
+    d = rtpproxy("-l", HOST, "-r", str(tmp_path), "-P")
+    call = Call(d)
+    assert d.command("Rs %s ftag ttag" % CID) == "0"
+    assert d.command("Rs %s ttag ftag" % CID) == "0"
+    call.talk(4)
+    assert call.caller_says(RTCP_REPORT, rtcp=True) == RTCP_REPORT
+    assert d.command("D %s ftag ttag" % CID) == "0"
+    path = tmp_path / (BASE + ".pcap")
+    records(path, 9)
+    done = subprocess.run(
+        [tshark, "-r", str(path), "-o", "ip.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE",
+         "-d", "udp.port==%d,rtp" % call.to_caller_port, "-d", "udp.port==%d,rtp" % call.to_callee_port,
+         "-T", "fields", "-e", "ip.checksum.status", "-e", "udp.checksum.status", "-e", "rtp.seq"],
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    rows = [line.split("\t") for line in done.stdout.splitlines()]
+    assert len(rows) == 9
+    assert all(row[0] == "1" and row[1] == "1" for row in rows)        # 1: checksum good
+    assert sorted(row[2] for row in rows if row[2]) == sorted(["0", "1", "2", "3"] * 2)

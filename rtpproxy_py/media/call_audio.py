@@ -310,7 +310,11 @@ def mix(channels, stereo=False, nosync=False):
                 start = offsets[id(c)]
                 span = slice(start, start + len(c.samples))
                 x = c.samples.astype(np.int32)
-                out[span] = np.where(filled[span], _half(out[span] + x), x)
+                overlap = filled[span]
+                if overlap.any():
+                    out[span] = np.where(overlap, _half(out[span] + x), x)
+                else:
+                    out[span] = x
                 filled[span] = True
             mixed[side] = out
     a, b = mixed[SIDE_A], mixed[SIDE_B]
