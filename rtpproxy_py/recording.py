@@ -29,6 +29,7 @@ from .ports import PortsExhausted
 log = logging.getLogger("rtpproxy")
 
 FLUSH_INTERVAL = 0.2
+FLUSH_SLICE = 0.0005        # at most this much encoding between two looks at the sockets
 DIRECTION_SUFFIX = (".a", ".o")    # leg 0 receives the callee ("answer"), leg 1 the caller
 
 
@@ -278,20 +279,33 @@ class Recordings:
             self.writer.submit(rec.write, blob)
         self.writer.submit(rec.finish)
 
-    def flush(self):
-        """Queue every file's batch for the writer; stop files that failed."""
+    def flush(self, pause=None):
+        """Queue every file's batch for the writer; stop files that failed.
+
+        ``pause`` (the flusher passes gevent.idle) is called whenever
+        FLUSH_SLICE of encoding has passed, so that packets waiting in the
+        event loop are relayed between files instead of after all of them.
+        (gevent.sleep(0) would not do: its wake-up is a callback, which the hub
+        may run again before it polls the sockets.)"""
+        timer = time.perf_counter
+        slice_end = timer() + FLUSH_SLICE
         for rec in list(self.files):
+            if rec.closed:          # closed by a command during a pause
+                continue
             if rec.error is not None:
                 self._stop_failed(rec)
                 continue
             blob = rec.take()
             if blob:
                 self.writer.submit(rec.write, blob)
+            if pause is not None and timer() > slice_end:
+                pause()
+                slice_end = timer() + FLUSH_SLICE
 
     def _flush_loop(self):
         while True:
             gevent.sleep(FLUSH_INTERVAL)
-            self.flush()
+            self.flush(pause=gevent.idle)
 
     def _stop_failed(self, rec):
         """A write failed (disk full, I/O error): the call goes on, the recording stops."""

@@ -65,8 +65,6 @@ PCAP_GLOBAL_HEADER = struct.pack("<IHHiIII", PCAP_MAGIC, 2, 4, 0, 0, 65535, 1)
 PCAP_RECORD = struct.Struct("<IIII")
 ETHERTYPE_IPV4 = b"\x08\x00"
 ETHERTYPE_IPV6 = b"\x86\xdd"
-_IPV4 = struct.Struct("!BBHHHBBH4s4s")
-_UDP = struct.Struct("!HHHH")
 IPV4_OVERHEAD = 14 + 20 + 8      # Ethernet + IPv4 + UDP
 IPV6_OVERHEAD = 14 + 40 + 8
 
@@ -126,36 +124,68 @@ class IpIdCounter:
 PROCESS_IP_ID = IpIdCounter()
 
 
-def pcap_packet(data, src, dst, arrival, ip_id):
+def _word_sum(data):
+    """Sum of the big-endian 16-bit words of ``data``, reduced mod 0xFFFF."""
+    if len(data) & 1:
+        data += b"\x00"
+    return int.from_bytes(data, "big") % 0xFFFF
+
+
+def _fold_checksum(total):
+    """The checksum field for a one's complement sum congruent to ``total``
+    (mod 0xFFFF) of words that are not all zero."""
+    return ~(total % 0xFFFF or 0xFFFF) & 0xFFFF
+
+
+# IPv4 header words that never change: version/IHL/TOS, flags/fragment, TTL/protocol
+_IPV4_CONST_SUM = 0x4500 + 0 + ((127 << 8) | 17)
+
+
+class _Flow:
+    """What every packet between two addresses shares: the fake Ethernet header,
+    the constant parts of the IP header and the checksum sums of the addresses."""
+
+    __slots__ = ("v4", "prefix", "src_ip", "dst_ip", "ports", "address_sum", "ip_sum")
+
+    def __init__(self, src, dst):
+        src_ip, src_port = src
+        dst_ip, dst_port = dst
+        self.v4 = len(src_ip) == 4
+        size = 4 if self.v4 else 16
+        if len(dst_ip) != size:
+            dst_ip = bytes(size)
+        self.src_ip, self.dst_ip = src_ip, dst_ip
+        self.prefix = fake_mac(dst_ip) + fake_mac(src_ip) + (ETHERTYPE_IPV4 if self.v4 else ETHERTYPE_IPV6)
+        self.ports = struct.pack("!HH", src_port, dst_port)
+        # UDP pseudo-header addresses and protocol, and the UDP ports
+        self.address_sum = _word_sum(src_ip + dst_ip) + 17 + src_port + dst_port
+        self.ip_sum = _IPV4_CONST_SUM + _word_sum(src_ip + dst_ip)
+
+
+def pcap_packet(data, src, dst, arrival, ip_id, flow=None):
     """One pcap record (record header + fake Ethernet/IP/UDP + datagram).
 
     ``src``/``dst`` are (packed address, port); the family of ``src`` chooses
-    IPv4 or IPv6 framing. ``arrival`` is wall-clock seconds.
+    IPv4 or IPv6 framing. ``arrival`` is wall-clock seconds. ``flow`` (a
+    _Flow for the same src/dst) saves recomputing what they share.
     """
-    src_ip, src_port = src
-    dst_ip, dst_port = dst
+    if flow is None:
+        flow = _Flow(src, dst)
     n = len(data)
     udp_len = 8 + n
-    if len(src_ip) == 4:
-        if len(dst_ip) != 4:
-            dst_ip = bytes(4)
-        pseudo = src_ip + dst_ip + struct.pack("!BBH", 0, 17, udp_len)
-        ip_header = _IPV4.pack(0x45, 0, 20 + udp_len, ip_id, 0, 127, 17, 0, src_ip, dst_ip)
-        ip_header = ip_header[:10] + internet_checksum(ip_header).to_bytes(2, "big") + ip_header[12:]
-        ethertype = ETHERTYPE_IPV4
+    # UDP checksum: pseudo-header (addresses, protocol, length) + header + data
+    udp_sum = _fold_checksum(flow.address_sum + 2 * udp_len + _word_sum(data))
+    udp_header = flow.ports + struct.pack("!HH", udp_len, udp_sum)
+    if flow.v4:
+        total = 20 + udp_len
+        ip_sum = _fold_checksum(flow.ip_sum + total + ip_id)
+        ip_header = struct.pack("!BBHHHBBH", 0x45, 0, total, ip_id, 0, 127, 17, ip_sum) + \
+            flow.src_ip + flow.dst_ip
     else:
-        if len(dst_ip) != 16:
-            dst_ip = bytes(16)
-        pseudo = src_ip + dst_ip + struct.pack("!IxxxB", udp_len, 17)
-        ip_header = b"\x60\x00\x00\x00" + struct.pack("!HBB", udp_len, 17, 64) + src_ip + dst_ip
-        ethertype = ETHERTYPE_IPV6
-    udp_nosum = _UDP.pack(src_port, dst_port, udp_len, 0)
-    checksum = internet_checksum(pseudo + udp_nosum + data)
-    udp_header = _UDP.pack(src_port, dst_port, udp_len, checksum)
+        ip_header = b"\x60\x00\x00\x00" + struct.pack("!HBB", udp_len, 17, 64) + flow.src_ip + flow.dst_ip
     frame_len = 14 + len(ip_header) + udp_len
     sec, usec = pcap_timestamp(arrival)
-    return b"".join((PCAP_RECORD.pack(sec, usec, frame_len, frame_len),
-                     fake_mac(dst_ip), fake_mac(src_ip), ethertype,
+    return b"".join((PCAP_RECORD.pack(sec, usec, frame_len, frame_len), flow.prefix,
                      ip_header, udp_header, data))
 
 
@@ -174,6 +204,7 @@ class PcapFormat:
         self.single_file = single_file
         self.ip_id = ip_id
         self._packed = {}
+        self._flows = {}
 
     def file_header(self):
         return PCAP_GLOBAL_HEADER
@@ -218,7 +249,13 @@ class PcapFormat:
                 dst = self._local(stream, source[0], local_for)
             if src is None or dst is None:
                 continue
-            parts.append(pcap_packet(data, src, dst, arrival + wall_offset, self.ip_id.next()))
+            key = (src, dst)
+            flow = self._flows.get(key)
+            if flow is None:
+                if len(self._flows) > 64:
+                    self._flows.clear()
+                flow = self._flows[key] = _Flow(src, dst)
+            parts.append(pcap_packet(data, src, dst, arrival + wall_offset, self.ip_id.next(), flow))
         return b"".join(parts)
 
 
