@@ -236,8 +236,8 @@ def _check_local(host, family, flag):
         if exc.errno == errno.EADDRNOTAVAIL:
             raise ConfigError(
                 "%s %s: this address is not on this host, so media cannot be bound to it; "
-                "if it is your public address behind NAT, use -l <local address> -A %s." % (
-                    flag, host, host)) from None
+                "if it is your public address behind NAT, use %s <local address> -A %s." % (
+                    flag, host, flag, host)) from None
         raise ConfigError("%s %s: cannot bind media sockets there (%s)." % (flag, host, exc.strerror)) from None
     finally:
         probe.close()

@@ -85,6 +85,8 @@ class Dispatcher:
             self.counters.ncmds_succd += 1
         else:
             self.counters.ncmds_errs += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("command %r -> %r", bytes(data[:300]), text)
         return text
 
     def run(self, command, ctx):

@@ -140,6 +140,7 @@ class Daemon:
             except (OSError, socket.timeout, TimeoutError):
                 pass
             time.sleep(0.05)
+        self.stop(signal.SIGKILL)
         raise RuntimeError("rtpproxy did not answer V: %s" % self.log())
 
     def log(self):

@@ -172,3 +172,47 @@ def test_debug_build_logs_debug_to_stderr(rtpproxy):
     p.send_signal(signal.SIGTERM)
     err = p.communicate(timeout=10)[1].decode()
     assert p.returncode == 0 and "started" in err
+
+
+# The seed's debugging case: upstream starts with -l set to the public address of a
+# host behind NAT and only fails at the first call ("can't bind to the IPv4 port ...:
+# Cannot assign requested address"). Here it fails before serving, with one sentence
+# that names the address and the fix.
+SEED_SENTENCE = ("rtpproxy: -l 203.0.113.5: this address is not on this host, so media cannot "
+                 "be bound to it; if it is your public address behind NAT, use "
+                 "-l <local address> -A 203.0.113.5.\n")
+
+
+@pytest.mark.parametrize("foreground", [True, False])
+def test_listen_address_not_on_this_host_fails_at_once(tmp_path, foreground):
+    port = free_port()
+    pidfile = tmp_path / "rtpproxy.pid"
+    args = ["-F", "-p", str(pidfile), "-s", "udp:127.0.0.1:%d" % port, "-l", "203.0.113.5"]
+    started = time.time()
+    out = run(*(["-f"] if foreground else []) + args)
+    assert time.time() - started < 10
+    assert (out.returncode, out.stdout, out.stderr) == (1, "", SEED_SENTENCE)
+    # nothing was left behind: no pid file, nobody serving the control port
+    assert not pidfile.exists()
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", port))
+    probe.close()
+
+
+def test_listen_address_not_on_this_host_ipv6_names_its_flag():
+    out = run("-f", "-F", "-p", "/dev/null", "-6", "2001:db8::5")
+    assert out.returncode == 1
+    assert out.stderr == ("rtpproxy: -6 2001:db8::5: this address is not on this host, so media "
+                          "cannot be bound to it; if it is your public address behind NAT, use "
+                          "-6 <local address> -A 2001:db8::5.\n")
+
+
+def test_the_suggested_fix_works(rtpproxy):
+    """-l <local address> -A <public address>: binds locally, tells clients the public one."""
+    d = rtpproxy("-l", "127.0.0.1", "-A", "203.0.113.5")
+    port, address = d.command("U seed-call 127.0.0.1 4000 ftag").split()
+    assert address == "203.0.113.5" and int(port) % 2 == 0
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with pytest.raises(OSError):
+        probe.bind(("127.0.0.1", int(port)))     # the relay holds it on the local address
+    probe.close()

@@ -1,0 +1,369 @@
+"""Kamailio 5.6 running examples/kamailio/kamailio.cfg in front of rtpproxy-py.
+
+Two sipp phones behind (simulated) NAT call each other through the proxy with
+PCMU audio; a capture on the loopback interface shows where every packet went.
+"""
+
+import re
+import signal
+import socket
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from harness import (PHONE_A, PHONE_B, RELAY2_IP, RELAY_IP, Scenario, call_ids, relayed,
+                     rtp_packets, sdp_to, sip_messages, wait_until)
+
+TALK_MS = 2000
+
+
+def talk(audio, talk_ms=TALK_MS):
+    """Caller and callee scenarios: both send audio for ``talk_ms``, fall silent, and
+    the caller hangs up half a second later (so no packet is in flight at the BYE)."""
+    callee = Scenario("callee").answer().play(audio).wait(talk_ms).pause_audio().accept_bye()
+    caller = Scenario("caller").call().play(audio).wait(talk_ms).pause_audio().wait(500).hangup()
+    return caller, callee
+
+
+def run_calls(lab, kam, caller, callee, calls=1, rate=None, limit=None, timeout=60):
+    b = lab.sipp(callee, PHONE_B, calls=calls, timeout=timeout)
+    a = lab.sipp(caller, PHONE_A, remote=kam.address, keys={"callee": b.address}, calls=calls,
+                 rate=rate, limit=limit, timeout=timeout)
+    return a, b
+
+
+def counters(relay, *names):
+    values = relay.command("G " + " ".join(names)).split()
+    return dict(zip(names, (int(float(v)) for v in values)))
+
+
+def relay_commands(relay, verb):
+    """Commands of one verb the relay received, as logged at debug level."""
+    found = re.findall(r"command b'([^']*)' -> '([^']*)'", relay.log())
+    return [(cmd.strip().replace("\\n", ""), reply.replace("\\n", "\n"))
+            for cmd, reply in found if cmd.strip().startswith(verb)]
+
+
+def media_of_call(messages, rtp, call_id, relay_ip=RELAY_IP):
+    """The RTP of one call, A -> relay -> B and B -> relay -> A: two (sent, delivered)
+    pairs of packet lists, after checking that both phones were given the relay's address."""
+    offer = sdp_to(messages, call_id, PHONE_B.ip, "offer")[-1]
+    answer = sdp_to(messages, call_id, PHONE_A.ip, "answer")[-1]
+    assert offer[1] == relay_ip and answer[1] == relay_ip, (offer, answer)
+    relay_for_b, relay_for_a = (relay_ip, offer[2]), (relay_ip, answer[2])
+    # the relay's ports serve other calls before and after this one
+    times = [m.time for m in messages if m.headers.get("call-id", [None])[0] == call_id]
+    rtp = [p for p in rtp if min(times) <= p.time <= max(times)]
+    return (relayed(rtp, (PHONE_A.ip, None), relay_for_a, relay_for_b, (PHONE_B.ip, None)),
+            relayed(rtp, (PHONE_B.ip, None), relay_for_b, relay_for_a, (PHONE_A.ip, None)))
+
+
+def check_anchored(messages, rtp, call_id, relay_ip=RELAY_IP, since=None):
+    """Both phones were given the relay's address, and the call's RTP went A -> relay -> B
+    and B -> relay -> A, every packet unchanged (from ``since`` on, if given). Returns
+    the number of packets sent each way."""
+    counts = []
+    for sent, delivered in media_of_call(messages, rtp, call_id, relay_ip):
+        src = sent[0].src[0] if sent else "a phone"
+        if since is None:
+            assert Counter(p.data for p in sent) == Counter(p.data for p in delivered), \
+                "%s sent %d packets, %d came out of the relay" % (src, len(sent), len(delivered))
+        else:
+            # packets on either side of ``since`` may cross it while in the relay
+            sent_since = Counter(p.data for p in sent if p.time >= since)
+            out_since = Counter(p.data for p in delivered if p.time >= since + 0.05)
+            assert not sent_since - Counter(p.data for p in delivered), "packets lost"
+            assert not out_since - Counter(p.data for p in sent), "packets from nowhere"
+            sent = [p for p in sent if p.time >= since]
+        assert sent, "no RTP from %s reached the relay" % src
+        counts.append(len(sent))
+    return tuple(counts)
+
+
+@pytest.mark.parametrize("variant,control", [("offer-answer", "udp"), ("manage", "udp"),
+                                             ("offer-answer", "unix")])
+def test_one_call_is_anchored_in_the_relay(lab, variant, control):
+    """A call through the example config, both of its variants; and over a unix control
+    socket, where Kamailio connects for each command and sends it without cookie or LF."""
+    relay = lab.relay("-d", "DBUG", control=control)
+    defines = {"WITH_RTPPROXY_MANAGE": None} if variant == "manage" else {}
+    kam = lab.kamailio(relay, defines=defines)
+    cap = lab.capture()
+    caller, callee = talk(lab.tone())
+    a, b = run_calls(lab, kam, caller, callee)
+    a.finish()
+    b.finish()
+
+    packets = cap.finish()
+    messages = sip_messages(packets)
+    rtp = rtp_packets(packets)
+    [call_id] = call_ids(messages)
+
+    # SDP on both sides points at the relay; the phones' own SDP did not
+    a_offer = [m for m in messages if m.src[0] == PHONE_A.ip and m.first_line.startswith("INVITE")]
+    assert "c=IN IP4 %s" % PHONE_A.nat_ip in a_offer[0].body
+    offer = sdp_to(messages, call_id, PHONE_B.ip, "offer")
+    answer = sdp_to(messages, call_id, PHONE_A.ip, "answer")
+    assert len(offer) == len(answer) == 1
+    assert "nortpproxy:yes" in offer[0][4]
+
+    # every packet went through the relay, both ways, and nothing went directly
+    to_b, to_a = check_anchored(messages, rtp, call_id)
+    expected = TALK_MS // 20
+    assert to_b >= 0.8 * expected and to_a >= 0.8 * expected, (to_b, to_a)
+    direct = [p for p in rtp if {p.src[0], p.dst[0]} == {PHONE_A.ip, PHONE_B.ip}]
+    assert not direct
+
+    # the relay's own counters agree with the capture: Kamailio's $rtpstat (a Q sent
+    # on BYE) and the global G counters
+    to_relay = [p for p in rtp if p.dst[0] == RELAY_IP]
+    from_relay = [p for p in rtp if p.src[0] == RELAY_IP]
+    [line] = kam.lines("media counters of %s:" % re.escape(call_id))
+    ttl, from_a, from_b, nrelayed, ndropped = map(int, line.split(":")[-1].split())
+    assert (from_a, from_b, nrelayed, ndropped) == (to_b, to_a, len(from_relay), 0)
+    assert ttl > 0
+    stats = counters(relay, "nsess_created", "nsess_destroyed", "npkts_rcvd", "npkts_relayed")
+    assert stats == {"nsess_created": 1, "nsess_destroyed": 1,
+                     "npkts_rcvd": len(to_relay), "npkts_relayed": len(from_relay)}
+
+    # Kamailio really drove it with U (INVITE), L (200 OK), D (BYE)
+    [u], [l], [d] = (relay_commands(relay, v) for v in ("U", "L", "D"))
+    from_tag, to_tag = u[0].split()[4], l[0].split()[5]      # with Kamailio's ";1"
+    # the phones' real addresses (where their SIP came from), not the NAT'd ones in the SDP
+    assert u[0].split()[1:3] == [call_id, PHONE_A.ip] and l[0].split()[1:3] == [call_id, PHONE_B.ip]
+    assert d == ("D %s %s %s" % (call_id, from_tag[:-2], to_tag[:-2]), "0\n")
+
+    # after the BYE the relay no longer has the session
+    assert "active sessions: 0" in relay.command("I")
+    assert relay.command("Q %s %s %s" % (call_id, from_tag, to_tag)) == "E50"
+
+
+def test_fifty_concurrent_calls(lab):
+    relay = lab.relay()
+    kam = lab.kamailio(relay, defines={"CHILDREN": "4"})
+    cap = lab.capture()
+    # 10 calls/s for 5 s, each lasting 6 s: all 50 are up together for about a second
+    caller, callee = talk(lab.tone(), talk_ms=5500)
+    a, b = run_calls(lab, kam, caller, callee, calls=50, rate=10, limit=50, timeout=90)
+    stats_a = a.finish(90)
+    stats_b = b.finish(30)
+    assert int(stats_a["SuccessfulCall(C)"]) == 50 and int(stats_b["SuccessfulCall(C)"]) == 50
+    packets = cap.finish()
+    messages = sip_messages(packets)
+    rtp = rtp_packets(packets)
+    ids = call_ids(messages)
+    assert len(ids) == 50
+
+    sent = delivered = 0
+    peak = 0
+    for call_id in ids:
+        for s, d in media_of_call(messages, rtp, call_id):
+            s, d = [p.data for p in s], [p.data for p in d]
+            assert len(s) > 200, (call_id, len(s))
+            assert not Counter(d) - Counter(s), "the relay sent packets nobody sent"
+            sent += len(s)
+            delivered += len(d)
+    loss = 1 - delivered / sent
+    print("50 calls: %d packets sent to the relay, %d relayed" % (sent, delivered))
+    assert loss <= 0.001, "lost %d of %d packets (%.3f %%)" % (sent - delivered, sent, 100 * loss)
+
+    # they really were concurrent: 50 sessions up at once at some point
+    starts = sorted(sdp_to(messages, cid, PHONE_A.ip, "answer")[-1][0] for cid in ids)
+    ends = sorted(m.time for m in messages if m.first_line.startswith("BYE") and m.dst[0] == PHONE_B.ip)
+    for t in starts:
+        peak = max(peak, sum(1 for s in starts if s <= t) - sum(1 for e in ends if e <= t))
+    assert peak == 50
+
+    stats = counters(relay, "nsess_created", "nsess_destroyed", "nsess_timeout",
+                     "npkts_rcvd", "npkts_relayed")
+    assert stats["nsess_created"] == stats["nsess_destroyed"] == 50
+    assert stats["nsess_timeout"] == 0
+    assert stats["npkts_rcvd"] == sent
+    assert "active sessions: 0" in relay.command("I")
+
+
+@pytest.mark.parametrize("style", ["sendonly", "null-address"])
+def test_hold_and_unhold_by_reinvite(lab, style):
+    relay = lab.relay("-d", "DBUG")
+    kam = lab.kamailio(relay)
+    cap = lab.capture()
+    audio = lab.tone()
+    hold_address = style == "null-address"
+    # A holds B: A keeps sending (music on hold), B falls silent; then A resumes
+    caller = (Scenario("caller").call().play(audio).wait(1000)
+              .reinvite("sendonly", hold_address).wait(1500)
+              .reinvite("sendrecv").wait(TALK_MS).pause_audio().wait(500).hangup())
+    callee = (Scenario("callee").answer().play(audio)
+              .accept_reinvite("recvonly").pause_audio()
+              .accept_reinvite("sendrecv").resume_audio().wait(TALK_MS).pause_audio().accept_bye())
+    a, b = run_calls(lab, kam, caller, callee)
+    a.finish()
+    b.finish()
+
+    packets = cap.finish()
+    messages = sip_messages(packets)
+    rtp = rtp_packets(packets)
+    [call_id] = call_ids(messages)
+    offers = sdp_to(messages, call_id, PHONE_B.ip, "offer")
+    answers = sdp_to(messages, call_id, PHONE_A.ip, "answer")
+    assert [o[3] for o in offers] == ["sendrecv", "sendonly", "sendrecv"]
+    assert [a[3] for a in answers] == ["sendrecv", "recvonly", "sendrecv"]
+    # the relay kept the same session and ports through hold and unhold
+    assert len({(o[1], o[2]) for o in offers if o[1] != "0.0.0.0"}) == 1
+    assert len({(a[1], a[2]) for a in answers}) == 1
+    assert counters(relay, "nsess_created")["nsess_created"] == 1
+    assert len(relay_commands(relay, "U")) == 3 and len(relay_commands(relay, "L")) == 3
+
+    hold_at, unhold_at = offers[1][0], offers[2][0]
+    during = [p for p in rtp if hold_at + 0.1 < p.time < unhold_at]
+    assert not [p for p in during if p.src[0] == PHONE_B.ip], "B sent while held"
+    assert len([p for p in during if p.dst[0] == PHONE_B.ip]) > 40, "no music on hold reached B"
+
+    # after unhold: media flows again both ways, every packet relayed
+    to_b, to_a = check_anchored(messages, rtp, call_id, since=unhold_at)
+    expected = TALK_MS // 20
+    assert to_b >= 0.8 * expected and to_a >= 0.8 * expected, (to_b, to_a)
+    assert "active sessions: 0" in relay.command("I")
+
+
+class NotifyListener:
+    """A TCP server standing where Kamailio's timeout_socket points; records what arrives."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self.data = b""
+        self.running = True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        conns = []
+        while self.running:
+            try:
+                conn, _ = self.sock.accept()
+                conn.settimeout(0.1)
+                conns.append(conn)
+                self.connections += 1
+            except socket.timeout:
+                pass
+            for conn in conns:
+                try:
+                    self.data += conn.recv(4096)
+                except socket.timeout:
+                    pass
+        for conn in conns:
+            conn.close()
+
+    def close(self):
+        self.running = False
+        self.thread.join(5)
+        self.sock.close()
+
+
+def test_silent_call_times_out_kamailio_timeout_socket_never_armed(lab):
+    """Both phones go silent: the relay ends the session after -T. Kamailio 5.6 sends its
+    timeout_socket only in re-INVITE offers, after the to-tag and without a notify tag
+    (`U ... FT;1 TT;1 SOCKET`, 7 tokens), which the reference reads as notify socket = the
+    to-tag and notify tag = the socket: no -n target matches, so no notification is
+    armed and none is sent. rtpproxy-py does the same (clients.md 1.3)."""
+    listener = NotifyListener()
+    try:
+        target = "tcp:127.0.0.1:%d" % listener.port
+        relay = lab.relay("-T", "2", "-n", target, "-d", "DBUG")
+        kam = lab.kamailio(relay, defines={"TIMEOUT_SOCKET": '"%s"' % target})
+        cap = lab.capture()
+        audio = lab.tone()
+        silence_ms = 6000
+        caller = (Scenario("caller").call().play(audio).wait(1000).reinvite("sendrecv")
+                  .wait(1000).pause_audio().wait(silence_ms).hangup())
+        callee = (Scenario("callee").answer().play(audio).accept_reinvite("sendrecv")
+                  .wait(1000).pause_audio().accept_bye())
+        a, b = run_calls(lab, kam, caller, callee)
+
+        # watch the relay end the session on its own
+        timed_out_at = wait_until(
+            lambda: counters(relay, "nsess_timeout")["nsess_timeout"] == 1, timeout=15)
+        assert timed_out_at, relay.log()[-3000:]
+        assert "active sessions: 0" in relay.command("I")
+        a.finish()
+        b.finish()
+        time.sleep(0.5)
+    finally:
+        listener.close()
+
+    rtp = rtp_packets(cap.finish())
+    last_packet = max(p.time for p in rtp)
+    idle = timed_out_at - last_packet
+    assert 2 <= idle <= 2 + 2 + 0.5, "session ended %.2f s after the last packet (-T 2)" % idle
+
+    # what Kamailio sent: the initial offer without the socket, the re-INVITE offer with it
+    offers = relay_commands(relay, "U")
+    assert len(offers) == 2
+    assert len(offers[0][0].split()) == 5
+    reoffer = offers[1][0].split()
+    assert len(reoffer) == 7 and reoffer[-1] == target and reoffer[5].endswith(";1")
+    assert not offers[1][1].startswith("E"), offers[1]
+    assert "notify socket %r matches no -n target" % reoffer[5] in relay.log()
+    # hence no notification: nothing connected to Kamailio's timeout_socket
+    assert listener.connections == 0 and listener.data == b""
+    # the BYE's delete finds nothing left (Kamailio ignores the E50) and the call ends normally
+    assert relay_commands(relay, "D")[-1][1] == "E50\n"
+    stats = counters(relay, "nsess_created", "nsess_destroyed", "nsess_timeout")
+    assert stats == {"nsess_created": 1, "nsess_destroyed": 1, "nsess_timeout": 1}
+
+
+@pytest.mark.parametrize("death", ["crashed", "hung"])
+def test_two_relays_with_weights_and_failover(lab, death):
+    """Two relays in one set (weights 2 and 1); the first dies mid-run. "crashed": it is
+    killed, its control port is closed (refused at once); "hung": it is stopped, its
+    port takes commands and never answers, so Kamailio waits rtpproxy_tout x
+    rtpproxy_retr before it gives up on it."""
+    r1 = lab.relay("-l", RELAY_IP)
+    r2 = lab.relay("-l", RELAY2_IP)
+    kam = lab.kamailio([(r1, 2), (r2, 1)], defines={
+        "RTPPROXY_TOUT": "1", "RTPPROXY_RETR": "2", "RTPPROXY_DISABLE_TOUT": "60", "CHILDREN": "4"})
+    cap = lab.capture()
+    caller, callee = talk(lab.tone(), talk_ms=1500)
+    a, b = run_calls(lab, kam, caller, callee, calls=30, rate=5, limit=30, timeout=90)
+
+    assert wait_until(lambda: counters(r1, "nsess_created")["nsess_created"] >= 4
+                      and counters(r2, "nsess_created")["nsess_created"] >= 2, timeout=20), \
+        "calls did not spread over both relays"
+    r1.proc.send_signal(signal.SIGKILL if death == "crashed" else signal.SIGSTOP)
+    killed_at = time.time()
+    try:
+        a.finish(90)
+        b.finish(30)
+    finally:
+        if death == "hung":
+            r1.proc.kill()
+        r1.proc.wait()
+
+    packets = cap.finish()
+    messages = sip_messages(packets)
+    rtp = rtp_packets(packets)
+    ids = call_ids(messages)
+    assert len(ids) == 30
+    first_invite = {}
+    for m in messages:
+        if m.first_line.startswith("INVITE") and m.src[0] == PHONE_A.ip:
+            first_invite.setdefault(m.headers["call-id"][0], m.time)
+    before = [cid for cid in ids if first_invite[cid] < killed_at - 0.2]
+    after = [cid for cid in ids if first_invite[cid] > killed_at]
+    assert len(after) >= 5, len(after)
+    served_before = Counter(sdp_to(messages, cid, PHONE_B.ip, "offer")[0][1] for cid in before)
+    assert served_before[RELAY_IP] > 0 and served_before[RELAY2_IP] > 0, served_before
+
+    # every call that started after the death went through the survivor, media both ways
+    for cid in after:
+        to_b, to_a = check_anchored(messages, rtp, cid, relay_ip=RELAY2_IP)
+        assert to_b > 50 and to_a > 50, (cid, to_b, to_a)
+    assert kam.lines(r"proxy <%s> does not respond, disable it" % re.escape(r1.control_spec))
+    assert "active sessions: 0" in r2.command("I")
