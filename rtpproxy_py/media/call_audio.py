@@ -4,7 +4,7 @@ extractaudio.md sections 2-5, as plain objects (no files, no printing):
 
 * ``parse_rtp`` reads one datagram (section 3, with upstream's reasons);
 * ``ChannelSet`` sorts packets into channels by SSRC, each kept in order with
-  duplicates dropped (section 2 steps 7-9);
+  duplicates dropped (section 2 steps 7-9; a channel never spans both files);
 * ``decode_channel`` turns one channel into 8 kHz samples, filling timestamp
   and arrival gaps with silence (section 4);
 * ``mix`` lines the channels up on the call's timeline and mixes them into
@@ -113,18 +113,24 @@ class Channel:
 
 
 class ChannelSet:
-    """Channels of both files, by SSRC, in the order of their first arrival."""
+    """Channels of both files, by side and SSRC, in the order of their first arrival.
+
+    Upstream looks an SSRC up across both files, so when the two directions
+    carry the same SSRC (sipp does that, so do some gateways) the second
+    file's packets land in the first file's channel as "duplicates" and one
+    side of the call disappears. Here each file keeps its own channels."""
 
     def __init__(self):
         self.channels = []
         self._by_ssrc = {}
 
     def add(self, packet, side):
-        channel = self._by_ssrc.get(packet.ssrc)
+        key = (side, packet.ssrc)
+        channel = self._by_ssrc.get(key)
         if channel is not None:
             return channel.insert(packet)
         channel = Channel(packet.ssrc, side, packet)
-        self._by_ssrc[packet.ssrc] = channel
+        self._by_ssrc[key] = channel
         # after the last channel whose creating packet is strictly earlier, else first
         at = 0
         for i in range(len(self.channels) - 1, -1, -1):

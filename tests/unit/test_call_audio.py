@@ -228,3 +228,16 @@ def test_codec_without_library_is_silence():
     out = channel_samples(pkts)
     assert not out.any() and len(out) == 4 * 160 + 0
     assert call_audio.decoded_length(4, bytes(24)) == 0
+
+
+def test_same_ssrc_in_both_directions_stays_two_channels():
+    """sipp (and some gateways) use one SSRC both ways: each side keeps its audio."""
+    a_pkts, _ = stream(10, ssrc=0xCA110000)
+    b_pkts, _ = stream(10, ssrc=0xCA110000, pt=8)
+    channels = ChannelSet()
+    for p in a_pkts:
+        channels.add(p, SIDE_A)
+    for p in b_pkts:
+        channels.add(p, SIDE_B)
+    assert sorted(c.side for c in channels) == [SIDE_A, SIDE_B]
+    assert all(len(c.packets) == 10 and c.duplicates == 0 for c in channels)
