@@ -5,6 +5,8 @@ docopt cannot name options after digits, so ``-6`` and ``-2`` are rewritten to
 (``-fb``, ``-m35000``) are split the way getopt would split them.
 """
 
+import inspect
+import re
 import sys
 
 from docopt import DocoptExit, docopt
@@ -62,6 +64,9 @@ Options:
   --force_asymmetric  treat every client as asymmetric
   --no_resolve      numeric addresses only, no DNS lookups
   --no_redirect     keep logging to stderr when daemonizing
+  --poll_batch MS   gather packets for up to MS milliseconds between polls: fewer
+                    wake-ups under load, at most MS ms added delay; 0 = poll per
+                    packet [default: 2]
 """
 
 # Short options that take an argument, as in upstream's getopt string.
@@ -69,8 +74,18 @@ _WITH_ARGUMENT = set("l6sSAtrpTLmMundcwW")
 _FLAGS = set("vf2RFiPaVbDCh")
 _DIGIT_OPTIONS = {"6": "--ipv6", "2": "--dup-small"}
 
+# Long options as the usage text lists them: name -> whether it takes a value.
+_LONG = {m.group(1): bool(m.group(2)) for m in re.finditer(r"^  (--[a-z_]+)( [A-Z]+)?", USAGE, re.M)}
+_LONG["--help"] = False
+
 _DOCOPT_USAGE = USAGE.replace("  -6 ADDR   ", "  --ipv6 ADDR").replace(
     "  -2        ", "  --dup-small")
+
+
+# docopt-ng calls the switch for its built-in -h handling default_help=; the
+# original docopt 0.6.2 (Debian's python3-docopt) calls it help=.
+_NO_BUILTIN_HELP = {
+    "default_help" if "default_help" in inspect.signature(docopt).parameters else "help": False}
 
 
 class UsageError(Exception):
@@ -78,23 +93,23 @@ class UsageError(Exception):
 
 
 def normalize_argv(argv):
-    """Split clustered short options and rename the digit ones for docopt."""
+    """Split clustered short options, rename the digit ones and complete long
+    option prefixes for docopt; an unknown option or a stray argument is a
+    UsageError naming it (docopt's own messages do not)."""
     out = []
     i = 0
     while i < len(argv):
         arg = argv[i]
         i += 1
         if arg == "--":
-            out.extend(argv[i - 1:])
+            if i < len(argv):
+                raise UsageError("unexpected argument %r: rtpproxy takes options only" % argv[i])
             break
         if arg.startswith("--"):
-            if arg == "--overload_prot":
-                arg = "--overload_prot=0.85"
-            out.append(arg)
+            i = _long_option(arg, argv, i, out)
             continue
         if not arg.startswith("-") or arg == "-":
-            out.append(arg)
-            continue
+            raise UsageError("unexpected argument %r: rtpproxy takes options only" % arg)
         pos = 1
         while pos < len(arg):
             letter = arg[pos]
@@ -115,12 +130,40 @@ def normalize_argv(argv):
     return out
 
 
+def _long_option(arg, argv, i, out):
+    """Append ``--name[=value]`` (a unique prefix is enough, as with getopt_long)
+    to ``out``; returns the index of the next unread argument."""
+    name, eq, value = arg.partition("=")
+    matches = [n for n in _LONG if n.startswith(name)]
+    if name in _LONG:
+        matches = [name]
+    if len(matches) != 1:
+        raise UsageError("%s option %s" % ("ambiguous" if matches else "unknown", name))
+    name = matches[0]
+    if name == "--overload_prot":
+        out.append("%s=%s" % (name, value if eq else "0.85"))   # the value is optional
+    elif not _LONG[name]:
+        if eq:
+            raise UsageError("option %s takes no value" % name)
+        out.append(name)
+    elif eq:
+        out.extend([name, value])
+    elif i < len(argv):
+        out.extend([name, argv[i]])
+        i += 1
+    else:
+        raise UsageError("option %s needs a value" % name)
+    return i
+
+
 def parse_args(argv):
     """argv (without the program name) -> docopt's option dict."""
     try:
-        return docopt(_DOCOPT_USAGE, normalize_argv(argv), default_help=False)
-    except DocoptExit as exc:
-        raise UsageError(str(exc).splitlines()[0] if str(exc) else "bad usage") from None
+        return docopt(_DOCOPT_USAGE, normalize_argv(argv), **_NO_BUILTIN_HELP)
+    except DocoptExit:
+        # normalize_argv caught the rest: what is left is -V/-v/-C/-h mixed with others.
+        raise UsageError("%s: -V, -v, -C and -h each stand alone; give one of them without "
+                         "other options" % " ".join(argv)) from None
 
 
 def print_usage_error(message):

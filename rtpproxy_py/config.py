@@ -108,6 +108,7 @@ class Config:
     no_resolve: bool = False
     no_redirect: bool = False
     debug_build: bool = False
+    poll_batch: float = 0.002     # seconds libev gathers I/O events between polls
 
     def all_listen(self):
         return self.listen4 + self.listen6
@@ -391,6 +392,13 @@ def build(opts, debug_build=False):
             raise ConfigError("-c %s: the scheduling policy must be fifo or rr." % opts["-c"])
         c.rt_policy = opts["-c"]
     c.no_chdir = bool(opts["-D"])
+    try:
+        batch_ms = float(opts["--poll_batch"])
+    except (TypeError, ValueError):
+        batch_ms = -1
+    if not 0 <= batch_ms <= 20:
+        raise ConfigError("--poll_batch %s: give milliseconds from 0 to 20 (default 2)." % opts["--poll_batch"])
+    c.poll_batch = batch_ms / 1000.0
     c.no_redirect = bool(opts["--no_redirect"]) or debug_build
     return c
 

@@ -141,6 +141,7 @@ class Dispatcher:
         if not cmd.lookup:
             self._arm_notify(session, cmd, ctx)
         self._apply_remote(session, 1 - sidx, remote, mods, now)
+        self.relay.session_updated(session)
         stream = session.rtp[sidx]
         text = reply.port(stream.port, stream.local.reply_address(), stream.local.ipv6)
         if subcommands and cmd.subcommands:

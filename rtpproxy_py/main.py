@@ -36,6 +36,9 @@ def main(argv=None, debug_build=False):
     try:
         from .config import build
         config = build(opts, debug_build=debug_build)
+        if debug_build:
+            from .debug_daemon import DebugDaemon
+            return DebugDaemon(config).run()
         return Daemon(config).run()
     except ConfigError as exc:
         sys.stderr.write("rtpproxy: %s\n" % exc)
@@ -43,7 +46,8 @@ def main(argv=None, debug_build=False):
 
 
 def main_debug():
-    """rtpproxy_debug / rtpproxy-debug: the same daemon, debug logging to stderr."""
+    """rtpproxy_debug / rtpproxy-debug: the same daemon with debug logging to
+    stderr, loop-health lines, a profile and a leak report (debug_daemon.py)."""
     return main(debug_build=True)
 
 
@@ -129,7 +133,7 @@ class Daemon:
         self.notifier = Notifier()
         self.dispatcher = Dispatcher(config, self.relay, self.notifier, time.monotonic)
         self.relay.on_expired = self.dispatcher.expire
-        self.recordings = Recordings(config, self.relay, time.monotonic)
+        self.recordings = Recordings(config, self.relay)
         self.dispatcher.recorder = self.recordings
         self.dispatcher.on_idle = self.stop_event.set
         only_stdio = len(self.servers) == 1
@@ -158,6 +162,9 @@ class Daemon:
         if self.stopping:
             os._exit(128 + signum)
         self.stopping = True
+        # A second SIGTERM/SIGINT during shutdown forces the exit at once.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda number, frame: os._exit(128 + number))
         log.warning("signal %d: shutting down", signum)
         self.stop_event.set()
 

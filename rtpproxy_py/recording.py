@@ -90,11 +90,10 @@ class _SessionRecordings:
 
 
 class Recordings:
-    def __init__(self, config, relay, clock=time.monotonic, wall_clock=time.time):
+    def __init__(self, config, relay, wall_clock=time.time):
         self.config = config
         self.relay = relay
-        self.clock = clock
-        self.wall_clock = wall_clock
+        self.wall_clock = wall_clock     # read per recorded packet: its arrival time
         self.sessions = {}          # Session -> _SessionRecordings
         self.files = []             # open RecordingFiles, flushed by the flusher
         self.writer = None
@@ -233,7 +232,7 @@ class Recordings:
         return rec
 
     def _attach(self, state, leg, stream, rec, by_record, group):
-        tap = make_tap(rec.pending)
+        tap = make_tap(rec.pending, self.wall_clock)
         stream.add_tap(tap)
         rec.users += 1
         state.legs[leg].append(_Attachment(stream, tap, rec, by_record, group))
@@ -255,7 +254,6 @@ class Recordings:
     def _open_file(self, name, fmt):
         config = self.config
         rec = RecordingFile(name, config.record_dir, fmt, spool=config.spool_dir,
-                            wall_offset=self.wall_clock() - self.clock(),
                             local_for=self._local_for)
         rec.open()
         self.files.append(rec)

@@ -5,6 +5,14 @@ watcher per relay socket, level-triggered; its callback reads one datagram,
 asks the Stream where it goes and sends it from the peer's socket. No
 greenlet switch, no drain loop, no logging, no per-packet dict lookups.
 
+Latched streams get a second, *connected* socket on the same port (its
+"twin", bound with SO_REUSEPORT for a moment and then made exclusive again).
+The kernel delivers the latched party's packets to the twin and everything
+else to the main socket, so the common case needs no source-address check
+and no address conversion: ``recv``/``send`` instead of ``recvfrom``/``sendto``.
+Packets from any other source still reach the main socket, where the full
+latching rules (Stream.on_packet) decide.
+
 Each session also gets a greenlet that sleeps until the session's next
 deadline (idle expiry now; playback and re-packetizing later) and acts on it.
 """
@@ -26,65 +34,147 @@ RCVBUF = 256 * 1024
 SMALL_PACKET = 128          # -2: packets shorter than this are sent twice
 _RETRY_BIND = (errno.EADDRINUSE, errno.EACCES)
 
+# Packet arrival time as the packet path sees it: refreshed by a loop timer
+# rather than read per packet. Idle time-outs, the 10 s re-latch window and the
+# once-a-second sequence resync only need a tenth of a second.
+CLOCK_TICK = 0.1
+NOW = time.monotonic()
+
+
+def set_io_collect_interval(loop, seconds):
+    """Let libev gather events for ``seconds`` between polls (--poll_batch).
+
+    At 200 sessions the relay otherwise wakes for nearly every packet burst;
+    measured with bench/relay_vs_crelay.sh, 2 ms of batching took the CPU per
+    packet from about 1.26x crelay's to about 0.92x (BENCHMARKS.md)."""
+    import ctypes
+    import gevent.libev.corecext as corecext
+    try:
+        fn = ctypes.CDLL(corecext.__file__).ev_set_io_collect_interval
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_double]
+    fn.restype = None
+    fn(loop.ptr, seconds)
+    return True
+
 
 class MediaSocket:
-    """A bound relay socket and its io watcher."""
+    """A bound relay socket, its io watcher, and the optional connected twin."""
 
-    __slots__ = ("sock", "watcher", "port", "family")
+    __slots__ = ("sock", "watcher", "port", "family", "twin", "twin_watcher", "twin_addr")
 
     def __init__(self, sock, watcher, port, family):
         self.sock = sock
         self.watcher = watcher
         self.port = port
         self.family = family
+        self.twin = None
+        self.twin_watcher = None
+        self.twin_addr = None
+
+    def close_twin(self):
+        if self.twin is not None:
+            self.twin_watcher.stop()
+            self.twin_watcher.close()
+            self.twin.close()
+            self.twin = self.twin_watcher = self.twin_addr = None
 
     def close(self):
+        self.close_twin()
         self.watcher.stop()
         self.watcher.close()
         self.sock.close()
 
 
-def _make_reader(stream, sock, out_sock, clock, duplicate_small):
-    """The io watcher callback for ``stream``'s socket."""
-    recvfrom = sock.recvfrom
-    on_packet = stream.on_packet
-    if out_sock is None:
-        def read_only():
-            try:
-                data, source = recvfrom(RECV_SIZE)
-            except OSError:
-                return
-            on_packet(data, source, clock())
-        return read_only
-    sendto = out_sock.sendto
-    if duplicate_small:
-        def read_and_send_twice():
-            try:
-                data, source = recvfrom(RECV_SIZE)
-            except OSError:
-                return
-            target = on_packet(data, source, clock())
-            if target is not None:
-                try:
-                    sendto(data, target)
-                    if len(data) < SMALL_PACKET:
-                        sendto(data, target)
-                except OSError:
-                    pass
-        return read_and_send_twice
+def _wanted_twin(stream, handle):
+    """The address the stream's twin should be connected to (None: no twin)."""
+    remote = stream.rem_addr
+    if not stream.is_rtp or remote is None:
+        return None
+    if stream.latched or handle.twin_addr == remote:
+        return remote
+    return None
 
-    def read_and_send():
+
+def _main_reader(relay, stream, handle, peer, dup):
+    """Callback for the main (unconnected) socket: full latching rules."""
+    recvfrom = handle.sock.recvfrom
+    on_packet = stream.on_packet
+    check_twin = relay._sync_twins if stream.is_rtp else None
+    if peer is None:
+        send = sendto = None
+    elif peer.twin is not None:
+        send, sendto = peer.twin.send, None
+    else:
+        send, sendto = None, peer.sock.sendto
+
+    def read():
         try:
             data, source = recvfrom(RECV_SIZE)
         except OSError:
             return
-        target = on_packet(data, source, clock())
+        target = on_packet(data, source, NOW)
         if target is not None:
             try:
-                sendto(data, target)
+                if send is not None:
+                    send(data)
+                    if dup and len(data) < SMALL_PACKET:
+                        send(data)
+                elif sendto is not None:
+                    sendto(data, target)
+                    if dup and len(data) < SMALL_PACKET:
+                        sendto(data, target)
             except OSError:
                 pass
-    return read_and_send
+        if check_twin is not None and _wanted_twin(stream, handle) != handle.twin_addr:
+            check_twin(stream.session)
+    return read
+
+
+def _twin_reader(stream, handle, peer, dup):
+    """Callback for the connected twin: the latched party's packets only."""
+    recv = handle.twin.recv
+    on_latched_packet = stream.on_latched_packet
+    if peer is None:
+        send = sendto = None
+    elif peer.twin is not None:
+        send, sendto = peer.twin.send, None
+    else:
+        send, sendto = None, peer.sock.sendto
+
+    if send is not None and not dup:
+        def read_fast():
+            try:
+                data = recv(RECV_SIZE)
+            except OSError:      # nothing queued, or an ICMP error on the connected socket
+                return
+            if on_latched_packet(data, NOW) is not None:
+                try:
+                    send(data)
+                except OSError:
+                    pass
+        return read_fast
+
+    def read():
+        try:
+            data = recv(RECV_SIZE)
+        except OSError:
+            return
+        target = on_latched_packet(data, NOW)
+        if target is not None:
+            try:
+                if send is not None:
+                    send(data)
+                    if dup and len(data) < SMALL_PACKET:
+                        send(data)
+                elif sendto is not None:
+                    sendto(data, target)
+                    if dup and len(data) < SMALL_PACKET:
+                        sendto(data, target)
+            except OSError:
+                pass
+    return read
 
 
 class Relay:
@@ -97,16 +187,29 @@ class Relay:
         self.ports = PortAllocator(config.port_min, config.port_max, config.sequential_ports)
         self.on_expired = None       # dispatcher.expire, set by main
         self.open_sockets = 0
+        self._tick = self.loop.timer(CLOCK_TICK, CLOCK_TICK)
+        self._tick.start(self._update_clock)
+        if config.poll_batch and not set_io_collect_interval(self.loop, config.poll_batch):
+            log.info("this gevent build cannot batch polls; --poll_batch ignored")
+
+    @staticmethod
+    def _update_clock():
+        global NOW
+        NOW = time.monotonic()
 
     # --- ports ------------------------------------------------------------
 
-    def _bind(self, family, host, port, tos):
+    def _new_socket(self, family, tos):
         sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        if family == socket.AF_INET:
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
+        return sock
+
+    def _bind(self, family, host, port, tos):
+        sock = self._new_socket(family, tos)
         try:
-            sock.setblocking(False)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
-            if family == socket.AF_INET:
-                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
             sock.bind((host, port))
         except OSError as exc:
             sock.close()
@@ -115,11 +218,13 @@ class Relay:
             raise
         return sock
 
+    def _stream_tos(self, stream):
+        return stream.tos if stream.tos is not None else self.config.tos
+
     def open_leg(self, session, leg, local):
         """Bind an RTP/RTCP pair for ``leg`` on ``local``; replaces an old pair."""
         family = local.family
-        stream = session.rtp[leg]
-        tos = stream.tos if stream.tos is not None else self.config.tos
+        tos = self._stream_tos(session.rtp[leg])
         port, rtp_sock, rtcp_sock = self._bind_pair(local, tos)
         self._close_leg(session, leg)
         for stream, sock, number in ((session.rtp[leg], rtp_sock, port),
@@ -129,7 +234,7 @@ class Relay:
             stream.port = number
             stream.local = local
         self.open_sockets += 2
-        self._rewire(session)
+        self._sync_twins(session, force_rewire=True)
 
     def _bind_pair(self, local, tos):
         """A free even/odd port pair bound on ``local``: (port, rtp sock, rtcp sock)."""
@@ -158,6 +263,8 @@ class Relay:
             handle = stream.handle
             if handle is None:
                 continue
+            if handle.twin is not None:
+                self.open_sockets -= 1
             handle.close()
             self.open_sockets -= 1
             if stream.is_rtp:
@@ -166,17 +273,79 @@ class Relay:
             stream.port = None
             stream.refresh_target()
 
+    # --- twins and watchers ---------------------------------------------------
+
+    def _open_twin(self, stream, handle, address):
+        """A second socket on the stream's port, connected to ``address``."""
+        main = handle.sock
+        twin = None
+        try:
+            main.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            twin = self._new_socket(handle.family, self._stream_tos(stream))
+            twin.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            twin.bind(main.getsockname())
+            twin.connect(address)
+            # Back to exclusive: no other socket may join this port now.
+            twin.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 0)
+        except OSError as exc:
+            log.warning("port %d: no connected socket for %s (%s); using the plain one",
+                        handle.port, address, exc.strerror)
+            if twin is not None:
+                twin.close()
+            return False
+        finally:
+            main.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 0)
+        handle.twin = twin
+        handle.twin_watcher = self.loop.io(twin.fileno(), 1)
+        handle.twin_addr = address
+        self.open_sockets += 1
+        return True
+
+    def _sync_twins(self, session, force_rewire=False):
+        """Connect, move or drop each RTP stream's twin to match its state;
+        re-install the readers if anything changed."""
+        changed = force_rewire
+        for stream in session.rtp:
+            handle = stream.handle
+            if handle is None:
+                continue
+            wanted = _wanted_twin(stream, handle)
+            if wanted == handle.twin_addr:
+                continue
+            changed = True
+            if wanted is None:
+                handle.close_twin()
+                self.open_sockets -= 1
+            elif handle.twin is not None:
+                try:
+                    handle.twin.connect(wanted)
+                    handle.twin_addr = wanted
+                except OSError:
+                    handle.close_twin()
+                    self.open_sockets -= 1
+            else:
+                self._open_twin(stream, handle, wanted)
+        if changed:
+            self._rewire(session)
+
     def _rewire(self, session):
-        """(Re)start every watcher of the session with a fresh reader."""
+        """(Re)start every watcher of the session with fresh readers."""
         dup = self.config.dup_small
         for stream in session.streams():
             handle = stream.handle
             if handle is None:
                 continue
             peer = stream.peer.handle
-            reader = _make_reader(stream, handle.sock, peer.sock if peer else None, self.clock, dup)
             handle.watcher.stop()
-            handle.watcher.start(reader)
+            handle.watcher.start(_main_reader(self, stream, handle, peer, dup))
+            if handle.twin is not None:
+                handle.twin_watcher.stop()
+                handle.twin_watcher.start(_twin_reader(stream, handle, peer, dup))
+
+    def session_updated(self, session):
+        """A command changed addresses or latching: refresh twins and readers."""
+        if not session.closed:
+            self._sync_twins(session)
 
     def set_tos(self, session, leg, tos):
         """``S tos=N``: IPv4 legs only; a leg without sockets yet gets it when bound."""
@@ -185,7 +354,9 @@ class Relay:
             if handle is not None:
                 if handle.family != socket.AF_INET:
                     return False
-                handle.sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
+                for sock in (handle.sock, handle.twin):
+                    if sock is not None:
+                        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
             stream.tos = tos
         return True
 

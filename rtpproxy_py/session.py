@@ -43,7 +43,7 @@ class Stream:
         # signalling state kept for other features
         "codecs", "resize_ptime", "prompt_ptime", "tos",
         # counters
-        "npkts_in", "nrelayed", "ndropped", "nignored", "last_rx", "first_rx",
+        "npkts_in", "nrelayed", "ndropped", "nignored", "last_rx",
     )
 
     def __init__(self, session, index, is_rtp):
@@ -78,7 +78,6 @@ class Stream:
         self.ndropped = 0
         self.nignored = 0
         self.last_rx = None
-        self.first_rx = None
 
     # --- the packet path ------------------------------------------------
 
@@ -101,10 +100,25 @@ class Stream:
         self.nrelayed += 1
         return target
 
+    def on_latched_packet(self, data, now):
+        """A packet the kernel already matched to ``rem_addr`` (the relay's
+        connected socket for a latched stream): no source check needed."""
+        self.npkts_in += 1
+        self.last_rx = now
+        if now >= self.recheck_at:
+            self._recheck(data, now)
+        if self.taps is not None:
+            for tap in self.taps:
+                tap(self, data, self.rem_addr, now)
+        target = self.peer.target
+        if target is None:
+            self.ndropped += 1
+            return None
+        self.nrelayed += 1
+        return target
+
     def _check_source(self, data, source, now):
         """Latching rules of media-relay.md 3.2/3.3 (the slow path)."""
-        if self.first_rx is None:
-            self.first_rx = now
         current = self.rem_addr
         if current is None:
             self._fill(data, source, now)
@@ -116,10 +130,7 @@ class Stream:
                 self.recheck_at = FOREVER
             return True
         if source == current:
-            if self.latched:
-                self._resync(data, now)
-            else:
-                self._try_latch(data, now)
+            self._recheck(data, now)
             return True
         if not self.latched:
             self._try_latch(data, now)
@@ -129,6 +140,12 @@ class Stream:
             self._learn(source)
             return True
         return False
+
+    def _recheck(self, data, now):
+        if self.latched:
+            self._resync(data, now)
+        else:
+            self._try_latch(data, now)
 
     def _fill(self, data, source, now):
         self.latched = source != self.prev_addr

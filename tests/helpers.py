@@ -1,5 +1,6 @@
 """Test helpers: run the real daemon as a subprocess and talk to it on real sockets."""
 
+import configparser
 import os
 import random
 import signal
@@ -11,6 +12,14 @@ import tempfile
 import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def console_scripts():
+    """name -> entry point of every command setup.cfg declares."""
+    config = configparser.ConfigParser()
+    config.read(os.path.join(TOP, "setup.cfg"))
+    lines = config["options.entry_points"]["console_scripts"].strip().splitlines()
+    return dict(tuple(part.strip() for part in line.split("=", 1)) for line in lines if line.strip())
 
 
 def free_port(kind=socket.SOCK_DGRAM, host="127.0.0.1"):
@@ -83,7 +92,8 @@ class Endpoint:
 class Daemon:
     """The real rtpproxy process. ``control`` picks the socket tests use."""
 
-    def __init__(self, *args, control="udp", env=None, foreground=True, ports=None):
+    def __init__(self, *args, control="udp", env=None, foreground=True, ports=None, command=None,
+                 cwd=TOP):
         self.tmp = tempfile.mkdtemp(prefix="rtpp-test-")
         self.control_kind = control
         self.ports = ports or port_range()
@@ -106,7 +116,8 @@ class Daemon:
             self.control_spec = control + ":"
         else:
             raise ValueError(control)
-        argv = [sys.executable, "-m", "rtpproxy_py", "-F", "-p", "/dev/null",
+        # command: the program to run instead of this interpreter's rtpproxy_py.
+        argv = list(command or [sys.executable, "-m", "rtpproxy_py"]) + ["-F", "-p", "/dev/null",
                 "-s", self.control_spec, "-m", str(self.ports[0]), "-M", str(self.ports[1])]
         if foreground:
             argv.append("-f")
@@ -116,12 +127,13 @@ class Daemon:
         self.argv = argv
         self.stderr_path = os.path.join(self.tmp, "stderr.log")
         self.stderr = open(self.stderr_path, "wb")
-        full_env = dict(os.environ, PYTHONPATH=TOP)
+        # RTPP_PROFILE: where a debug build's profile goes, not into the tree
+        full_env = dict(os.environ, PYTHONPATH=TOP, RTPP_PROFILE=self.tmp)
         full_env.update(env or {})
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE if control.startswith("stdio") else subprocess.DEVNULL,
             stdout=subprocess.PIPE if control.startswith("stdio") else subprocess.DEVNULL,
-            stderr=self.stderr, env=full_env, cwd=TOP)
+            stderr=self.stderr, env=full_env, cwd=cwd)
         self._stream = None
         self._cookie = random.randrange(1 << 20)
         self.udp = None
@@ -256,3 +268,33 @@ def wait_for(predicate, timeout=5.0, interval=0.05):
             return value
         time.sleep(interval)
     return predicate()
+
+
+def relay_one_call(command, count=5, host="127.0.0.1", call_id="call1"):
+    """A whole call through a relay: U from the caller, L from the callee,
+    ``count`` RTP packets each way, then D. ``command`` sends one control
+    command and returns the reply text. Returns (payloads the callee got,
+    payloads the caller got, the packets they sent) so callers can compare."""
+    caller, callee = Endpoint(host), Endpoint(host)
+    try:
+        to_callee = int(command("U %s %s %d ftag" % (call_id, host, caller.port)).split()[0])
+        to_caller = int(command("L %s %s %d ftag ttag" % (call_id, host, callee.port)).split()[0])
+        sent = [rtp_packet(i, i * 160, 0x5151) for i in range(count)]
+        got_callee, got_caller = [], []
+        for packet in sent:
+            caller.send(packet, host, to_caller)   # L's port is the one the caller sends to
+            got_callee.append(callee.recv()[0])
+            callee.send(packet, host, to_callee)
+            got_caller.append(caller.recv()[0])
+        assert command("D %s ftag ttag" % call_id) == "0"
+        return got_callee, got_caller, sent
+    finally:
+        caller.close()
+        callee.close()
+
+
+def relay_reader_calls(stats):
+    """In a pstats.Stats profile: calls of the relay's per-packet readers
+    (relay.py's read* callbacks)."""
+    return sum(value[1] for (filename, _, function), value in stats.stats.items()
+               if filename.endswith("relay.py") and function.startswith("read"))

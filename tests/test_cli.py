@@ -161,8 +161,8 @@ def test_second_signal_forces_exit(rtpproxy):
     assert d.proc.wait(10) in (0, 130, 143)
 
 
-def test_debug_build_logs_debug_to_stderr(rtpproxy):
-    env = dict(os.environ, PYTHONPATH=TOP)
+def test_debug_build_logs_debug_to_stderr(rtpproxy, tmp_path):
+    env = dict(os.environ, PYTHONPATH=TOP, RTPP_PROFILE=str(tmp_path))   # not into the tree
     lo, hi = port_range()
     port = free_port()
     p = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "rtpproxy_debug"), "-f", "-F",
@@ -216,3 +216,26 @@ def test_the_suggested_fix_works(rtpproxy):
     with pytest.raises(OSError):
         probe.bind(("127.0.0.1", int(port)))     # the relay holds it on the local address
     probe.close()
+
+
+@pytest.mark.parametrize("args,sentence", [
+    (["-f", "extra"], "unexpected argument 'extra': rtpproxy takes options only"),
+    (["--bogus"], "unknown option --bogus"),
+    (["--no_r"], "ambiguous option --no_r"),
+    (["--nice"], "option --nice needs a value"),
+    (["--no_resolve=yes"], "option --no_resolve takes no value"),
+    (["-V", "-f"], "-V -f: -V, -v, -C and -h each stand alone; give one of them without other options"),
+])
+def test_usage_errors_name_the_argument(args, sentence):
+    out = run(*args)
+    assert out.returncode == 2
+    assert out.stderr.splitlines()[0] == "rtpproxy: " + sentence
+    assert "Traceback" not in out.stderr
+
+
+def test_long_option_prefixes_and_values():
+    """getopt_long style: a unique prefix, and --opt=value or --opt value."""
+    from rtpproxy_py import cli
+    assert cli.parse_args(["--no_res", "--nice", "5"])["--no_resolve"] is True
+    assert cli.parse_args(["--nice=7"])["--nice"] == "7"
+    assert cli.parse_args(["--overload_prot"])["--overload_prot"] == "0.85"

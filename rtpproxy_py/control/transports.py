@@ -16,6 +16,7 @@ import time
 
 import gevent
 from gevent import socket
+from gevent.pool import Group
 
 from ..config import ConfigError
 from ..dispatcher import CommandContext
@@ -142,9 +143,17 @@ class UdpControl(ControlServer):
 class _StreamListener(ControlServer):
     """Shared by unix, cunix, tcp and tcp6: accept and serve each connection."""
 
+    connections = None
+
     def _serve_start(self, execute, on_eof):
         self.sock = socket.socket(fileno=self.raw.detach())
+        self.connections = Group()      # open client connections, closed with the listener
         self.greenlets = [gevent.spawn(self._accept, execute)]
+
+    def close(self):
+        super().close()
+        if self.connections is not None:
+            self.connections.kill(block=False)
 
     def _accept(self, execute):
         while True:
@@ -155,7 +164,7 @@ class _StreamListener(ControlServer):
                     log.error("control socket %s: out of file descriptors", self.spec.text)
                     gevent.sleep(0.1)
                 continue
-            gevent.spawn(self._serve_connection, conn, peer, execute)
+            self.connections.spawn(self._serve_connection, conn, peer, execute)
 
     def _context(self, peer):
         if self.spec.kind == "tcp":

@@ -8,8 +8,8 @@ with the file's format and hands the bytes to a writer thread.
 
 A captured packet is the tuple ``(data, source, stream, arrival)``: the
 datagram, the sender's address, the Stream that received it (its local
-address/port go into pcap headers) and the relay's monotonic receive time;
-the file adds its wall-clock offset when encoding.
+address/port go into pcap headers) and its receive time; the file adds its
+``wall_offset`` when encoding (0 when the tap reads the wall clock itself).
 """
 
 import os
@@ -349,18 +349,30 @@ class RecordingFile:
         return None
 
 
-def make_tap(pending):
+def make_tap(pending, clock=None):
     """A Stream tap that captures every packet the relay would forward.
 
     Not captured (recording-formats.md 2): packets while the opposite leg has
     no socket yet, and packets suppressed because a prompt plays to the
     receiver. The only work on the packet path is one tuple appended to a list.
+
+    ``clock``: read for each packet's arrival time (the daemon passes
+    time.time: the relay's own ``now`` is only refreshed every 0.1 s, too
+    coarse for a recording); None takes the ``now`` the stream passes.
     """
     append = pending.append
 
-    def record_tap(stream, data, source, now):
+    if clock is None:
+        def record_tap(stream, data, source, now):
+            peer = stream.peer
+            if peer.port is None or peer.muted:
+                return
+            append((data, source, stream, now))
+        return record_tap
+
+    def record_tap_clocked(stream, data, source, now):
         peer = stream.peer
         if peer.port is None or peer.muted:
             return
-        append((data, source, stream, now))
-    return record_tap
+        append((data, source, stream, clock()))
+    return record_tap_clocked

@@ -1,0 +1,135 @@
+"""rtpproxy_debug: the production daemon plus what a developer needs to see.
+
+* debug-level logging to stderr by default (config.build does that);
+* a loop-health line every ``$RTPP_LOOP_HEALTH`` seconds (default 10);
+* on exit, a profile file (see debugtools for where it goes) and a leak
+  report: the sessions, ports, sockets, greenlets and file descriptors still
+  held once every session has ended. A clean run reports "all clear".
+
+None of this adds work to the packet path: the relay's readers are the same
+objects as in ``rtpproxy``; the profiler only runs in this build.
+
+``RTPP_DEBUG_LEAK=1`` (this build only) injects a fault: the first session
+that ends is neither removed from the session table nor has its sockets
+closed, so the leak report has something to find.
+"""
+
+import gc
+import logging
+import os
+import weakref
+
+from greenlet import greenlet as raw_greenlet
+
+from . import debugtools
+from .config import ConfigError
+from .main import Daemon
+
+log = logging.getLogger("rtpproxy")
+
+LEAK_ENV = "RTPP_DEBUG_LEAK"
+
+
+def live_greenlets():
+    return [g for g in gc.get_objects() if isinstance(g, raw_greenlet) and not g.dead]
+
+
+def open_fds():
+    """fd -> what it is (readlink of /proc/self/fd/N)."""
+    fds = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            fds[int(name)] = os.readlink("/proc/self/fd/" + name)
+        except OSError:
+            pass          # the directory listing's own fd, already closed
+    return fds
+
+
+class Snapshot:
+    """What the process holds before the first session: the baseline."""
+
+    def __init__(self):
+        self.greenlets = weakref.WeakSet(live_greenlets())
+        self.fds = open_fds()
+
+
+class LeakReport:
+    """Resources held after every session ended that the baseline did not hold."""
+
+    def __init__(self, daemon, baseline):
+        self.sessions = len(daemon.dispatcher.table)
+        self.ports = len(daemon.relay.ports.in_use)
+        self.sockets = daemon.relay.open_sockets
+        self.greenlets = [g for g in live_greenlets() if g not in baseline.greenlets]
+        self.fds = {fd: what for fd, what in open_fds().items() if baseline.fds.get(fd) != what}
+
+    @property
+    def clean(self):
+        return not (self.sessions or self.ports or self.sockets or self.greenlets or self.fds)
+
+    def text(self):
+        counts = "sessions %d, ports %d, sockets %d, greenlets %d, fds %d" % (
+            self.sessions, self.ports, self.sockets, len(self.greenlets), len(self.fds))
+        if self.clean:
+            return "leak report: all clear (%s)" % counts
+        details = []
+        if self.greenlets:
+            details.append("greenlets: " + ", ".join(sorted(_describe(g) for g in self.greenlets)))
+        if self.fds:
+            details.append("fds: " + ", ".join("%d=%s" % item for item in sorted(self.fds.items())))
+        return "leak report: LEAKS after every session ended: %s; %s" % (counts, "; ".join(details))
+
+
+def _describe(g):
+    run = getattr(g, "_run", None) or getattr(g, "run", None)
+    return getattr(run, "__qualname__", None) or type(g).__name__
+
+
+class DebugDaemon(Daemon):
+    def run(self):
+        try:
+            self.health_period = debugtools.env_seconds(
+                debugtools.LOOP_HEALTH_ENV, debugtools.LOOP_HEALTH_PERIOD)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        # Resolved now: daemonizing changes directory later.
+        self.profile = debugtools.Profile("rtpproxy_debug", log)
+        return super().run()
+
+    def _start(self):
+        self.profile.start()
+        super()._start()
+        self.health = debugtools.LoopHealth(log, self.health_period)
+        self.health.start()
+        if os.environ.get(LEAK_ENV):
+            self._inject_leak()
+        self.baseline = Snapshot()
+
+    def _shutdown(self):
+        super()._shutdown()
+        self.health.stop()
+        self.profile.finish()   # first, so the report's own work is not in it
+        import gevent
+        gevent.sleep(0.05)      # let the greenlets killed above unwind
+        report = LeakReport(self, self.baseline)
+        log.log(logging.INFO if report.clean else logging.ERROR, "%s", report.text())
+
+    def _inject_leak(self):
+        table, relay = self.dispatcher.table, self.relay
+        real_remove, real_ended = table.remove, relay.session_ended
+        leaked = []
+
+        def remove(session):
+            if not leaked:
+                leaked.append(session)
+                log.warning("%s: leaking session %s on purpose", LEAK_ENV, session.call_id)
+                return
+            real_remove(session)
+
+        def session_ended(session):
+            if session not in leaked:
+                real_ended(session)
+
+        table.remove = remove
+        relay.session_ended = session_ended
+
