@@ -242,3 +242,29 @@ def test_progress_on_a_terminal(tmp_path):
     # not a terminal: no progress line
     done = run("-D", "pcm_16", prefix, tmp_path / "again.wav")
     assert "%" not in done.stderr
+
+
+def test_dtmf_events_and_comfort_noise_become_silence(tmp_path):
+    """RFC 2833 events (PT 101) and comfort noise (PT 13) in the middle of a call:
+    counted in the statistics, dropped from the audio, their time left silent."""
+    codec = codecs.get_codec(0)
+    pcm = tone(440, 1.0)
+    datagrams = []
+    for i in range(50):
+        if 20 <= i < 25:
+            event = bytes([5, 0x0A]) + (160 * (i - 19)).to_bytes(2, "big")     # digit 5, growing
+            datagrams.append((rtp_packet(i, 160 * 20, 0x77, 101, event, marker=(i == 20)), T0 + 0.02 * i))
+        elif 25 <= i < 30:
+            datagrams.append((rtp_packet(i, 160 * i, 0x77, 13, b"\x40"), T0 + 0.02 * i))
+        else:
+            datagrams.append((rtp_packet(i, 160 * i, 0x77, 0, codec.encode(pcm[i * 160:(i + 1) * 160])),
+                              T0 + 0.02 * i))
+    write_recording(str(tmp_path / "c.o.rtp"), datagrams)
+    done = run("-D", "pcm_16", "-F", "raw", "-B", tmp_path / "c.o.rtp", tmp_path / "o.raw")
+    assert done.returncode == 0, done.stderr
+    assert "10 packets without audio to decode skipped" in done.stderr
+    assert "pcount=50, min_seq=0, max_seq=49" in done.stdout
+    audio = np.frombuffer((tmp_path / "o.raw").read_bytes(), dtype="<i2")
+    assert len(audio) == 8000
+    assert not audio[20 * 160:30 * 160].any()
+    assert tone_snr(audio[30 * 160:], 440) > 30 and tone_snr(audio[:20 * 160], 440) > 30

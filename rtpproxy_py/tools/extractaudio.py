@@ -406,6 +406,7 @@ class Extractor:
             for start in range(0, len(audio), WRITE_BLOCK):
                 self.progress.update("writing", start, len(audio))
                 out.write(audio[start:start + WRITE_BLOCK])
+        self.progress.update("writing", len(audio), len(audio))
         self.progress.finish()
         return call_audio.written_count(len(audio), nchannels)
 
@@ -460,8 +461,10 @@ def main(argv=None, debug=False):
     try:
         return run(parse_args(argv))
     except UsageError as exc:
-        if exc.args and exc.args[0]:
-            sys.stderr.write("%s: %s\n" % (PROG, exc.args[0]))
+        if not (exc.args and exc.args[0]):      # -h / --help
+            sys.stdout.write(USAGE)
+            return 0
+        sys.stderr.write("%s: %s\n" % (PROG, exc.args[0]))
         sys.stderr.write(USAGE)
         return 1
     except ExtractError as exc:
@@ -481,8 +484,8 @@ def main(argv=None, debug=False):
 
 
 def main_debug():
-    """extractaudio_debug: the same tool; internal errors show their traceback."""
-    import logging
-    logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
-    return main(debug=True)
+    """extractaudio_debug: the same tool with debug logging and a profile on exit;
+    internal errors show their traceback."""
+    from .. import debugtools
+    return debugtools.run_debug(main, "extractaudio_debug", debug=True)
 
