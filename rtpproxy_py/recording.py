@@ -99,6 +99,7 @@ class Recordings:
         self.writer = None
         self.flusher = None
         self._route_cache = {}
+        self._warned_no_dir = False
 
     # --- commands ---------------------------------------------------------------
 
@@ -169,6 +170,11 @@ class Recordings:
 
     def record_all(self, session):
         """-a: both directions from the session's creation (one file with -P)."""
+        if not self.config.record_dir:
+            if not self._warned_no_dir:
+                log.warning("-a without -r: there is no directory to record into")
+                self._warned_no_dir = True
+            return
         for leg in (1, 0):
             self.record(session, leg, single=True)
 
