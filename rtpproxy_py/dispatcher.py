@@ -154,8 +154,12 @@ class Dispatcher:
             raise CommandError(e.SHUTTING_DOWN)
         session = Session(cmd.call_id, cmd.from_tag, now, self.config.setup_ttl,
                           self.config.ttl, unified_ttl=not self.config.independent_ttl)
+        first, planned = self._interfaces_for(cmd.mods)
+        # The caller-facing leg gets its ports later (first L, or U with swapped
+        # tags); the interface this U chose for it is kept on the stream until then.
+        session.rtp[1].local = session.rtcp[1].local = planned
         try:
-            self._open_leg(session, 0, cmd.mods)
+            self._open_leg(session, 0, cmd.mods, first)
         except PortsExhausted:
             raise CommandError(e.SESSION_CREATE_FAILED) from None
         if cmd.mods.weak:
@@ -169,8 +173,9 @@ class Dispatcher:
         log.info("new session %s, tag %s, port %d", cmd.call_id, cmd.from_tag, session.rtp[0].port)
         return session
 
-    def _open_leg(self, session, leg, mods):
-        local = self._local_for(mods, leg)
+    def _open_leg(self, session, leg, mods, local=None):
+        if local is None:
+            local = self._local_for(session, leg, mods)
         self.relay.open_leg(session, leg, local)   # raises PortsExhausted
         for stream in (session.rtp[leg], session.rtcp[leg]):
             stream.refresh_target()
@@ -188,20 +193,40 @@ class Dispatcher:
         elif not mods.interfaces:
             self._default_local(mods.ipv6)
 
-    def _local_for(self, mods, leg):
-        """The configured listen address a new port pair of ``leg`` binds on."""
-        if mods.local is not None:
-            return self._configured_local(mods.local)
-        if mods.route_to is not None:
-            return self._routed_local(mods.route_to)
+    def _interfaces_for(self, mods):
+        """(where this command's new ports go, where the other party's will go).
+
+        ``l``/``r`` pick the first; ``e``/``i`` name both in bridging mode: the
+        second letter is the side this command's reply goes to (the port it
+        returns), the first the side the command's address came from. A missing
+        letter means the internal interface.
+        """
         if mods.interfaces:
-            # first letter: offerer side (stream 1); second: answerer side (stream 0)
-            letter = mods.interfaces[0] if leg == 1 else mods.interfaces[1:2]
-            if letter:
-                internal, external = self.config.bridge
-                return internal if letter == "i" else external
-            return self.config.bridge[0]
-        return self._default_local(mods.ipv6)
+            internal, external = self.config.bridge
+            pick = {"i": internal, "e": external}
+            other = pick[mods.interfaces[0]]
+            here = pick.get(mods.interfaces[1:2], internal)
+        else:
+            try:
+                here = other = self._default_local(mods.ipv6)
+            except CommandError:    # E36, unless l/r names a usable address
+                if mods.local is None and mods.route_to is None:
+                    raise
+                here = other = None
+        if mods.local is not None:
+            here = self._configured_local(mods.local)
+        elif mods.route_to is not None:
+            here = self._routed_local(mods.route_to)
+        return here, other or here
+
+    def _local_for(self, session, leg, mods):
+        """Where a leg of an existing session gets its (first or new) ports:
+        ``l``/``r`` if given, ``e``/``i`` when ``n`` asks for new ports, else the
+        interface chosen when the session was created."""
+        if mods.local is not None or mods.route_to is not None or (mods.new_port and mods.interfaces):
+            return self._interfaces_for(mods)[0]
+        planned = session.rtp[leg].local
+        return planned if planned is not None else self._default_local(mods.ipv6)
 
     def _configured_local(self, spec):
         kind, value = spec
@@ -209,7 +234,7 @@ class Dispatcher:
             if kind == "label":
                 if address.label == value:
                     return address
-            elif _same_ip(address.host, value) or address.advertised == value:
+            elif _same_ip(address.host, value):
                 return address
         raise CommandError(e.LOCAL_ADDR_UNKNOWN)
 
