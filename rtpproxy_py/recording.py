@@ -30,6 +30,7 @@ log = logging.getLogger("rtpproxy")
 
 FLUSH_INTERVAL = 0.2
 FLUSH_SLICE = 0.0005        # at most this much encoding between two looks at the sockets
+MAX_YIELD = 0.02            # ... and at most this long a wait for the loop to be idle
 DIRECTION_SUFFIX = (".a", ".o")    # leg 0 receives the callee ("answer"), leg 1 the caller
 
 
@@ -286,7 +287,7 @@ class Recordings:
     def flush(self, pause=None):
         """Queue every file's batch for the writer; stop files that failed.
 
-        ``pause`` (the flusher passes gevent.idle) is called whenever
+        ``pause`` (the flusher passes _yield_to_packets) is called whenever
         FLUSH_SLICE of encoding has passed, so that packets waiting in the
         event loop are relayed between files instead of after all of them.
         (gevent.sleep(0) would not do: its wake-up is a callback, which the hub
@@ -309,7 +310,7 @@ class Recordings:
     def _flush_loop(self):
         while True:
             gevent.sleep(FLUSH_INTERVAL)
-            self.flush(pause=gevent.idle)
+            self.flush(pause=_yield_to_packets)
 
     def _stop_failed(self, rec):
         """A write failed (disk full, I/O error): the call goes on, the recording stops."""
@@ -336,6 +337,14 @@ class Recordings:
                 self._route_cache.clear()
             self._route_cache[key] = host
         return host
+
+
+def _yield_to_packets():
+    """Let waiting packets go first: return once the event loop has nothing else
+    to do, or after MAX_YIELD, so that a saturated relay still writes (and does
+    not pile up) its recordings."""
+    with gevent.Timeout(MAX_YIELD, False):
+        gevent.idle()
 
 
 def _strip_media_number(tag):
