@@ -305,6 +305,7 @@ class Relay:
         """Connect, move or drop each RTP stream's twin to match its state;
         re-install the readers if anything changed."""
         changed = force_rewire
+        redirected = []
         for stream in session.rtp:
             handle = stream.handle
             if handle is None:
@@ -320,13 +321,30 @@ class Relay:
                 try:
                     handle.twin.connect(wanted)
                     handle.twin_addr = wanted
+                    redirected.append(stream)
                 except OSError:
                     handle.close_twin()
                     self.open_sockets -= 1
-            else:
-                self._open_twin(stream, handle, wanted)
+            elif self._open_twin(stream, handle, wanted):
+                redirected.append(stream)
         if changed:
             self._rewire(session)
+        for stream in redirected:
+            self._drain_main(stream)
+
+    @staticmethod
+    def _drain_main(stream, limit=256):
+        """Relay what the main socket still holds from the party whose packets
+        now go to the twin, before the twin's reader runs: keeps them in order."""
+        handle = stream.handle
+        read = handle.watcher.callback
+        peek = handle.sock.recv
+        for _ in range(limit):
+            try:
+                peek(1, socket.MSG_PEEK)
+            except OSError:
+                return
+            read()
 
     def _rewire(self, session):
         """(Re)start every watcher of the session with fresh readers."""
