@@ -21,6 +21,7 @@ from .protocol.parse import parse
 from .media.player import DEFAULT_PTIME, Player
 from .media.prompt_file import open_prompt
 from .ports import PortsExhausted
+from .recording import CopyFailed
 from .session import Session, SessionTable
 from .stats import Counters, format_counter
 
@@ -63,6 +64,7 @@ class Dispatcher:
         self.counters = Counters()
         self.deorbiting = False
         self.on_idle = None          # called when deorbiting and the last session ends
+        self.recorder = None         # recording.Recordings (R, C, N, -a), set by main
 
     # --- entry point ------------------------------------------------------
 
@@ -168,6 +170,8 @@ class Dispatcher:
         self.table.add(session)
         self.counters.nsess_created += 1
         self.relay.session_started(session)
+        if self.config.record_all and self.recorder is not None:
+            self.recorder.record_all(session)
         log.info("new session %s, tag %s, port %d", cmd.call_id, cmd.from_tag, session.rtp[0].port)
         return session
 
@@ -371,6 +375,8 @@ class Dispatcher:
         self.table.remove(session)
         for index in (0, 1):
             session.stop_playback(index)
+        if self.recorder is not None:
+            self.recorder.session_ended(session)
         self.relay.session_ended(session)
         self.counters.session_destroyed(session, self.clock(), timed_out)
         log.info("session %s, tag %s ended (%s)", session.call_id, session.from_tag, session.end_reason)
@@ -468,17 +474,53 @@ class Dispatcher:
         return reply.number(0)
 
     def handle_record(self, cmd, ctx):
-        # Nothing can be started without a recorder: upstream answers E50.
-        raise CommandError(e.SESSION_NOT_FOUND)
+        started = False
+        for session, leg in _record_matches(self.table, cmd.call_id, cmd.from_tag, cmd.to_tag):
+            if self.recorder is not None and self.recorder.record(session, leg, cmd.single_file):
+                started = True
+        if not started:
+            raise CommandError(e.SESSION_NOT_FOUND)
+        return reply.number(0)
 
     def handle_copy(self, cmd, ctx):
-        session, _ = self.table.find(cmd.call_id, cmd.from_tag, cmd.to_tag)
+        session, direction = self.table.find(cmd.call_id, cmd.from_tag, cmd.to_tag)
         if session is None:
             raise CommandError(e.SESSION_NOT_FOUND)
-        raise CommandError(e.COPY_FAILED)
+        leg = 1 - direction
+        try:
+            if self.recorder is None:
+                raise CopyFailed("recording is not available")
+            if cmd.target.startswith("udp:"):
+                return self._copy_to_udp(session, leg, cmd)
+            if cmd.reply_port:
+                raise CopyFailed("the p modifier needs a udp:HOST:PORT target")
+            self.recorder.copy_to_file(session, leg, cmd.target, cmd.single_file)
+        except CopyFailed as exc:
+            log.warning("C %s %s: %s", cmd.call_id, cmd.target, exc)
+            raise CommandError(e.COPY_FAILED) from None
+        return reply.number(0)
+
+    def _copy_to_udp(self, session, leg, cmd):
+        host, port = _parse_udp_target(cmd.target)
+        try:
+            local = self._routed_local(host)
+        except CommandError:
+            raise CopyFailed("no local address reaches %s" % host) from None
+        copy = self.recorder.copy_to_udp(session, leg, local, (host, port))
+        if not cmd.reply_port:
+            return reply.number(0)
+        address = local.reply_address() or self.relay.route_source(host, local.family)
+        return reply.port(copy.port, address, local.ipv6) + "\n"
 
     def handle_stop_record(self, cmd, ctx):
-        raise CommandError(e.SESSION_NOT_FOUND)
+        stopped = False
+        for session, leg in _record_matches(self.table, cmd.call_id, cmd.from_tag, cmd.to_tag):
+            for k in ((0, 1) if cmd.both_legs else (leg,)):
+                if self.recorder is not None and self.recorder.stop(session, k):
+                    stopped = True
+        if not stopped:
+            raise CommandError(e.SESSION_NOT_FOUND)
+        return reply.number(0)
 
     # --- I, G ---------------------------------------------------------------------------
 
@@ -537,6 +579,32 @@ _HANDLERS = {
     c.DeleteAll: "handle_delete_all",
     c.Stats: "handle_stats",
 }
+
+def _record_matches(table, call_id, from_tag, to_tag):
+    """[(session, leg)] for R and N (recording-formats.md 2): every session of
+    the Call-ID whose from-tag is FROMTAG[;N] (leg 1, the caller's packets) or
+    else TOTAG[;N] (leg 0, the callee's packets)."""
+    matches = []
+    for session in list(table.by_call_id.get(call_id, ())):
+        stored = session.from_tag
+        if stored == from_tag or stored.startswith(from_tag + ";"):
+            matches.append((session, 1))
+        elif to_tag is not None and (stored == to_tag or stored.startswith(to_tag + ";")):
+            matches.append((session, 0))
+    return matches
+
+
+def _parse_udp_target(target):
+    """``udp:HOST:PORT`` -> (IPv4 address, port). Raises CopyFailed."""
+    host, sep, port = target[4:].rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise CopyFailed("a remote copy target must be udp:HOST:PORT")
+    try:
+        address = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_DGRAM)[0][4][0]
+    except (socket.gaierror, UnicodeError):
+        raise CopyFailed("cannot resolve %s as an IPv4 address" % host) from None
+    return address, int(port)
+
 
 def _same_ip(a, b):
     if a == b:

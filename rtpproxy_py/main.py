@@ -145,6 +145,7 @@ class Daemon:
 
         from .dispatcher import Dispatcher
         from .notify import Notifier
+        from .recording import Recordings
         from .relay import Relay
 
         gevent.reinit()
@@ -154,6 +155,8 @@ class Daemon:
         self.notifier = Notifier()
         self.dispatcher = Dispatcher(config, self.relay, self.notifier, time.monotonic)
         self.relay.on_expired = self.dispatcher.expire
+        self.recordings = Recordings(config, self.relay)
+        self.dispatcher.recorder = self.recordings
         self.dispatcher.on_idle = self.stop_event.set
         only_stdio = len(self.servers) == 1
         for server in self.servers:
@@ -191,6 +194,7 @@ class Daemon:
 
     def _shutdown(self):
         self.dispatcher.close_all()
+        self.recordings.shutdown()    # every recording flushed, closed and moved
         for server in self.servers:
             server.close()
         self.notifier.close()
