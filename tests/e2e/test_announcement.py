@@ -34,14 +34,14 @@ def announcement_config(lab, target):
     re-INVITE -> stop_stream2<target>."""
     with open(EXAMPLE_CFG) as f:
         text = f.read()
-    start = ('\t\trtpproxy_answer();\n'
-             '\t\tif (status == "200" && is_method("INVITE") && $cs == 1) {\n'
-             '\t\t\trtpproxy_stream2%s("$var(prompt)", "-1");\n'
-             '\t\t}\n' % target)
-    marker = '#!else\n\t\trtpproxy_answer();\n#!endif\n\t}\n}\n'
-    assert marker in text, "the example config changed shape"
-    text = text.replace(marker, '#!else\n' + start + '#!endif\n\t}\n}\n')
-    text = text.replace('$var(prompt)', lab.path("prompt"))
+    start = ('\t\tif (status == "200" && is_method("INVITE") && $cs == 1) {\n'
+             '\t\t\trtpproxy_stream2%s("%s", "-1");\n'
+             '\t\t}\n' % (target, lab.path("prompt")))
+    answer = "\t\trtpproxy_answer();\n#!endif\n"
+    reply_route = text.index("onreply_route[REPLY] {")
+    assert answer in text[reply_route:], "the example config changed shape"
+    cut = text.index(answer, reply_route) + len(answer)
+    text = text[:cut] + start + text[cut:]
     stop_marker = '\t\tif (is_method("BYE")) {\n\t\t\troute(MEDIA_END);'
     assert stop_marker in text
     # Kamailio's rtpproxy module remembers the selected proxy set per process only
