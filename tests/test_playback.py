@@ -204,3 +204,15 @@ def test_deleting_the_session_ends_the_prompt(rtpproxy, prompt):
     collect([caller], 0.05)
     assert collect([caller], 0.2)[caller] == []
     assert d.command("G nplrs_created nplrs_destroyed") == "1 1"
+
+
+def test_prompt_plays_over_ipv6(rtpproxy, prompt):
+    base, source = prompt
+    d = rtpproxy("-l", "127.0.0.1", "-6", "::1")
+    caller, callee = Endpoint("::1"), Endpoint("::1")
+    call(d, "v6", caller, callee, u_mods="6", l_mods="6")
+    assert d.command("P v6 %s 3 ftag ttag" % base) == "0"
+    packets = collect([caller], PROMPT_SECONDS + 1.0, stop_after_quiet=0.4)[caller]
+    assert len(packets) == 25 and {rtp.parse(data).pt for _, data in packets} == {3}
+    decoded = get_codec(3).decode(b"".join(payloads(packets)))
+    assert snr_db(source, decoded, max_lag=60, skip=400) >= MIN_SNR[3]

@@ -367,8 +367,11 @@ def main(argv=None, debug=False):
     try:
         return run(argv, debug)
     except UsageError as exc:
-        sys.stderr.write(exc.args[0] if exc.args else USAGE)
-        return 0 if exc.args else 1
+        if exc.args:                       # --help
+            sys.stdout.write(exc.args[0])
+            return 0
+        sys.stderr.write(USAGE)
+        return 1
     except MakeannError as exc:
         sys.stderr.write("makeann: %s\n" % exc)
         return 1
@@ -377,8 +380,10 @@ def main(argv=None, debug=False):
 
 
 def main_debug():
-    """makeann_debug: the same tool, reporting what it wrote."""
-    return main(debug=True)
+    """makeann_debug: the same tool with debug logging, a report of the files it
+    wrote and a profile written on exit (debugtools)."""
+    from .. import debugtools
+    return debugtools.run_debug(main, "makeann_debug", debug=True)
 
 
 if __name__ == "__main__":

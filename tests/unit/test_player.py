@@ -138,3 +138,20 @@ def test_stop_playback_unmutes_and_counts():
     assert s.stop_playback(0) is True and p.finished
     assert s.stop_playback(0) is False
     assert s.rtp[0].muted is False and s.nplrs_destroyed == 1
+
+
+def test_prompt_files_are_shared_and_reloaded_when_changed(tmp_path):
+    import os
+    from rtpproxy_py.media.prompt_file import open_prompt
+    (tmp_path / "p.8").write_bytes(b"a" * 160)
+    assert open_prompt(str(tmp_path / "p"), "0,9") is None
+    pt, first = open_prompt(str(tmp_path / "p"), "0,8")
+    _, second = open_prompt(str(tmp_path / "p"), "8")
+    assert pt == 8 and first.data is second.data            # one copy in memory
+    (tmp_path / "p.8").write_bytes(b"b" * 240)
+    os.utime(tmp_path / "p.8", ns=(1, 1))
+    _, third = open_prompt(str(tmp_path / "p"), "8")
+    assert third.data == b"b" * 240
+    (tmp_path / "d.0").mkdir()
+    with pytest.raises(OSError):
+        open_prompt(str(tmp_path / "d"), "0")
