@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Summarize rtpbench JSON lines by tag, round by round: CPU per packet of
 each tag, its ratio to the first tag of the round (or to --base TAG), and
-the medians over rounds. A round starts at each line tagged crelay."""
+the medians over rounds. A round starts at each line tagged crelay, or at a
+{"round_start": N} line."""
 import argparse
 import json
 import statistics
@@ -10,9 +11,12 @@ import sys
 parser = argparse.ArgumentParser()
 parser.add_argument("--base", default="crelay", help="the tag the others are divided by")
 args = parser.parse_args()
-rows = [json.loads(line) for line in sys.stdin if line.startswith("{") and '"n"' in line]
+rows = [json.loads(line) for line in sys.stdin if line.startswith("{")]
 rounds, current = [], None
 for row in rows:
+    if "round_start" in row:
+        current = None
+        continue
     if row.get("tag") == "crelay" or current is None:
         current = {}
         rounds.append(current)

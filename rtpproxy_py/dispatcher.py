@@ -19,13 +19,13 @@ from .protocol import errors as e
 from .protocol import reply
 from .protocol.errors import CommandError
 from .protocol.parse import parse
-from .media.analyzer import CountingRtpAnalyzer, RtpAnalyzer
+from .media.analyzer import RtpAnalyzer
 from .media.player import DEFAULT_PTIME, Player
 from .media.resizer import Resizer
 from .media.prompt_file import open_prompt
 from .ports import PortsExhausted
 from .recording import CopyFailed
-from .session import Session, SessionTable
+from .session import Session, SessionTable, count_bytes
 from .stats import Counters, format_counter
 
 log = logging.getLogger("rtpproxy")
@@ -166,9 +166,11 @@ class Dispatcher:
         session = Session(cmd.call_id, cmd.from_tag, now, self.config.setup_ttl,
                           self.config.ttl, unified_ttl=not self.config.independent_ttl)
         if self.config.rtp_analysis:
-            analyzer = RtpAnalyzer if self.metrics is None else CountingRtpAnalyzer
             for stream in session.rtp:
-                stream.analyzer = analyzer()
+                stream.analyzer = RtpAnalyzer()
+        if self.metrics is not None:
+            for stream in session.streams():
+                stream.add_tap(count_bytes)
         first, planned = self._interfaces_for(cmd.mods)
         # The caller-facing leg gets its ports later (first L, or U with swapped
         # tags); the interface this U chose for it is kept on the stream until then.

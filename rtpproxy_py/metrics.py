@@ -1,12 +1,14 @@
 """Prometheus metrics on ``--metrics HOST:PORT`` (beyond upstream, which has none).
 
 Served at ``http://HOST:PORT/metrics`` by a gevent WSGI server in the event
-loop (no threads), with the ``prometheus-client`` package. Nothing here runs
-per packet: sessions, ports, packets, bytes and the RTP analysis totals are
-read from the dispatcher's state when Prometheus scrapes (the same sums G
-makes). Only commands are counted as they happen (a counter and a latency
-observation per command), and each RTP stream adds its loss ratio and average
-jitter to two histograms when its session ends.
+loop (no threads), with the ``prometheus-client`` package. Sessions, ports,
+packets and the RTP analysis totals are read from the dispatcher's state when
+Prometheus scrapes (the same sums G makes). Per packet there is only the byte
+count: with --metrics every stream gets a tap (session.count_bytes) adding the
+size of each packet it accepts; without --metrics, nothing. Commands are
+counted as they happen (a counter and a latency observation per command), and
+each RTP stream adds its loss ratio and average jitter to two histograms when
+its session ends.
 """
 
 import logging
@@ -180,11 +182,10 @@ class _StateCollector:
         yield counter("rtpproxy_packets_dropped", "RTP and RTCP packets not relayed (wrong "
                       "source, no destination yet, prompt playing)", packets["npkts_dropped"])
         yield counter("rtpproxy_packets_played", "Prompt packets sent", packets["npkts_played"])
-        if d.config.rtp_analysis:
-            yield counter("rtpproxy_rtp_bytes_relayed", "RTP bytes relayed (UDP payload)",
-                          media["rtp_bytes_relayed"])
-        yield counter("rtpproxy_rtp_bytes_dropped", "RTP bytes not relayed (UDP payload)",
-                      media["rtp_bytes_dropped"])
+        yield counter("rtpproxy_bytes_relayed", "RTP and RTCP bytes relayed (UDP payload)",
+                      media["bytes_relayed"])
+        yield counter("rtpproxy_bytes_dropped", "RTP and RTCP bytes not relayed (UDP payload)",
+                      media["bytes_dropped"])
         yield counter("rtpproxy_rtp_packets_expected", "RTP packets senders sent, by sequence "
                       "numbers (rtpa_nsent)", media["rtpa_nsent"])
         yield counter("rtpproxy_rtp_packets_lost", "RTP packets lost on the way to the relay "

@@ -31,8 +31,8 @@ _SESSION_SUMS = ("npkts_played", "nplrs_destroyed")
 _ANALYZER_SUMS = ("rtpa_nsent", "rtpa_nrcvd", "rtpa_ndups", "rtpa_nlost", "rtpa_perrs")
 _RESIZER_SUMS = (("npkts_resizer_in", "n_in"), ("npkts_resizer_out", "n_out"),
                  ("npkts_resizer_discard", "n_discard"))
-# Not G counters: RTP bytes, for the metrics endpoint.
-BYTE_TOTALS = ("rtp_bytes_relayed", "rtp_bytes_dropped")
+# Not G counters: bytes (RTP and RTCP), for the metrics endpoint.
+BYTE_TOTALS = ("bytes_relayed", "bytes_dropped")
 # I's "average load" is the daemon's CPU use (fraction of one core), smoothed
 # over about this many seconds.
 LOAD_WINDOW = 10.0
@@ -130,7 +130,7 @@ class Counters:
 
 
 def _add_media(totals, session):
-    """Add a session's RTP analysis sums and RTP byte counts to ``totals``."""
+    """Add a session's RTP analysis sums and byte counts to ``totals``."""
     for stream in session.rtp:
         analyzer = stream.analyzer
         if analyzer is not None:
@@ -140,8 +140,10 @@ def _add_media(totals, session):
             totals["rtpa_ndups"] += dups
             totals["rtpa_nlost"] += max(0, sent - rcvd)
             totals["rtpa_perrs"] += analyzer.perrs
-            totals["rtp_bytes_relayed"] += analyzer.nbytes - stream.nbytes_unsent
-        totals["rtp_bytes_dropped"] += stream.nbytes_ignored + stream.nbytes_unsent
+    for stream in session.streams():
+        # nbytes_in is only counted with --metrics (session.count_bytes)
+        totals["bytes_relayed"] += stream.nbytes_in - stream.nbytes_unsent
+        totals["bytes_dropped"] += stream.nbytes_ignored + stream.nbytes_unsent
 
 
 def format_counter(name, value):

@@ -52,7 +52,7 @@ def test_scrape_during_a_live_call(rtpproxy):
     assert live["rtpproxy_ports_free"] == free_at_start - 2
     assert live["rtpproxy_packets_received_total"] == 99
     assert live["rtpproxy_packets_relayed_total"] == 99
-    assert live["rtpproxy_rtp_bytes_relayed_total"] == 99 * 172
+    assert live["rtpproxy_bytes_relayed_total"] == 99 * 172
     assert live["rtpproxy_rtp_packets_lost_total"] == 1
     assert live["rtpproxy_commands_total{result=ok,verb=U}"] == 1
     assert live["rtpproxy_commands_total{result=ok,verb=L}"] == 1
@@ -66,11 +66,11 @@ def test_scrape_during_a_live_call(rtpproxy):
     assert len(callee.drain(0.2)) == 30
     moved = scrape(mport)
     assert moved["rtpproxy_packets_relayed_total"] == 129
-    assert moved["rtpproxy_rtp_bytes_relayed_total"] == 129 * 172
+    assert moved["rtpproxy_bytes_relayed_total"] == 129 * 172
     # a packet from a stranger is dropped, bytes and all
     Endpoint().send(rtp_packet(9, 0, 0x99, payload=bytes(100)), HOST, to_caller)
     assert wait_for(lambda: scrape(mport)["rtpproxy_packets_dropped_total"] == 1)
-    assert scrape(mport)["rtpproxy_rtp_bytes_dropped_total"] == 112
+    assert scrape(mport)["rtpproxy_bytes_dropped_total"] == 112
     assert d.command("D m ft tt") == "0"
     after = scrape(mport)
     assert after["rtpproxy_sessions_active"] == 0

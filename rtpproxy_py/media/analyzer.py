@@ -20,12 +20,14 @@ up for the batch of packets (relay.NOW while analysis is on): with
 (README, "RTP analysis").
 
 Cost: this runs for every relayed RTP packet, so the common packet (same
-SSRC, next sequence number, the usual timestamp step) takes a fast path: one
-comparison of its 12-byte header, read as a single integer, with the header
-predicted from the previous packet. Everything the slow path would do for
-such a packet is either done there (jitter, interval) or deferred and
-settled when the next unusual packet or a query comes (counts, the
-timestamp ring).
+SSRC, next sequence number, the usual timestamp step) takes a fast path: its
+12-byte header, read as one integer, is compared with the header predicted
+from the previous packet, and only its arrival time is kept. Counts,
+intervals, jitter and the timestamp ring for such runs are settled later in
+one go (NumPy for long runs): before any result is read, at the next
+unusual packet, and by the daemon's once-a-second tidy() when a run is long.
+Stream.on_latched_packet inlines the fast path, as a method call per packet
+cost more than the comparison (BENCHMARKS.md, "RTP analysis").
 """
 
 import sys
@@ -60,10 +62,13 @@ _POW = (15 / 16) ** np.arange(1, _CHUNK + 1, dtype=np.float64)
 _IPOW = 1.0 / _POW
 
 if sys.version_info >= (3, 11):
-    _header_int = int.from_bytes          # big-endian by default; cheaper without the argument
+    header_int = int.from_bytes           # big-endian by default; cheaper without the argument
 else:                                     # pragma: no cover
-    def _header_int(data):
+    def header_int(data):
         return int.from_bytes(data, "big")
+# Steps are shared between streams (most use the same one), so the one a
+# packet adds is usually in the CPU's cache.
+_STEPS = {}
 
 
 class _JitterRecord:
@@ -92,8 +97,11 @@ class RtpAnalyzer:
     """Statistics of the RTP packets received on one stream."""
 
     __slots__ = (
-        # fast path: the next header we expect, read as a 96-bit integer, and the step
-        "expect", "step", "fast_ts_step", "times", "jrec", "jclock",
+        # fast path (Stream.on_latched_packet inlines it): the next header we
+        # expect, read as a 96-bit integer, the step to the one after, and the
+        # arrival times of the packets that matched
+        "expect", "step", "times",
+        "fast_ts_step", "jrec", "jclock",
         # totals over closed segments
         "psent", "precvd", "pdups", "ssrc_changes", "perrs",
         # the open segment
@@ -103,8 +111,6 @@ class RtpAnalyzer:
         "records", "fold_jmax", "fold_jtotal", "fold_count",
         # arrival times
         "last_t", "max_gap",
-        # bytes of the packets fed (only CountingRtpAnalyzer counts them)
-        "nbytes",
     )
 
     def __init__(self):
@@ -126,17 +132,17 @@ class RtpAnalyzer:
         self.fold_count = 0
         self.last_t = None
         self.max_gap = 0.0
-        self.nbytes = 0
 
     # --- per packet ------------------------------------------------------------
 
     def feed(self, data, t):
         """Account one received datagram that arrived at ``t`` seconds."""
-        h = _header_int(data[:12])
+        h = header_int(data[:12])
         if h != self.expect:
-            return self._slow(data, h, t)
+            return self.feed_unexpected(data, h, t)
         # Same SSRC, payload type and flags, sequence + 1, timestamp + the usual
         # step: only the arrival time is kept; settle() does the rest later.
+        # (Stream.on_latched_packet has a copy of these three lines.)
         self.expect = h + self.step
         self.times.append(t)
 
@@ -227,7 +233,8 @@ class RtpAnalyzer:
         rec.jlast, rec.jmax, rec.jtotal = jlast, jmax, jtotal
         rec.prev_rts = float(rts[-1])
 
-    def _slow(self, data, h, t):
+    def feed_unexpected(self, data, h, t):
+        """A packet the fast path did not predict (``h``: its header as an integer)."""
         self.settle()
         self.expect = -1
         if self.last_t is not None:
@@ -266,7 +273,8 @@ class RtpAnalyzer:
                         return
         self.jrec = rec
         self.fast_ts_step = ts_step
-        self.step = _SEQ_BIT + (ts_step << 32)
+        step = _SEQ_BIT + (ts_step << 32)
+        self.step = _STEPS.setdefault(step, step)
         self.expect = h + self.step
 
     def _sequence(self, s, ts, ssrc, marker, pt, t):
@@ -494,17 +502,6 @@ class RtpAnalyzer:
     def jitter_clock(self):
         """Clock rate of the newest SSRC's payload (to turn jitter into seconds)."""
         return self.jclock or 8000
-
-
-class CountingRtpAnalyzer(RtpAnalyzer):
-    """The analyzer that also counts bytes (for --metrics): a subclass, so the
-    plain one pays nothing for it."""
-
-    __slots__ = ()
-
-    def feed(self, data, t):
-        self.nbytes += len(data)
-        RtpAnalyzer.feed(self, data, t)
 
 
 def _parse(data):

@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from rtpproxy_py.media.analyzer import CountingRtpAnalyzer, RtpAnalyzer
+from rtpproxy_py.media.analyzer import RtpAnalyzer
 
 
 class SlowOnly(RtpAnalyzer):
@@ -172,9 +172,9 @@ def test_fast_path_takes_regular_packets():
     class Counting(RtpAnalyzer):
         __slots__ = ()
 
-        def _slow(self, data, h, t):
+        def feed_unexpected(self, data, h, t):
             slow_calls.append(1)
-            return RtpAnalyzer._slow(self, data, h, t)
+            return RtpAnalyzer.feed_unexpected(self, data, h, t)
 
     a = Counting()
     feed(a, [pkt(k, marker=k == 0) for k in range(1000)])
@@ -263,7 +263,17 @@ def test_tidy_settles_long_runs_only():
     assert a.times == [] and a.pcount == 1100
 
 
-def test_byte_counting_variant():
-    a = feed(CountingRtpAnalyzer(), [pkt(k) for k in range(10)] + [b"xx"])
-    assert a.nbytes == 10 * 172 + 2
-    assert feed(RtpAnalyzer(), [pkt(k) for k in range(10)]).nbytes == 0
+@pytest.mark.parametrize("seed", range(5))
+def test_stream_inlined_fast_path_matches_feed(seed):
+    """Stream.on_latched_packet inlines the fast path: same results as feed()."""
+    from rtpproxy_py.session import Session
+    session = Session("c", "f", 0.0, 60)
+    stream = session.rtp[0]
+    stream.analyzer = RtpAnalyzer()
+    stream.rem_addr = ("127.0.0.1", 4000)
+    direct = RtpAnalyzer()
+    for data, t in random_stream(random.Random(seed), 2000):
+        stream.on_latched_packet(data, t)
+        direct.feed(data, t)
+    assert results(stream.analyzer) == results(direct)
+    assert jitter(stream.analyzer) == pytest.approx(jitter(direct), rel=1e-9, abs=1e-9)

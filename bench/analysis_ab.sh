@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Relay CPU per packet with RTP analysis on (the default) and off
+# (--no_rtp_analysis), measured at the same time: two relays, each in its own
+# network namespace, both pinned to core 1, each loaded by its own rtpbench
+# (pinned to core 0), so whatever else the shared machine does hits both.
+# Usage: bench/analysis_ab.sh [SESSIONS] [ROUNDS] [extra rtpproxy args...]
+# Needs root and ../shared/bench (or BENCH_SRC). Prints rtpbench's JSON lines
+# (tags off and on); bench/summarize_tags.py --base off turns them into ratios.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(dirname "$here")
+src=${BENCH_SRC:-$top/../shared/bench}
+out=${BENCH_OUT:-$here/out}
+n=${1:-200}; rounds=${2:-10}; shift $(( $# > 2 ? 2 : $# )) || true
+mkdir -p "$out"
+[ -x "$out/rtpbench" ] || cc -O2 -Wall -o "$out/rtpbench" "$src/rtpbench.c" -lm
+rtpproxy=${RTPPROXY:-$top/.venv/bin/rtpproxy}
+a=rtpab$$a; b=rtpab$$b
+ip netns add $a; ip netns add $b
+trap 'ip netns del $a 2>/dev/null || true; ip netns del $b 2>/dev/null || true' EXIT
+ip netns exec $a ip link set lo up; ip netns exec $b ip link set lo up
+py="$rtpproxy -f -F -s udp:127.0.0.1:22222 -l 127.0.0.1 -m 20000 -M 60000 -d ERR -p /dev/null"
+for r in $(seq "$rounds"); do
+  echo '{"round_start":'$r'}'
+  ip netns exec $a taskset -c 1 $py --no_rtp_analysis "$@" & pa=$!
+  ip netns exec $b taskset -c 1 $py "$@" & pb=$!
+  sleep 1.5
+  ip netns exec $a taskset -c 0 "$out/rtpbench" -c 127.0.0.1:22222 -n "$n" -t ${BENCH_T:-8} -p $pa -T off & ga=$!
+  ip netns exec $b taskset -c 0 "$out/rtpbench" -c 127.0.0.1:22222 -n "$n" -t ${BENCH_T:-8} -p $pb -T on & gb=$!
+  wait $ga || echo "rtpbench off failed" >&2
+  wait $gb || echo "rtpbench on failed" >&2
+  kill $pa $pb; wait $pa $pb 2>/dev/null || true
+  sleep 0.5
+done
