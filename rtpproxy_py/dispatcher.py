@@ -167,7 +167,7 @@ class Dispatcher:
                           self.config.ttl, unified_ttl=not self.config.independent_ttl)
         if self.config.rtp_analysis:
             for stream in session.rtp:
-                stream.analyzer = RtpAnalyzer()
+                stream.set_analyzer(RtpAnalyzer())
         if self.metrics is not None:
             for stream in session.streams():
                 stream.add_tap(count_bytes)

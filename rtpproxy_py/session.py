@@ -45,7 +45,7 @@ class Stream:
         # local side, set by the relay
         "port", "local", "handle",
         # per-packet features (None when off)
-        "taps", "analyzer", "resizer",
+        "taps", "analyzer", "analysis_run", "resizer",
         # signalling state kept for other features
         "codecs", "resize_ptime", "prompt_ptime", "tos",
         # counters
@@ -79,6 +79,7 @@ class Stream:
         self.handle = None
         self.taps = None
         self.analyzer = None        # media.analyzer.RtpAnalyzer (RTP streams, analysis on)
+        self.analysis_run = None    # its fast path's state (set_analyzer)
         self.resizer = None         # media.resizer.Resizer (z modifier); the relay feeds it
         self.codecs = None
         self.resize_ptime = None
@@ -126,15 +127,15 @@ class Stream:
         self.last_rx = now
         if now >= self.recheck_at:
             self._recheck(data, now)
-        analyzer = self.analyzer
-        if analyzer is not None:
+        run = self.analysis_run
+        if run is not None:
             # RtpAnalyzer.feed, inlined: a call per packet costs more than this
             h = header_int(data[:12])
-            if h == analyzer.expect:
-                analyzer.expect = h + analyzer.step
-                analyzer.times.append(now)
+            if h == run.expect:
+                run.expect = h + run.step
+                run.append(now)
             else:
-                analyzer.feed_unexpected(data, h, now)
+                self.analyzer.feed_unexpected(data, h, now)
         if self.taps is not None:
             for tap in self.taps:
                 tap(self, data, self.rem_addr, now)
@@ -273,6 +274,10 @@ class Stream:
         """While a prompt plays to this party, relayed media to it is dropped."""
         self.muted = muted
         self.refresh_target()
+
+    def set_analyzer(self, analyzer):
+        self.analyzer = analyzer
+        self.analysis_run = analyzer.run if analyzer is not None else None
 
     def add_tap(self, tap):
         """Call ``tap(stream, data, source, now)`` for every accepted packet."""

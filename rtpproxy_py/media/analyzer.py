@@ -93,15 +93,26 @@ class _JitterRecord:
         self.ring_pos = (self.ring_pos + 1) % RING_SIZE
 
 
+class FastRun(list):
+    """The fast path's state: the arrival times of the packets that came as
+    predicted (the list itself), the next header predicted (as an integer),
+    and the step to the one after. One object, so the packet path touches
+    as little memory as it can."""
+
+    __slots__ = ("expect", "step")
+
+    def __init__(self):
+        list.__init__(self)
+        self.expect = -1
+        self.step = 0
+
+
 class RtpAnalyzer:
     """Statistics of the RTP packets received on one stream."""
 
     __slots__ = (
-        # fast path (Stream.on_latched_packet inlines it): the next header we
-        # expect, read as a 96-bit integer, the step to the one after, and the
-        # arrival times of the packets that matched
-        "expect", "step", "times",
-        "fast_ts_step", "jrec", "jclock",
+        # the fast path's state (a FastRun), and what the run continues from
+        "run", "fast_ts_step", "jrec", "jclock",
         # totals over closed segments
         "psent", "precvd", "pdups", "ssrc_changes", "perrs",
         # the open segment
@@ -114,10 +125,8 @@ class RtpAnalyzer:
     )
 
     def __init__(self):
-        self.expect = -1
-        self.step = 0
+        self.run = FastRun()
         self.fast_ts_step = 0
-        self.times = []             # arrival times of fast-path packets not settled yet
         self.jrec = None
         self.jclock = 0
         self.psent = self.precvd = self.pdups = self.ssrc_changes = self.perrs = 0
@@ -137,14 +146,15 @@ class RtpAnalyzer:
 
     def feed(self, data, t):
         """Account one received datagram that arrived at ``t`` seconds."""
+        run = self.run
         h = header_int(data[:12])
-        if h != self.expect:
+        if h != run.expect:
             return self.feed_unexpected(data, h, t)
         # Same SSRC, payload type and flags, sequence + 1, timestamp + the usual
         # step: only the arrival time is kept; settle() does the rest later.
-        # (Stream.on_latched_packet has a copy of these three lines.)
-        self.expect = h + self.step
-        self.times.append(t)
+        # (Stream.on_latched_packet has a copy of these lines.)
+        run.expect = h + run.step
+        run.append(t)
 
     # --- the general case ------------------------------------------------------
 
@@ -153,11 +163,12 @@ class RtpAnalyzer:
         the timestamp ring. Runs before anything reads the results, on the next
         unusual packet, and from the daemon's housekeeping once SETTLE_BATCH
         arrival times have piled up (tidy)."""
-        times = self.times
-        n = len(times)
+        run = self.run
+        n = len(run)
         if not n:
             return
-        self.times = []
+        times = run[:]
+        del run[:]
         step = self.fast_ts_step
         self.max_seq += n
         self.pcount += n
@@ -180,7 +191,7 @@ class RtpAnalyzer:
 
     def tidy(self):
         """Housekeeping (once a second): settle a long run of fast-path packets."""
-        if len(self.times) >= SETTLE_BATCH:
+        if len(self.run) >= SETTLE_BATCH:
             self.settle()
 
     def _settle_times(self, times, rec, step):
@@ -236,7 +247,7 @@ class RtpAnalyzer:
     def feed_unexpected(self, data, h, t):
         """A packet the fast path did not predict (``h``: its header as an integer)."""
         self.settle()
-        self.expect = -1
+        self.run.expect = -1
         if self.last_t is not None:
             gap = t - self.last_t
             if gap > self.max_gap:
@@ -274,8 +285,9 @@ class RtpAnalyzer:
         self.jrec = rec
         self.fast_ts_step = ts_step
         step = _SEQ_BIT + (ts_step << 32)
-        self.step = _STEPS.setdefault(step, step)
-        self.expect = h + self.step
+        step = _STEPS.setdefault(step, step)
+        self.run.step = step
+        self.run.expect = h + step
 
     def _sequence(self, s, ts, ssrc, marker, pt, t):
         """Sequence tracking (extractaudio.md 7, steps 1-6). Returns True when
