@@ -6,6 +6,8 @@
 # Usage: bench/analysis_ab.sh [SESSIONS] [ROUNDS] [extra rtpproxy args...]
 # Needs root and ../shared/bench (or BENCH_SRC). Prints rtpbench's JSON lines
 # (tags off and on); bench/summarize_tags.py --base off turns them into ratios.
+# Steps last 30 s (BENCH_T) so that every stream settles its fast-path run
+# (every 1024 packets, about 20 s) inside the measured window.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(dirname "$here")
@@ -25,8 +27,8 @@ for r in $(seq "$rounds"); do
   ip netns exec $a taskset -c 1 $py --no_rtp_analysis "$@" & pa=$!
   ip netns exec $b taskset -c 1 $py "$@" & pb=$!
   sleep 1.5
-  ip netns exec $a taskset -c 0 "$out/rtpbench" -c 127.0.0.1:22222 -n "$n" -t ${BENCH_T:-8} -p $pa -T off & ga=$!
-  ip netns exec $b taskset -c 0 "$out/rtpbench" -c 127.0.0.1:22222 -n "$n" -t ${BENCH_T:-8} -p $pb -T on & gb=$!
+  ip netns exec $a taskset -c 0 "$out/rtpbench" -c 127.0.0.1:22222 -n "$n" -t ${BENCH_T:-30} -p $pa -T off & ga=$!
+  ip netns exec $b taskset -c 0 "$out/rtpbench" -c 127.0.0.1:22222 -n "$n" -t ${BENCH_T:-30} -p $pb -T on & gb=$!
   wait $ga || echo "rtpbench off failed" >&2
   wait $gb || echo "rtpbench on failed" >&2
   kill $pa $pb; wait $pa $pb 2>/dev/null || true

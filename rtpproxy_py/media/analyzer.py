@@ -59,7 +59,7 @@ SETTLE_BATCH = 1024
 NUMPY_FROM = 64
 _CHUNK = 1024
 _POW = (15 / 16) ** np.arange(1, _CHUNK + 1, dtype=np.float64)
-_IPOW = 1.0 / _POW
+_IPOW16 = 1.0 / _POW / 16
 
 if sys.version_info >= (3, 11):
     header_int = int.from_bytes           # big-endian by default; cheaper without the argument
@@ -222,26 +222,36 @@ class RtpAnalyzer:
         self.last_t, self.max_gap = last_t, longest
 
     def _settle_times_numpy(self, times, rec, step):
-        """The same for a long run, vectorized. The jitter recurrence
+        """The same for a long run, vectorized, in few NumPy calls (each costs
+        about a microsecond whatever its size). The jitter recurrence
         j[k] = j[k-1] + (D[k] - j[k-1]) / 16 is computed in closed form over
         chunks of _CHUNK packets; it agrees with the loop to about 1e-15."""
-        arrivals = np.array(times)
-        gaps = np.diff(arrivals, prepend=self.last_t)
-        self.max_gap = max(self.max_gap, float(gaps.max()))
+        n = len(times)
+        arrivals = np.empty(n + 1)
+        arrivals[0] = self.last_t
+        arrivals[1:] = times
+        spans = arrivals[1:] - arrivals[:-1]
+        self.max_gap = max(self.max_gap, spans.max())
         self.last_t = times[-1]
         if rec is None:
             return
         rts = np.floor(arrivals * self.jclock)
-        deviation = np.abs(np.diff(rts, prepend=rec.prev_rts) - step)
+        rts[0] = rec.prev_rts
+        deviation = rts[1:] - rts[:-1]
+        deviation -= step
+        np.abs(deviation, out=deviation)
         jlast, jmax, jtotal = rec.jlast, rec.jmax, rec.jtotal
-        for start in range(0, len(deviation), _CHUNK):
+        for start in range(0, n, _CHUNK):
             part = deviation[start:start + _CHUNK]
             m = len(part)
-            j = _POW[:m] * (jlast + np.cumsum(part * _IPOW[:m]) / 16)
-            jlast = float(j[-1])
-            jmax = max(jmax, float(j.max()))
-            jtotal += float(j.sum())
-        rec.jlast, rec.jmax, rec.jtotal = jlast, jmax, jtotal
+            part *= _IPOW16[:m]
+            np.cumsum(part, out=part)
+            part += jlast
+            part *= _POW[:m]
+            jlast = part[-1]
+            jmax = max(jmax, part.max())
+            jtotal += part.sum()
+        rec.jlast, rec.jmax, rec.jtotal = float(jlast), float(jmax), float(jtotal)
         rec.prev_rts = float(rts[-1])
 
     def feed_unexpected(self, data, h, t):
