@@ -17,6 +17,8 @@ seconds of a monotonic clock), so these objects can be driven by tests.
 from .media import rtp
 from .media.analyzer import header_int
 
+_RTP_HEADER = slice(12)     # data[:12] would build this slice object per packet
+
 # A signalled address is open to a new media source for this long after a
 # U/L changed it (media-relay.md 3.2: "within 10 s after the last U/L update").
 RELATCH_WINDOW = 10.0
@@ -130,7 +132,7 @@ class Stream:
         run = self.analysis_run
         if run is not None:
             # RtpAnalyzer.feed, inlined: a call per packet costs more than this
-            h = header_int(data[:12])
+            h = header_int(data[_RTP_HEADER])
             if h == run.expect:
                 run.expect = h + run.step
                 run.append(now)
