@@ -3,7 +3,9 @@
 # (--no_rtp_analysis), crelay as the floor, alternating in every round.
 # Usage: bench/analysis_cost.sh [SESSIONS] [ROUNDS] [extra rtpproxy args...]
 # Needs root (network namespace) and ../shared/bench (or BENCH_SRC) for the tools.
-# Prints rtpbench's JSON lines; pipe them to bench/summarize_tags.py.
+# Prints rtpbench's JSON lines; bench/summarize_tags.py --base off turns them
+# into ratios. Steps last 30 s (BENCH_T) so that every stream settles its
+# fast-path run (every 1024 packets, about 20 s) inside the measured window.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(dirname "$here")
@@ -21,7 +23,7 @@ run() {  # tag cmd...
   local tag=$1; shift
   ip netns exec $ns taskset -c 1 "$@" & local pid=$!
   sleep 1.5
-  ip netns exec $ns taskset -c 0 "$out/rtpbench" -c 127.0.0.1:22222 -n "$n" -t ${BENCH_T:-6} -p $pid -T "$tag" || echo "rtpbench failed for $tag" >&2
+  ip netns exec $ns taskset -c 0 "$out/rtpbench" -c 127.0.0.1:22222 -n "$n" -t ${BENCH_T:-30} -p $pid -T "$tag" || echo "rtpbench failed for $tag" >&2
   kill $pid; wait $pid 2>/dev/null || true
   sleep 0.5
 }
