@@ -277,3 +277,23 @@ def test_stream_inlined_fast_path_matches_feed(seed):
         direct.feed(data, t)
     assert results(stream.analyzer) == results(direct)
     assert jitter(stream.analyzer) == pytest.approx(jitter(direct), rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(0, 60, 3))
+def test_agrees_with_extractaudio_statistics(seed):
+    """The relay's analyzer and extractaudio's statistics (media/rtp_stats.py,
+    written separately and checked against upstream's outputs) are the same
+    engine (extractaudio.md 7): same counts, SSRC changes and jitter."""
+    from rtpproxy_py.media import rtp
+    from rtpproxy_py.media.rtp_stats import RtpStreamStats
+    analyzer, stats = RtpAnalyzer(), RtpStreamStats()
+    for data, t in random_stream(random.Random(seed), 2000):
+        analyzer.feed(data, t)
+        header = rtp.parse(data)
+        if header is not None:
+            stats.update(header.seq, header.ts, header.ssrc, header.marker, header.pt, t)
+    stats.finish()
+    assert (analyzer.rtpa_nsent, analyzer.rtpa_nrcvd, analyzer.rtpa_ndups, analyzer.ssrc_changes) == \
+        (stats.psent, stats.precvd, stats.duplicates, stats.ssrc_changes)
+    assert (analyzer.rtpa_jlast, analyzer.rtpa_javg, analyzer.rtpa_jmax) == \
+        pytest.approx(stats.jitter.summary(), rel=1e-9)
