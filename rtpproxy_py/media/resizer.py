@@ -132,7 +132,7 @@ class Resizer:
             return False
         payload = packet[header.payload_offset:header.payload_end]
         samples = payload_samples(header.pt, payload)
-        if samples is None:
+        if not samples:                  # unknown, or a GSM payload shorter than a frame
             return False
         self.n_in += 1
         ts = header.ts

@@ -188,7 +188,9 @@ def test_other_payloads_pass_unchanged_and_keep_their_numbers():
     dtmf = rtp.build(101, 77, 0, 1, b"\x01\x00\x00\xa0")
     cn = rtp.build(13, 78, 0, 1, b"\x40")
     empty = rtp.build(0, 79, 0, 1, b"")
-    for packet in (dtmf, cn, empty, b"\x00" * 20, b"short"):
+    short_gsm = rtp.build(3, 80, 0, 1, bytes(20))
+    bad_g723 = rtp.build(4, 81, 0, 1, b"\x03" + bytes(23))
+    for packet in (dtmf, cn, empty, short_gsm, bad_g723, b"\x00" * 20, b"short"):
         assert resizer.enqueue(packet, 1.0) is False
     assert resizer.n_in == 0
 
