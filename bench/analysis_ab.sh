@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Relay CPU per packet with RTP analysis on (the default) and off
-# (--no_rtp_analysis), measured at the same time: two relays, each in its own
+# Relay CPU per packet with RTP analysis off (the default) and on
+# (--rtp_analysis), measured at the same time: two relays, each in its own
 # network namespace, both pinned to core 1, each loaded by its own rtpbench
 # (pinned to core 0), so whatever else the shared machine does hits both.
 # Usage: bench/analysis_ab.sh [SESSIONS] [ROUNDS] [extra rtpproxy args...]
@@ -24,8 +24,8 @@ ip netns exec $a ip link set lo up; ip netns exec $b ip link set lo up
 py="$rtpproxy -f -F -s udp:127.0.0.1:22222 -l 127.0.0.1 -m 20000 -M 60000 -d ERR -p /dev/null"
 for r in $(seq "$rounds"); do
   echo '{"round_start":'$r'}'
-  ip netns exec $a taskset -c 1 $py --no_rtp_analysis "$@" & pa=$!
-  ip netns exec $b taskset -c 1 $py "$@" & pb=$!
+  ip netns exec $a taskset -c 1 $py "$@" & pa=$!
+  ip netns exec $b taskset -c 1 $py --rtp_analysis "$@" & pb=$!
   sleep 1.5
   ip netns exec $a taskset -c 0 "$out/rtpbench" -c 127.0.0.1:22222 -n "$n" -t ${BENCH_T:-30} -p $pa -T off & ga=$!
   ip netns exec $b taskset -c 0 "$out/rtpbench" -c 127.0.0.1:22222 -n "$n" -t ${BENCH_T:-30} -p $pb -T on & gb=$!

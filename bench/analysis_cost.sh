@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Relay CPU per packet with RTP analysis on (the default) and off
-# (--no_rtp_analysis), crelay as the floor, alternating in every round.
+# Relay CPU per packet with RTP analysis off (the default) and on
+# (--rtp_analysis), crelay as the floor, alternating in every round.
 # Usage: bench/analysis_cost.sh [SESSIONS] [ROUNDS] [extra rtpproxy args...]
 # Needs root (network namespace) and ../shared/bench (or BENCH_SRC) for the tools.
 # Prints rtpbench's JSON lines; bench/summarize_tags.py --base off turns them
@@ -31,8 +31,8 @@ py="$rtpproxy -f -F -s udp:127.0.0.1:22222 -l 127.0.0.1 -m 20000 -M 60000 -d ERR
 for r in $(seq "$rounds"); do
   run crelay "$out/crelay" -s 127.0.0.1:22222 -l 127.0.0.1 -m 20000 -M 60000
   if [ $((r % 2)) = 1 ]; then
-    run off $py --no_rtp_analysis "$@"; run on $py "$@"
+    run off $py "$@"; run on $py --rtp_analysis "$@"
   else
-    run on $py "$@"; run off $py --no_rtp_analysis "$@"
+    run on $py --rtp_analysis "$@"; run off $py "$@"
   fi
 done

@@ -31,7 +31,7 @@ EXTENSIONS = (
 )
 
 _NOTIFY = "20081224"
-# The dates whose counters need RTP analysis (off with --no_rtp_analysis).
+# The dates whose counters need RTP analysis (--rtp_analysis).
 _ANALYSIS = ("20150420", "20230205", "20230424")
 
 

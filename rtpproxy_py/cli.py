@@ -67,8 +67,8 @@ Options:
   --poll_batch MS   gather packets for up to MS milliseconds between polls: fewer
                     wake-ups under load, at most MS ms added delay; 0 = poll per
                     packet [default: 2]
-  --no_rtp_analysis  do not analyze relayed RTP (the Q rtpa_* counters, jitter and
-                    longest_ipi then read 0)
+  --rtp_analysis    analyze relayed RTP for Q's rtpa_* counters, jitter and
+                    longest_ipi (off by default: about 12 % more CPU per packet)
   --metrics ADDR    serve Prometheus metrics on http://ADDR/metrics; ADDR is
                     HOST:PORT, [IPv6]:PORT or just PORT (on 127.0.0.1)
 """

@@ -110,7 +110,7 @@ class Config:
     no_redirect: bool = False
     debug_build: bool = False
     poll_batch: float = 0.002     # seconds libev gathers I/O events between polls
-    rtp_analysis: bool = True     # feed relayed RTP to the analyzer (rtpa_* counters)
+    rtp_analysis: bool = False    # feed relayed RTP to the analyzer (rtpa_* counters)
     metrics: Optional[Tuple[str, int]] = None   # (host, port) of the Prometheus endpoint
 
     def all_listen(self):
@@ -430,7 +430,7 @@ def build(opts, debug_build=False):
     if not 0 <= batch_ms <= 20:
         raise ConfigError("--poll_batch %s: give milliseconds from 0 to 20 (default 2)." % opts["--poll_batch"])
     c.poll_batch = batch_ms / 1000.0
-    c.rtp_analysis = not opts["--no_rtp_analysis"]
+    c.rtp_analysis = bool(opts["--rtp_analysis"])
     if opts["--metrics"] is not None:
         c.metrics = parse_metrics_address(opts["--metrics"])
     c.no_redirect = bool(opts["--no_redirect"]) or debug_build

@@ -186,24 +186,25 @@ class _StateCollector:
                       media["bytes_relayed"])
         yield counter("rtpproxy_bytes_dropped", "RTP and RTCP bytes not relayed (UDP payload)",
                       media["bytes_dropped"])
-        yield counter("rtpproxy_rtp_packets_expected", "RTP packets senders sent, by sequence "
-                      "numbers (rtpa_nsent)", media["rtpa_nsent"])
-        yield counter("rtpproxy_rtp_packets_lost", "RTP packets lost on the way to the relay "
-                      "(rtpa_nlost)", media["rtpa_nlost"])
-        yield counter("rtpproxy_rtp_packets_duplicated", "Duplicate RTP packets received "
-                      "(rtpa_ndups)", media["rtpa_ndups"])
-        yield counter("rtpproxy_rtp_parse_errors", "Packets on RTP ports that are not RTP "
-                      "(rtpa_perrs)", media["rtpa_perrs"])
+        if d.config.rtp_analysis:
+            yield counter("rtpproxy_rtp_packets_expected", "RTP packets senders sent, by sequence "
+                          "numbers (rtpa_nsent)", media["rtpa_nsent"])
+            yield counter("rtpproxy_rtp_packets_lost", "RTP packets lost on the way to the relay "
+                          "(rtpa_nlost)", media["rtpa_nlost"])
+            yield counter("rtpproxy_rtp_packets_duplicated", "Duplicate RTP packets received "
+                          "(rtpa_ndups)", media["rtpa_ndups"])
+            yield counter("rtpproxy_rtp_parse_errors", "Packets on RTP ports that are not RTP "
+                          "(rtpa_perrs)", media["rtpa_perrs"])
+            jitters = [s.analyzer.rtpa_jlast / s.analyzer.jitter_clock()
+                       for session in sessions for s in session.rtp
+                       if s.analyzer is not None and s.npkts_in]
+            yield gauge("rtpproxy_rtp_jitter_max_seconds", "Largest current RFC 3550 jitter over "
+                        "the live RTP streams", max(jitters) if jitters else 0.0)
         yield counter("rtpproxy_resizer_packets_in", "Packets taken by re-packetizers",
                       media["npkts_resizer_in"])
         yield counter("rtpproxy_resizer_packets_out", "Packets made by re-packetizers",
                       media["npkts_resizer_out"])
         yield counter("rtpproxy_resizer_packets_discarded", "Packets re-packetizers dropped "
                       "(late, or queued when z was removed)", media["npkts_resizer_discard"])
-        jitters = [s.analyzer.rtpa_jlast / s.analyzer.jitter_clock()
-                   for session in sessions for s in session.rtp
-                   if s.analyzer is not None and s.npkts_in]
-        yield gauge("rtpproxy_rtp_jitter_max_seconds", "Largest current RFC 3550 jitter over "
-                    "the live RTP streams", max(jitters) if jitters else 0.0)
         yield gauge("rtpproxy_average_load", "CPU used by the daemon, fraction of one core, "
                     "averaged over about 10 s (I's average load)", counters.average_load)

@@ -30,7 +30,7 @@ def scrape(port):
 
 def test_scrape_during_a_live_call(rtpproxy):
     mport = free_port(socket.SOCK_STREAM)
-    d = rtpproxy("-l", HOST, "--metrics", "%s:%d" % (HOST, mport))
+    d = rtpproxy("-l", HOST, "--rtp_analysis", "--metrics", "%s:%d" % (HOST, mport))
     before = scrape(mport)
     assert before["rtpproxy_sessions_active"] == 0
     free_at_start = before["rtpproxy_ports_free"]
@@ -93,7 +93,10 @@ def test_only_metrics_path_is_served(rtpproxy):
         raise AssertionError("/ answered")
     except urllib.error.HTTPError as exc:
         assert exc.code == 404
-    assert "rtpproxy_sessions_active" in scrape(mport)
+    samples = scrape(mport)
+    assert "rtpproxy_sessions_active" in samples
+    # without --rtp_analysis there are no analysis figures to show
+    assert "rtpproxy_rtp_packets_lost_total" not in samples
 
 
 def run_bad(*args):
