@@ -67,6 +67,10 @@ Options:
   --poll_batch MS   gather packets for up to MS milliseconds between polls: fewer
                     wake-ups under load, at most MS ms added delay; 0 = poll per
                     packet [default: 2]
+  --latching MODE   how media sources are learned: upstream (media-relay.md rules)
+                    or strict (against RTP Bleed; see the man page) [default: upstream]
+  --latch_window SECONDS  strict latching: seconds after a U/L in which a new
+                    source may be learned, 1-60 [default: 3]
 """
 
 # Short options that take an argument, as in upstream's getopt string.
