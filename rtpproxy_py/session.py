@@ -12,7 +12,7 @@ seconds of a monotonic clock), so these objects can be driven by tests.
 
 Two learning modes (README "Latching modes"): the upstream rules of
 media-relay.md section 3 by default, and strict learning (``--latching
-strict`` or the ``g`` modifier of U/L) against RTP Bleed: a stream learns a
+strict`` or the ``k`` modifier of U/L) against RTP Bleed: a stream learns a
 source only from the host its U/L named, only from well-formed RTP/RTCP,
 only within ``--latch_window`` seconds of the session's latest U/L, and once
 latched moves only to a source that continues the latched SSRC. Everything
@@ -360,7 +360,7 @@ class Session:
         self.established_ttl = setup_ttl if established_ttl is None else established_ttl
         self.reset_at = [now, now]
         self.notify = None          # (target, tag bytes, command source ip)
-        self.strict = False         # strict learning (--latching strict, U/L modifier g)
+        self.strict = False         # strict learning (--latching strict, U/L modifier k)
         self.latch_until = now      # strict: new sources may be learned until then
         self.closed = False
         self.end_reason = None

@@ -5,8 +5,15 @@ before privileges are dropped); ``ControlServer.start(execute)`` serves it.
 ``execute(data, ctx)`` is Dispatcher.execute: it never yields, so commands
 from all sockets run one at a time, in arrival order, as upstream's single
 command thread does.
+
+Hostile or broken clients cost the others nothing: each stream connection has
+its own greenlet, a reply that cannot be written within WRITE_TIMEOUT (a
+client that never reads) drops that connection, a listener holds at most
+MAX_CONNECTIONS and makes room by closing the one idle longest, and a
+``unix:`` client gets ONE_SHOT_TIMEOUT to send its command.
 """
 
+import collections
 import errno
 import logging
 import os
@@ -20,14 +27,30 @@ from gevent.pool import Group
 
 from ..config import ConfigError
 from ..dispatcher import CommandContext
+from ..throttle import LogThrottle
 from .reply_cache import SWEEP_INTERVAL, ReplyCache
 
 log = logging.getLogger("rtpproxy")
+throttle = LogThrottle(log)
 
 MAX_COMMAND = 8191
 STREAM_BUFFER = 8192
 UDP_RCVBUF = 16 * 1024
 BACKLOG = 32
+WRITE_TIMEOUT = 5.0       # seconds a reply may wait for a client to read
+ONE_SHOT_TIMEOUT = 10.0   # unix: seconds from accept to the command
+MAX_CONNECTIONS = 256     # open stream connections per listener
+
+
+class SlowReader(Exception):
+    """A stream client did not read its replies within WRITE_TIMEOUT."""
+
+
+def bounded_sendall(conn, data):
+    """sendall, but give up (SlowReader) after WRITE_TIMEOUT: while it waits
+    the connection reads no more commands, so at most one reply is pending."""
+    with gevent.Timeout(WRITE_TIMEOUT, SlowReader):
+        conn.sendall(data)
 
 _COOKIE = re.compile(rb"[ \t\r\n]*([^ \t\r\n]+)(.*)\Z", re.S)
 
@@ -148,6 +171,7 @@ class _StreamListener(ControlServer):
     def _serve_start(self, execute, on_eof):
         self.sock = socket.socket(fileno=self.raw.detach())
         self.connections = Group()      # open client connections, closed with the listener
+        self.idle = collections.OrderedDict()   # greenlet -> None, longest idle first
         self.greenlets = [gevent.spawn(self._accept, execute)]
 
     def close(self):
@@ -161,10 +185,28 @@ class _StreamListener(ControlServer):
                 conn, peer = self.sock.accept()
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE):
-                    log.error("control socket %s: out of file descriptors", self.spec.text)
+                    throttle.log(logging.ERROR, "accept", "control socket %s: cannot accept a "
+                                 "connection, out of file descriptors", self.spec.text)
                     gevent.sleep(0.1)
                 continue
-            self.connections.spawn(self._serve_connection, conn, peer, execute)
+            if len(self.idle) >= MAX_CONNECTIONS:
+                oldest = next(iter(self.idle))
+                self.idle.pop(oldest)
+                throttle.log(logging.WARNING, "connections", "control socket %s: %d connections "
+                             "open; closing the one idle longest", self.spec.text, MAX_CONNECTIONS)
+                oldest.kill(block=False)
+            greenlet = self.connections.spawn(self._serve_connection, conn, peer, execute)
+            self.idle[greenlet] = None
+            greenlet.rawlink(self._forget)
+
+    def _forget(self, greenlet):
+        self.idle.pop(greenlet, None)
+
+    def _active(self):
+        """The current connection just sent something: it is the least idle now."""
+        current = gevent.getcurrent()
+        if current in self.idle:
+            self.idle.move_to_end(current)
 
     def _context(self, peer):
         if self.spec.kind == "tcp":
@@ -172,10 +214,22 @@ class _StreamListener(ControlServer):
         return CommandContext("127.0.0.1", None)
 
     def _serve_connection(self, conn, peer, execute):
+        def recv(size):
+            data = conn.recv(size)
+            self._active()
+            return data
+
+        def send(data):
+            bounded_sendall(conn, data)
+
         try:
-            serve_lines(conn.recv, conn.sendall, self._context(peer), execute, self._reply)
+            serve_lines(recv, send, self._context(peer), execute, self._reply)
         except OSError:
             pass
+        except SlowReader:
+            throttle.log(logging.WARNING, "slow reader", "control socket %s: a client did not "
+                         "read its replies for %d s; connection closed", self.spec.text,
+                         WRITE_TIMEOUT)
         finally:
             conn.close()
 
@@ -221,10 +275,11 @@ class UnixControl(_StreamListener):
         if self.spec.kind == "cunix":
             return super()._serve_connection(conn, peer, execute)
         try:
-            data = conn.recv(MAX_COMMAND)
-            if data:
-                text = execute(data, CommandContext())
-                self._reply(conn.sendall, text)
+            with gevent.Timeout(ONE_SHOT_TIMEOUT, False):
+                data = conn.recv(MAX_COMMAND)
+                if data:
+                    text = execute(data, CommandContext())
+                    self._reply(conn.sendall, text)   # one short reply: fits the socket buffer
         except OSError:
             pass
         finally:
@@ -257,12 +312,7 @@ class StdioControl(ControlServer):
         def send(data):
             view = memoryview(data)
             while view:
-                try:
-                    written = os.write(1, view)
-                except BlockingIOError:
-                    gevent.sleep(0.001)
-                    continue
-                view = view[written:]
+                view = view[gos.nb_write(1, view):]   # waits for stdout without blocking others
 
         try:
             serve_lines(recv, send, CommandContext(), execute, self._reply)

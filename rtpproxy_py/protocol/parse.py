@@ -315,7 +315,7 @@ def parse_update_modifiers(text):
             mods.route_to = value
         elif ch == "n":
             mods.new_port = True
-        elif ch == "g":
+        elif ch == "k":
             mods.strict = True
         else:
             raise CommandError(e.UPDATE_BAD_MODIFIER)
