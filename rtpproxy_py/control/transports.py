@@ -323,10 +323,12 @@ class StdioControl(ControlServer):
 
 
 def serve_lines(recv, send, ctx, execute, reply):
-    """LF-framed commands on a stream until EOF (or 8 KiB without a LF)."""
+    """LF-framed commands on a stream until EOF. The connection buffer holds
+    8 KiB as upstream's: a line must end within it (so no command is longer
+    than 8191 bytes), else the connection is closed."""
     buffer = b""
     while True:
-        data = recv(STREAM_BUFFER)
+        data = recv(STREAM_BUFFER - len(buffer))
         if not data:
             return
         buffer += data
