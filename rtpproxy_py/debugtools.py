@@ -130,11 +130,13 @@ class LoopHealth:
     seconds and logs one line per ``period``: the loop's lag is what every
     session timer, playback and reply waits on top of its own work."""
 
-    def __init__(self, log, period=LOOP_HEALTH_PERIOD, tick=LOOP_HEALTH_TICK, clock=time.monotonic):
+    def __init__(self, log, period=LOOP_HEALTH_PERIOD, tick=LOOP_HEALTH_TICK, clock=time.monotonic,
+                 extra=None):
         self.log = log
         self.period = period
         self.tick = tick
         self.clock = clock
+        self.extra = extra        # a callable whose text is appended to each line
         self.greenlet = None
 
     def start(self):
@@ -157,7 +159,10 @@ class LoopHealth:
             lateness.append(clock() - due)
             now = clock()
             if now - window_start >= self.period:
-                self.log.info("%s", self.describe(lateness, now - window_start))
+                line = self.describe(lateness, now - window_start)
+                if self.extra is not None:
+                    line += "; " + self.extra()
+                self.log.info("%s", line)
                 lateness = []
                 window_start = now
 

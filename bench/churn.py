@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Session churn: create and end SESSIONS sessions in a loop and check that the
+daemon's resident memory, open file descriptors and greenlets come back to
+where they were (tests/test_churn.py runs a small version).
+
+    bench/churn.py [SESSIONS]          (default 100000; needs root)
+
+The daemon is ``rtpproxy_debug`` (the production code plus a line every
+second saying what the process holds) in a network namespace of its own, with
+``-T 1``, controlled over a ``cunix:`` socket (no UDP reply cache, whose 35 s
+of replies would hide what sessions leave behind). Sessions come in batches;
+of every four, one is a call with media both ways then deleted, one a call
+without media then deleted, one a call left to time out, and one an offer
+without answer left to time out (setup TTL). After a warm-up batch the
+baseline is taken once every session has ended; after the last batch, the
+same figures again.
+"""
+
+import os
+import re
+import socket
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(TOP, "tests"))
+
+from helpers import Daemon, rtp_packet  # noqa: E402
+from netns import NetNs  # noqa: E402
+
+PORT_MIN, PORT_MAX = 20000, 60000
+TTL = 1
+BATCH = 500
+_HOLDING = re.compile(r"holding sessions (\d+), greenlets (\d+), fds (\d+), rss (\d+) kB")
+
+
+class Control:
+    """A cunix: connection; commands are pipelined a batch at a time."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.sock.settimeout(30)
+        self.pending = b""
+
+    def batch(self, commands):
+        self.sock.sendall(b"".join(c.encode() + b"\n" for c in commands))
+        replies = []
+        while len(replies) < len(commands):
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("control connection closed")
+            self.pending += chunk
+            *lines, self.pending = self.pending.split(b"\n")
+            replies.extend(line.decode() for line in lines)
+        return replies
+
+    def close(self):
+        self.sock.close()
+
+
+def holding(daemon, after=0):
+    """The latest resources line of the daemon's log past offset ``after``, as a dict."""
+    text = daemon.log()[after:]
+    found = _HOLDING.findall(text)
+    if not found:
+        return None
+    sessions, greenlets, fds, rss = map(int, found[-1])
+    return {"sessions": sessions, "greenlets": greenlets, "fds": fds, "rss_kb": rss}
+
+
+def wait_empty(daemon, timeout=30.0):
+    """Wait for a resources line written after now that shows no session."""
+    start = len(daemon.log())
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        state = holding(daemon, start)
+        if state and state["sessions"] == 0:
+            return state
+        time.sleep(0.2)
+    raise AssertionError("sessions still live after %d s: %s" % (timeout, holding(daemon)))
+
+
+def run_batch(ctl, first, count, caller, callee):
+    """Sessions first..first+count-1, in the four kinds the docstring lists."""
+    ids = range(first, first + count)
+    ctl.batch(["U c%d 127.0.0.1 %d ft" % (i, caller.getsockname()[1]) for i in ids])
+    answered = [i for i in ids if i % 4 != 3]
+    replies = ctl.batch(["L c%d 127.0.0.1 %d ft tt" % (i, callee.getsockname()[1]) for i in answered])
+    assert all(r.split()[0].isdigit() for r in replies), [r for r in replies if not r[0].isdigit()][:3]
+    media = [(i, int(r.split()[0])) for i, r in zip(answered, replies) if i % 4 == 0]
+    u_ports = ctl.batch(["Q c%d ft tt" % i for i, _ in media])          # keeps the order simple
+    assert all(not q.startswith("E") for q in u_ports)
+    for i, to_caller in media:
+        for seq in range(2):
+            caller.sendto(rtp_packet(seq, ssrc=i), ("127.0.0.1", to_caller))
+    got = 0
+    callee.settimeout(2)
+    while got < 2 * len(media):
+        callee.recv(2048)
+        got += 1
+    ctl.batch(["D c%d ft tt" % i for i in ids if i % 4 in (0, 1)])
+
+
+def churn(daemon, ns, sessions, batch=BATCH, report=print):
+    """Returns (baseline, after, peak, seconds)."""
+    ctl = Control(daemon.ctl_path)
+    with ns.inside():
+        caller = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        callee = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        caller.bind(("127.0.0.1", 0))
+        callee.bind(("127.0.0.1", 0))
+    try:
+        run_batch(ctl, 0, batch, caller, callee)                # warm-up
+        baseline = wait_empty(daemon)
+        report("baseline: %s" % baseline)
+        peak = dict(baseline)
+        start = time.time()
+        done = 0
+        while done < sessions:
+            n = min(batch, sessions - done)
+            run_batch(ctl, batch + done, n, caller, callee)
+            done += n
+            state = holding(daemon)
+            if state:
+                peak = {k: max(peak[k], state[k]) for k in peak}
+            if done % (20 * batch) == 0:
+                report("%d sessions, %.0f s: %s" % (done, time.time() - start, state))
+        seconds = time.time() - start
+        after = wait_empty(daemon)
+        report("after %d sessions in %.1f s: %s (peak %s)" % (sessions, seconds, after, peak))
+        return baseline, after, peak, seconds
+    finally:
+        ctl.close()
+        caller.close()
+        callee.close()
+
+
+def start_daemon(ns, port_min=PORT_MIN, port_max=PORT_MAX):
+    debug = os.path.join(os.path.dirname(sys.executable), "rtpproxy_debug")
+    return Daemon("-l", "127.0.0.1", "-T", str(TTL), control="cunix", ports=(port_min, port_max),
+                  env={"RTPP_LOOP_HEALTH": "1"}, command=ns.command(debug))
+
+
+def main():
+    sessions = int(sys.argv[1]) if len(sys.argv) > 1 else 100000
+    with NetNs() as ns:
+        daemon = start_daemon(ns)
+        try:
+            baseline, after, peak, seconds = churn(daemon, ns, sessions)
+        finally:
+            code = daemon.stop()
+        report = [line for line in daemon.log().splitlines() if "leak report" in line]
+        print("sessions: %d in %.1f s (%.0f/s)" % (sessions, seconds, sessions / seconds))
+        print("baseline: rss %d kB, fds %d, greenlets %d" % (
+            baseline["rss_kb"], baseline["fds"], baseline["greenlets"]))
+        print("after:    rss %d kB, fds %d, greenlets %d" % (after["rss_kb"], after["fds"], after["greenlets"]))
+        print("peak:     rss %d kB, fds %d, greenlets %d, sessions %d" % (
+            peak["rss_kb"], peak["fds"], peak["greenlets"], peak["sessions"]))
+        print("exit %s; %s" % (code, report[-1] if report else "no leak report"))
+
+
+if __name__ == "__main__":
+    main()
