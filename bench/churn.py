@@ -6,14 +6,15 @@ where they were (tests/test_churn.py runs a small version).
     bench/churn.py [SESSIONS]          (default 100000; needs root)
 
 The daemon is ``rtpproxy_debug`` (the production code plus a line every
-second saying what the process holds) in a network namespace of its own, with
-``-T 1``, controlled over a ``cunix:`` socket (no UDP reply cache, whose 35 s
+second saying what the process holds; its profiler off) in a network
+namespace of its own, with ``-T 1``, controlled over a ``cunix:`` socket (no UDP reply cache, whose 35 s
 of replies would hide what sessions leave behind). Sessions come in batches;
 of every four, one is a call with media both ways then deleted, one a call
 without media then deleted, one a call left to time out, and one an offer
-without answer left to time out (setup TTL). After a warm-up batch the
-baseline is taken once every session has ended; after the last batch, the
-same figures again.
+without answer left to time out (setup TTL). After a warm-up (a fifth of
+SESSIONS) the baseline is taken once every session has ended, so that it
+includes what the allocator keeps after the peak; the same figures are taken
+again, with every session ended, after each quarter of the run.
 """
 
 import os
@@ -31,7 +32,8 @@ from netns import NetNs  # noqa: E402
 
 PORT_MIN, PORT_MAX = 20000, 60000
 TTL = 1
-BATCH = 500
+BATCH = 200
+NOFILE = 200000
 _HOLDING = re.compile(r"holding sessions (\d+), greenlets (\d+), fds (\d+), rss (\d+) kB")
 
 
@@ -103,8 +105,12 @@ def run_batch(ctl, first, count, caller, callee):
     ctl.batch(["D c%d ft tt" % i for i in ids if i % 4 in (0, 1)])
 
 
-def churn(daemon, ns, sessions, batch=BATCH, report=print):
-    """Returns (baseline, after, peak, seconds)."""
+def churn(daemon, ns, sessions, batch=BATCH, warmup=None, checkpoints=4, report=print):
+    """Run ``warmup`` sessions (default a fifth of ``sessions``), wait until
+    all have ended and take the baseline; then ``sessions`` more, stopping
+    ``checkpoints`` times to let every session end and measure again.
+    Returns (baseline, [state at each checkpoint], peak, seconds)."""
+    warmup = warmup or max(batch, sessions // 5)
     ctl = Control(daemon.ctl_path)
     with ns.inside():
         caller = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -112,25 +118,32 @@ def churn(daemon, ns, sessions, batch=BATCH, report=print):
         caller.bind(("127.0.0.1", 0))
         callee.bind(("127.0.0.1", 0))
     try:
-        run_batch(ctl, 0, batch, caller, callee)                # warm-up
+        next_id = 0
+        while next_id < warmup:
+            run_batch(ctl, next_id, batch, caller, callee)
+            next_id += batch
         baseline = wait_empty(daemon)
-        report("baseline: %s" % baseline)
+        report("baseline after %d warm-up sessions: %s" % (next_id, baseline))
         peak = dict(baseline)
-        start = time.time()
+        states = []
+        seconds = 0.0
         done = 0
-        while done < sessions:
-            n = min(batch, sessions - done)
-            run_batch(ctl, batch + done, n, caller, callee)
-            done += n
-            state = holding(daemon)
-            if state:
-                peak = {k: max(peak[k], state[k]) for k in peak}
-            if done % (20 * batch) == 0:
-                report("%d sessions, %.0f s: %s" % (done, time.time() - start, state))
-        seconds = time.time() - start
-        after = wait_empty(daemon)
-        report("after %d sessions in %.1f s: %s (peak %s)" % (sessions, seconds, after, peak))
-        return baseline, after, peak, seconds
+        for checkpoint in range(1, checkpoints + 1):
+            target = sessions * checkpoint // checkpoints
+            start = time.time()
+            while done < target:
+                n = min(batch, target - done)
+                run_batch(ctl, next_id, n, caller, callee)
+                next_id += n
+                done += n
+                state = holding(daemon)
+                if state:
+                    peak = {k: max(peak[k], state[k]) for k in peak}
+            seconds += time.time() - start
+            states.append(wait_empty(daemon))
+            report("after %d sessions (%.1f s of churn): %s" % (done, seconds, states[-1]))
+        report("peak: %s" % peak)
+        return baseline, states, peak, seconds
     finally:
         ctl.close()
         caller.close()
@@ -139,8 +152,9 @@ def churn(daemon, ns, sessions, batch=BATCH, report=print):
 
 def start_daemon(ns, port_min=PORT_MIN, port_max=PORT_MAX):
     debug = os.path.join(os.path.dirname(sys.executable), "rtpproxy_debug")
-    return Daemon("-l", "127.0.0.1", "-T", str(TTL), control="cunix", ports=(port_min, port_max),
-                  env={"RTPP_LOOP_HEALTH": "1"}, command=ns.command(debug))
+    return Daemon("-l", "127.0.0.1", "-T", str(TTL), "-L", str(NOFILE), control="cunix",
+                  ports=(port_min, port_max), env={"RTPP_LOOP_HEALTH": "1", "RTPP_PROFILE": "off"},
+                  command=ns.command(debug))
 
 
 def main():
@@ -148,17 +162,21 @@ def main():
     with NetNs() as ns:
         daemon = start_daemon(ns)
         try:
-            baseline, after, peak, seconds = churn(daemon, ns, sessions)
+            baseline, states, peak, seconds = churn(daemon, ns, sessions)
         finally:
             code = daemon.stop()
         report = [line for line in daemon.log().splitlines() if "leak report" in line]
-        print("sessions: %d in %.1f s (%.0f/s)" % (sessions, seconds, sessions / seconds))
-        print("baseline: rss %d kB, fds %d, greenlets %d" % (
-            baseline["rss_kb"], baseline["fds"], baseline["greenlets"]))
-        print("after:    rss %d kB, fds %d, greenlets %d" % (after["rss_kb"], after["fds"], after["greenlets"]))
-        print("peak:     rss %d kB, fds %d, greenlets %d, sessions %d" % (
-            peak["rss_kb"], peak["fds"], peak["greenlets"], peak["sessions"]))
-        print("exit %s; %s" % (code, report[-1] if report else "no leak report"))
+
+        def row(name, state):
+            print("%-22s rss %6d kB  fds %5d  greenlets %5d" % (
+                name, state["rss_kb"], state["fds"], state["greenlets"]))
+        print("sessions: %d in %.1f s of churn (%.0f/s), at most %d at once" % (
+            sessions, seconds, sessions / seconds, peak["sessions"]))
+        row("baseline", baseline)
+        for n, state in enumerate(states, 1):
+            row("after %d" % (sessions * n // len(states)), state)
+        row("peak (sessions live)", peak)
+        print("exit %s; %s" % (code, report[-1].split(": ", 1)[-1] if report else "no leak report"))
 
 
 if __name__ == "__main__":

@@ -305,6 +305,9 @@ def main(argv):
         import rtpproxy_py.protocol.parse  # noqa: F401
         import rtpproxy_py.session  # noqa: F401
     harness = Harness(free_port_base())
+    # libFuzzer starts argv[0] through the shell for -merge and -fork: make
+    # that this interpreter with this script.
+    argv = ["%s %s" % (sys.executable, os.path.abspath(__file__))] + argv[1:]
     atheris.Setup(argv, harness.run)
     atheris.Fuzz()
 

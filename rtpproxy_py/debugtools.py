@@ -6,7 +6,9 @@ The production commands never import this module.
 
 Where the profile goes: ``$RTPP_PROFILE`` if set (a file name, or an existing
 directory to put the file in), else the working directory the program was
-started in; the file is named ``PROGRAM.PID.pstats``. Read it with
+started in; the file is named ``PROGRAM.PID.pstats``. ``RTPP_PROFILE=off``
+profiles nothing (the profiler makes the daemon about four times slower,
+which a load test of the debug build does not want). Read it with
 ``python3 -m pstats FILE``.
 
 A tool's ``_debug`` entry point is one line::
@@ -63,6 +65,7 @@ class Profile:
         # otherwise bury the work (and greenlet switches skew wall time).
         self.profiler = cProfile.Profile(time.process_time)
         wanted = os.environ.get(PROFILE_ENV)
+        self.off = wanted == "off"
         self.directory = self.filename = None
         if wanted and not os.path.isdir(wanted):
             self.filename = os.path.abspath(wanted)
@@ -76,11 +79,14 @@ class Profile:
         return os.path.join(self.directory, "%s.%d.pstats" % (self.program, os.getpid()))
 
     def start(self):
-        self.profiler.enable()
+        if not self.off:
+            self.profiler.enable()
 
     def finish(self):
         """Stop profiling, write the file and say where it is. Returns the path
         or None when it could not be written (said too, with the reason)."""
+        if self.off:
+            return None
         self.profiler.disable()
         path = self.path()
         try:
