@@ -62,26 +62,42 @@ class Control:
         self.sock.close()
 
 
-def holding(daemon, after=0):
-    """The latest resources line of the daemon's log past offset ``after``, as a dict."""
-    text = daemon.log()[after:]
-    found = _HOLDING.findall(text)
-    if not found:
-        return None
-    sessions, greenlets, fds, rss = map(int, found[-1])
-    return {"sessions": sessions, "greenlets": greenlets, "fds": fds, "rss_kb": rss}
+class Resources:
+    """The daemon's "holding ..." lines, read as the daemon writes them."""
 
+    def __init__(self, daemon):
+        self.path = daemon.stderr_path
+        self.offset = 0
+        self.partial = b""
+        self.peak = None
 
-def wait_empty(daemon, timeout=30.0):
-    """Wait for a resources line written after now that shows no session."""
-    start = len(daemon.log())
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        state = holding(daemon, start)
-        if state and state["sessions"] == 0:
-            return state
-        time.sleep(0.2)
-    raise AssertionError("sessions still live after %d s: %s" % (timeout, holding(daemon)))
+    def read(self):
+        """The lines written since the last call, as dicts; keeps the peak."""
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        self.offset += len(data)
+        *lines, self.partial = (self.partial + data).split(b"\n")
+        states = []
+        for line in lines:
+            found = _HOLDING.search(line.decode("utf-8", "replace"))
+            if found:
+                sessions, greenlets, fds, rss = map(int, found.groups())
+                states.append({"sessions": sessions, "greenlets": greenlets, "fds": fds, "rss_kb": rss})
+        for state in states:
+            self.peak = state if self.peak is None else {k: max(self.peak[k], state[k]) for k in state}
+        return states
+
+    def wait_empty(self, timeout=30.0):
+        """Wait for a line written from now on that shows no session."""
+        self.read()
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for state in self.read():
+                if state["sessions"] == 0:
+                    return state
+            time.sleep(0.2)
+        raise AssertionError("sessions still live after %d s (peak %s)" % (timeout, self.peak))
 
 
 def run_batch(ctl, first, count, caller, callee):
@@ -111,6 +127,7 @@ def churn(daemon, ns, sessions, batch=BATCH, warmup=None, checkpoints=4, report=
     ``checkpoints`` times to let every session end and measure again.
     Returns (baseline, [state at each checkpoint], peak, seconds)."""
     warmup = warmup or max(batch, sessions // 5)
+    resources = Resources(daemon)
     ctl = Control(daemon.ctl_path)
     with ns.inside():
         caller = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -122,9 +139,9 @@ def churn(daemon, ns, sessions, batch=BATCH, warmup=None, checkpoints=4, report=
         while next_id < warmup:
             run_batch(ctl, next_id, batch, caller, callee)
             next_id += batch
-        baseline = wait_empty(daemon)
+        baseline = resources.wait_empty()
         report("baseline after %d warm-up sessions: %s" % (next_id, baseline))
-        peak = dict(baseline)
+        resources.peak = dict(baseline)
         states = []
         seconds = 0.0
         done = 0
@@ -136,14 +153,12 @@ def churn(daemon, ns, sessions, batch=BATCH, warmup=None, checkpoints=4, report=
                 run_batch(ctl, next_id, n, caller, callee)
                 next_id += n
                 done += n
-                state = holding(daemon)
-                if state:
-                    peak = {k: max(peak[k], state[k]) for k in peak}
+                resources.read()
             seconds += time.time() - start
-            states.append(wait_empty(daemon))
+            states.append(resources.wait_empty())
             report("after %d sessions (%.1f s of churn): %s" % (done, seconds, states[-1]))
-        report("peak: %s" % peak)
-        return baseline, states, peak, seconds
+        report("peak: %s" % resources.peak)
+        return baseline, states, resources.peak, seconds
     finally:
         ctl.close()
         caller.close()
