@@ -112,7 +112,8 @@ class Channel:
                     self.sock.close()
                     self.sock = None
                 if attempt == SEND_TRIES - 1:
-                    log.error("cannot send timeout notification to %s: %s", self._name(), exc)
+                    throttle.log(logging.ERROR, "send " + self._name(), "cannot send timeout "
+                                 "notification to %s: %s", self._name(), exc)
         return False
 
     def _run(self):
