@@ -38,7 +38,7 @@ STREAM_BUFFER = 8192
 UDP_RCVBUF = 16 * 1024
 BACKLOG = 32
 WRITE_TIMEOUT = 5.0       # seconds a reply may wait for a client to read
-ONE_SHOT_TIMEOUT = 10.0   # unix: seconds from accept to the command
+ONE_SHOT_TIMEOUT = 3.0    # unix: seconds from accept to the command
 MAX_CONNECTIONS = 256     # open stream connections per listener
 
 
