@@ -92,8 +92,10 @@ class Daemon:
             ready_fd = daemon.daemonize(config.no_chdir, redirect=not config.no_redirect)
             daemon.setup_logging(config, to_syslog=not config.no_redirect)
         try:
-            daemon.drop_privileges(config)
+            # Everything is imported and set up before privileges go: the
+            # interpreter's own files may not be readable by the -u user.
             self._start()
+            daemon.drop_privileges(config)
         except ConfigError as exc:
             daemon.report_ready(ready_fd, str(exc))
             raise

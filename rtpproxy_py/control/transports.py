@@ -300,10 +300,12 @@ class StdioControl(ControlServer):
         pass
 
     def _serve_start(self, execute, on_eof):
+        from gevent import os as gos          # now, while the files are readable (-u)
+        self.gos = gos
         self.greenlets = [gevent.spawn(self._serve, execute, on_eof)]
 
     def _serve(self, execute, on_eof):
-        from gevent import os as gos
+        gos = self.gos
         gos.make_nonblocking(0)
 
         def recv(size):
