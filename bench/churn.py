@@ -28,7 +28,7 @@ TOP = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(TOP, "tests"))
 
 from helpers import Daemon, rtp_packet  # noqa: E402
-from netns import NetNs  # noqa: E402
+from netns import Netns  # noqa: E402
 
 PORT_MIN, PORT_MAX = 20000, 60000
 TTL = 1
@@ -169,12 +169,12 @@ def start_daemon(ns, port_min=PORT_MIN, port_max=PORT_MAX):
     debug = os.path.join(os.path.dirname(sys.executable), "rtpproxy_debug")
     return Daemon("-l", "127.0.0.1", "-T", str(TTL), "-L", str(NOFILE), control="cunix",
                   ports=(port_min, port_max), env={"RTPP_LOOP_HEALTH": "1", "RTPP_PROFILE": "off"},
-                  command=ns.command(debug))
+                  command=ns.exec_argv([debug]))
 
 
 def main():
     sessions = int(sys.argv[1]) if len(sys.argv) > 1 else 100000
-    with NetNs() as ns:
+    with Netns("churn") as ns:
         daemon = start_daemon(ns)
         try:
             baseline, states, peak, seconds = churn(daemon, ns, sessions)

@@ -247,7 +247,7 @@ class Relay:
             raise
         return sock
 
-    def _bind_pair(self, family, host, port, tos):
+    def _bind_two(self, family, host, port, tos):
         """RTP and RTCP sockets on ``port`` and ``port + 1``, or None if either is taken."""
         rtp_sock = self._bind(family, host, port, tos)
         if rtp_sock is None:
@@ -300,25 +300,8 @@ class Relay:
     def open_leg(self, session, leg, local):
         """Bind an RTP/RTCP pair for ``leg`` on ``local``; replaces an old pair."""
         family = local.family
-        allocator = self.ports
         tos = self._stream_tos(session.rtp[leg])
-        for port in allocator.candidates():
-            try:
-                pair = self._bind_pair(family, local.host, port, tos)
-            except OSError as exc:
-                self._socket_error(exc, port, local.host)
-                raise PortsExhausted() from None
-            if pair is not None:
-                rtp_sock, rtcp_sock = pair
-                break
-        else:
-            self.throttle.log(
-                logging.ERROR, "ports", "no free media port pair in %d-%d on %s: the -m/-M range "
-                "is full (%d of its %d pairs used by this relay, the rest by other programs); "
-                "new calls get E72/E71 until sessions end", self.config.port_min,
-                self.config.port_max + 1, local.host, len(allocator.in_use), len(allocator))
-            raise PortsExhausted()
-        allocator.taken(port)
+        port, rtp_sock, rtcp_sock = self._bind_pair(local, tos)
         self._close_leg(session, leg)
         for stream, sock, number in ((session.rtp[leg], rtp_sock, port),
                                      (session.rtcp[leg], rtcp_sock, port + 1)):
@@ -329,6 +312,25 @@ class Relay:
         self.open_sockets += 2
         self._check_nofile_use()
         self._sync_twins(session, force_rewire=True)
+
+    def _bind_pair(self, local, tos):
+        """A free even/odd port pair bound on ``local``: (port, rtp sock, rtcp sock)."""
+        allocator = self.ports
+        for port in allocator.candidates():
+            try:
+                pair = self._bind_two(local.family, local.host, port, tos)
+            except OSError as exc:
+                self._socket_error(exc, port, local.host)
+                raise PortsExhausted() from None
+            if pair is not None:
+                allocator.taken(port)
+                return (port,) + pair
+        self.throttle.log(
+            logging.ERROR, "ports", "no free media port pair in %d-%d on %s: the -m/-M range "
+            "is full (%d of its %d pairs used by this relay, the rest by other programs); "
+            "new calls get E72/E71 until sessions end", self.config.port_min,
+            self.config.port_max + 1, local.host, len(allocator.in_use), len(allocator))
+        raise PortsExhausted()
 
     def _close_leg(self, session, leg):
         for stream in (session.rtp[leg], session.rtcp[leg]):
@@ -378,6 +380,7 @@ class Relay:
         """Connect, move or drop each RTP stream's twin to match its state;
         re-install the readers if anything changed."""
         changed = force_rewire
+        redirected = []
         for stream in session.rtp:
             handle = stream.handle
             if handle is None:
@@ -393,13 +396,30 @@ class Relay:
                 try:
                     handle.twin.connect(wanted)
                     handle.twin_addr = wanted
+                    redirected.append(stream)
                 except OSError:
                     handle.close_twin()
                     self.open_sockets -= 1
-            else:
-                self._open_twin(stream, handle, wanted)
+            elif self._open_twin(stream, handle, wanted):
+                redirected.append(stream)
         if changed:
             self._rewire(session)
+        for stream in redirected:
+            self._drain_main(stream)
+
+    @staticmethod
+    def _drain_main(stream, limit=256):
+        """Relay what the main socket still holds from the party whose packets
+        now go to the twin, before the twin's reader runs: keeps them in order."""
+        handle = stream.handle
+        read = handle.watcher.callback
+        peek = handle.sock.recv
+        for _ in range(limit):
+            try:
+                peek(1, socket.MSG_PEEK)
+            except OSError:
+                return
+            read()
 
     def _rewire(self, session):
         """(Re)start every watcher of the session with fresh readers."""
@@ -474,3 +494,48 @@ class Relay:
 
     def free_ports(self):
         return self.ports.free
+
+    # --- stream copies (C udp:HOST:PORT) --------------------------------------
+
+    def open_copy(self, local, target):
+        """A fresh port pair on ``local`` that sends copies to ``target`` (RTP)
+        and target port + 1 (RTCP). Raises PortsExhausted."""
+        port, rtp_sock, rtcp_sock = self._bind_pair(local, self.config.tos)
+        self.open_sockets += 2
+        self._check_nofile_use()
+        return StreamCopy(self, port, rtp_sock, rtcp_sock, target)
+
+
+class StreamCopy:
+    """The sockets of one ``C udp:`` copy; ``tap(is_rtp)`` gives the Stream tap."""
+
+    def __init__(self, relay, port, rtp_sock, rtcp_sock, target):
+        self.relay = relay
+        self.port = port
+        self.socks = (rtp_sock, rtcp_sock)
+        host, dport = target[0], target[1]
+        self.targets = ((host, dport), (host, dport + 1) if dport < 65535 else None)
+
+    def tap(self, is_rtp):
+        sock, target = (self.socks[0], self.targets[0]) if is_rtp else (self.socks[1], self.targets[1])
+        sendto = sock.sendto
+
+        def copy_tap(stream, data, source, now):
+            # sent only when the relay would forward it (as a recording captures it)
+            peer = stream.peer
+            if peer.port is None or peer.muted or target is None:
+                return
+            try:
+                sendto(data, target)
+            except OSError:
+                pass
+        return copy_tap
+
+    def close(self):
+        if self.socks is None:
+            return
+        for sock in self.socks:
+            sock.close()
+        self.socks = None
+        self.relay.open_sockets -= 2
+        self.relay.ports.released(self.port)

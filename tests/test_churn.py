@@ -7,7 +7,7 @@ import os
 import sys
 
 from helpers import TOP
-from netns import NetNs
+from netns import Netns, require_root
 
 sys.path.insert(0, os.path.join(TOP, "bench"))
 
@@ -17,7 +17,8 @@ RSS_SLACK_KB = 3000
 
 
 def test_churn_returns_to_baseline():
-    with NetNs() as ns:
+    require_root()
+    with Netns("churn") as ns:
         daemon = churn.start_daemon(ns, 20000, 30000)
         try:
             baseline, states, peak, _ = churn.churn(daemon, ns, 4000, warmup=3000, checkpoints=2,
@@ -38,7 +39,8 @@ def test_churn_returns_to_baseline():
 
 def test_churn_counts():
     """The same loop's bookkeeping: every session ended, half of them by time-out."""
-    with NetNs() as ns:
+    require_root()
+    with Netns("churn") as ns:
         daemon = churn.start_daemon(ns, 20000, 30000)
         try:
             churn.churn(daemon, ns, 800, warmup=200, checkpoints=1, report=lambda text: None)

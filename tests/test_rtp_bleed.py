@@ -25,7 +25,7 @@ import time
 import pytest
 
 from helpers import rtp_packet
-from netns import NetNs
+from netns import Netns, require_root
 
 BASE = 30000                 # -m; the namespace is ours, so fixed ports are fine
 PAIRS = 6                    # three calls, two legs each: the whole range
@@ -99,7 +99,8 @@ def ports(call):
 
 @pytest.fixture
 def lab():
-    with NetNs() as ns:
+    require_root()
+    with Netns("bleed") as ns:
         net = Lab(ns)
         try:
             yield ns, net
@@ -109,7 +110,7 @@ def lab():
 
 def start(rtpproxy, ns, *mode):
     return rtpproxy("-l", HOST, "-b", *mode, control="unix", ports=(BASE, BASE + 2 * PAIRS - 1),
-                    command=ns.command(sys.executable, "-m", "rtpproxy_py"))
+                    command=ns.exec_argv([sys.executable, "-m", "rtpproxy_py"]))
 
 
 def set_up_calls(d, net):
