@@ -5,11 +5,12 @@ everyone else, and drops what holds resources for nothing."""
 
 import os
 import socket
+import threading
 import time
 
 import pytest
 
-from helpers import wait_for
+from helpers import Endpoint, free_port, rtp_packet, wait_for
 from rtpproxy_py.control import transports
 
 
@@ -97,3 +98,55 @@ def test_unix_client_that_never_sends_is_closed(rtpproxy):
         assert s.recv(10) == b""
         s.close()
     assert d.command("V") == "20040107"
+
+
+def test_command_flood_does_not_starve_media_or_other_clients(rtpproxy):
+    """A UDP client sending commands as fast as it can: packets of a live call
+    and another client's commands still go through at once (the serving
+    greenlet lets the event loop run every few commands)."""
+    tcp_port = free_port(socket.SOCK_STREAM)
+    d = rtpproxy("-l", "127.0.0.1", "-s", "tcp:127.0.0.1:%d" % tcp_port)
+    a, b = Endpoint(), Endpoint()
+    d.command("U live 127.0.0.1 %d ft" % a.port)
+    to_caller = int(d.command("L live 127.0.0.1 %d ft tt" % b.port).split()[0])
+    stop = threading.Event()
+    flooded = [0]
+
+    def flood():
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setblocking(False)
+        while not stop.is_set():
+            try:
+                s.sendto(b"f%d I" % flooded[0], ("127.0.0.1", d.ctl_port))
+                flooded[0] += 1
+            except OSError:
+                pass
+            try:
+                while s.recv(4096):
+                    pass
+            except OSError:
+                pass
+        s.close()
+
+    thread = threading.Thread(target=flood, daemon=True)
+    thread.start()
+    other = socket.create_connection(("127.0.0.1", tcp_port), timeout=3)
+    try:
+        time.sleep(0.3)
+        worst_packet = worst_reply = 0.0
+        for seq in range(150):
+            sent = time.monotonic()
+            a.send(rtp_packet(seq, ssrc=0xA), "127.0.0.1", to_caller)
+            assert b.recv(1.0)[0] == rtp_packet(seq, ssrc=0xA), "packet %d" % seq
+            worst_packet = max(worst_packet, time.monotonic() - sent)
+            sent = time.monotonic()
+            assert ask(other) == b"20040107\n"
+            worst_reply = max(worst_reply, time.monotonic() - sent)
+    finally:
+        stop.set()
+        thread.join()
+        other.close()
+    time.sleep(0.2)        # the flood's last datagrams fill the 16 KiB socket buffer a moment longer
+    commands = int(d.command("G ncmds_rcvd"))
+    assert flooded[0] > 5000 and commands > 2000, (flooded[0], commands)
+    assert worst_packet < 0.1 and worst_reply < 0.1, (worst_packet, worst_reply)

@@ -40,6 +40,28 @@ BACKLOG = 32
 WRITE_TIMEOUT = 5.0       # seconds a reply may wait for a client to read
 ONE_SHOT_TIMEOUT = 3.0    # unix: seconds from accept to the command
 MAX_CONNECTIONS = 256     # open stream connections per listener
+YIELD_EVERY = 16          # commands (or connections) handled in a row before the loop gets a turn
+TURN_PAUSE = 1e-6         # seconds: wakes up right after the loop's next poll
+
+
+class Turns:
+    """Counts what a serving greenlet did without waiting. A socket that always
+    has input never makes a gevent greenlet wait, so a client that floods
+    commands would keep the event loop (the packet path, timers, the other
+    clients) from running; every YIELD_EVERY the loop gets a turn."""
+
+    __slots__ = ("count",)
+
+    def __init__(self):
+        self.count = 0
+
+    def done(self):
+        self.count += 1
+        if self.count >= YIELD_EVERY:
+            self.count = 0
+            # A timer, not sleep(0): gevent runs sleep(0)'s callback again
+            # before it polls the sockets, for up to its 5 ms switch interval.
+            gevent.sleep(TURN_PAUSE)
 
 
 class SlowReader(Exception):
@@ -129,6 +151,7 @@ class UdpControl(ControlServer):
 
     def _serve(self, execute):
         sock = self.sock
+        turns = Turns()
         while True:
             try:
                 data, source = sock.recvfrom(MAX_COMMAND)
@@ -137,6 +160,7 @@ class UdpControl(ControlServer):
                 gevent.sleep(0.01)
                 continue
             self.handle_datagram(data, source, execute)
+            turns.done()
 
     def handle_datagram(self, data, source, execute):
         match = _COOKIE.match(data)
@@ -180,7 +204,9 @@ class _StreamListener(ControlServer):
             self.connections.kill(block=False)
 
     def _accept(self, execute):
+        turns = Turns()
         while True:
+            turns.done()
             try:
                 conn, peer = self.sock.accept()
             except OSError as exc:
@@ -219,8 +245,11 @@ class _StreamListener(ControlServer):
             self._active()
             return data
 
+        turns = Turns()
+
         def send(data):
             bounded_sendall(conn, data)
+            turns.done()
 
         try:
             serve_lines(recv, send, self._context(peer), execute, self._reply)
@@ -312,10 +341,13 @@ class StdioControl(ControlServer):
         def recv(size):
             return gos.nb_read(0, size)
 
+        turns = Turns()
+
         def send(data):
             view = memoryview(data)
             while view:
                 view = view[gos.nb_write(1, view):]   # waits for stdout without blocking others
+            turns.done()
 
         try:
             serve_lines(recv, send, CommandContext(), execute, self._reply)
