@@ -6,7 +6,7 @@ BASE_VERSION = "20040107"
 # (date, description) of every extension this daemon really implements,
 # in upstream's table order.
 EXTENSIONS = (
-    ("20050322", "Support for multiple RTP streams and MOH"),
+    ("20050322", "Support for multiple RTP streams and MOH"),   # MOH: P/S playback
     ("20060704", "Support for extra parameter in the V command"),
     ("20071218", "Support for forking (copying) RTP stream"),
     ("20080403", "Support for RTP statistics querying"),

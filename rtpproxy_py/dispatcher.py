@@ -18,6 +18,8 @@ from .protocol import errors as e
 from .protocol import reply
 from .protocol.errors import CommandError
 from .protocol.parse import parse
+from .media.player import DEFAULT_PTIME, Player
+from .media.prompt_file import open_prompt
 from .ports import PortsExhausted
 from .recording import CopyFailed
 from .session import Session, SessionTable
@@ -375,6 +377,8 @@ class Dispatcher:
         session.closed = True
         session.end_reason = "timeout" if timed_out else "deleted"
         self.table.remove(session)
+        for index in (0, 1):
+            session.stop_playback(index)
         if self.recorder is not None:
             self.recorder.session_ended(session)
         self.relay.session_ended(session)
@@ -439,18 +443,38 @@ class Dispatcher:
         session, direction = self.table.find(cmd.call_id, cmd.from_tag, cmd.to_tag)
         if session is None:
             raise CommandError(e.SESSION_NOT_FOUND)
+        sidx = 1 - direction
+        stream = session.rtp[sidx]
+        session.stop_playback(sidx)          # every P first stops the current prompt
         if cmd.count == 0:
             return reply.number(0)
-        stream = session.rtp[1 - direction]
-        if cmd.codecs == "session" and not stream.codecs:
-            raise CommandError(e.UPDATE_BAD_MODIFIER)
-        # No player in this build: every prompt fails to start.
-        raise CommandError(e.PLAY_FAILED)
+        if cmd.codecs == "session":
+            if not stream.codecs:
+                raise CommandError(e.UPDATE_BAD_MODIFIER)
+            codecs, ptime = stream.codecs, stream.prompt_ptime or DEFAULT_PTIME
+        else:
+            codecs, ptime = cmd.codecs, DEFAULT_PTIME
+        try:
+            found = open_prompt(cmd.prompt, codecs)
+        except OSError as exc:
+            log.error("P %s: cannot open prompt %s: %s", cmd.call_id, cmd.prompt, exc)
+            raise CommandError(e.PLAY_FAILED) from None
+        if found is None:
+            log.info("P %s: no prompt file %s.<pt> for codecs %s", cmd.call_id, cmd.prompt, codecs)
+            raise CommandError(e.PLAY_FAILED)
+        pt, source = found
+        session.start_playback(sidx, Player(source, pt, ptime, cmd.count), self.clock())
+        self.counters.nplrs_created += 1
+        self.relay.session_changed(session)
+        log.info("playing %s (PT %d, %d ms packets, count %d) to stream %d of session %s",
+                 source.path, pt, ptime, cmd.count, sidx, cmd.call_id)
+        return reply.number(0)
 
     def handle_stop_play(self, cmd, ctx):
-        session, _ = self.table.find(cmd.call_id, cmd.from_tag, cmd.to_tag)
+        session, direction = self.table.find(cmd.call_id, cmd.from_tag, cmd.to_tag)
         if session is None:
             raise CommandError(e.SESSION_NOT_FOUND)
+        session.stop_playback(1 - direction)
         return reply.number(0)
 
     def handle_record(self, cmd, ctx):
@@ -512,7 +536,7 @@ class Dispatcher:
             "active sessions: %d" % (counters.nsess_created - counters.nsess_destroyed),
             "active streams: %d" % (2 * len(self.table)),
             "packets received: %d" % totals["npkts_rcvd"],
-            "packets transmitted: %d" % (totals["npkts_relayed"] + counters.npkts_played),
+            "packets transmitted: %d" % (totals["npkts_relayed"] + totals["npkts_played"]),
         ]
         if cmd.load:
             lines.append("average load: %f" % 0.0)

@@ -23,7 +23,7 @@ reached) U/L answer E72/E71, one log line per ten seconds names the limit,
 and the next session after one ends gets its ports again.
 
 Each session also gets a greenlet that sleeps until the session's next
-deadline (idle expiry now; playback and re-packetizing later) and acts on it.
+deadline (idle expiry, the next prompt packet) and acts on it.
 """
 
 import errno
@@ -489,8 +489,30 @@ class Relay:
             if now >= deadline:
                 self.on_expired(session)
                 return
+            if session.players is not None:
+                self._send_played(session.playback_due(now))
+                next_packet = session.next_playback_at(now)
+                if next_packet < deadline:
+                    # Pacing a prompt: a plain timer sleep, as an Event wait with a
+                    # time-out costs several times more per wake-up. Changes made
+                    # meanwhile (S, another P, TTL) are seen at the next packet time.
+                    wake.clear()
+                    gevent.sleep(max(next_packet - clock(), 0.0))
+                    continue
             wake.wait(deadline - now)
             wake.clear()
+
+    @staticmethod
+    def _send_played(due):
+        """Prompt packets go out of the party's own stream socket to its address."""
+        for stream, packet in due:
+            handle, target = stream.handle, stream.rem_addr
+            if handle is None or target is None:
+                continue
+            try:
+                handle.sock.sendto(packet, target)
+            except OSError:
+                pass
 
     def free_ports(self):
         return self.ports.free

@@ -233,3 +233,40 @@ def test_console_scripts_are_installed():
     for name in ("makeann", "makeann_debug"):
         result = subprocess.run([os.path.join(bindir, name)], capture_output=True, text=True)
         assert result.returncode == 1 and result.stderr.startswith("usage: makeann")
+
+
+def test_debug_build_reports_files_and_writes_a_profile(ringback, tmp_path):
+    debug = os.path.join(os.path.dirname(sys.executable), "makeann_debug")
+    env = dict(os.environ, RTPP_PROFILE=str(tmp_path / "prof.pstats"))
+    result = subprocess.run([debug, str(ringback), str(tmp_path / "o")], capture_output=True,
+                            text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "o.3: 9900 bytes" in result.stderr
+    assert os.path.getsize(tmp_path / "prof.pstats") > 0
+    assert read_outputs(tmp_path / "o") == spec_reference(ringback)
+
+
+def test_help_goes_to_stdout():
+    result = makeann("--help")
+    assert result.returncode == 0 and result.stderr == ""
+    assert "--rate" in result.stdout and "-l limit" in result.stdout
+
+
+def test_missing_codec_library_skips_only_that_codec(ringback, tmp_path):
+    """As on a machine without libbcg729-0 and libgsm1: the libraries are looked
+    up under names that do not exist; the other three files are still made."""
+    script = ("import sys; from rtpproxy_py.media.codecs import g729, gsm\n"
+              "g729.SONAME = 'libbcg729-missing.so.0'; gsm.SONAME = 'libgsm-missing.so.1'\n"
+              "from rtpproxy_py.tools.makeann import main\n"
+              "sys.exit(main([sys.argv[1], sys.argv[2]]))\n")
+    result = subprocess.run([sys.executable, "-c", script, str(ringback), str(tmp_path / "o")],
+                            capture_output=True, text=True, timeout=120, cwd=TOP)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2
+    assert "skipping %s.3: GSM 06.10 is unavailable" % (tmp_path / "o") in lines[0]
+    assert "apt-get install libgsm1" in lines[0]
+    assert "skipping %s.18: G.729 is unavailable" % (tmp_path / "o") in lines[1]
+    assert "apt-get install libbcg729-0" in lines[1]
+    assert sorted(os.listdir(tmp_path)) == ["o.0", "o.8", "o.9"]
+    assert os.path.getsize(tmp_path / "o.0") == 48000

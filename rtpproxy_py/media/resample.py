@@ -5,8 +5,9 @@ sits at input time n*down/up. It is the sum of the nearby input samples
 weighted by a Kaiser-windowed sinc low-pass whose cut-off is just below the
 lower of the two Nyquist frequencies, so downsampling does not alias. The
 filter is centred on each output instant: no delay is added. One coefficient
-row per phase (n*down mod up) is precomputed; the work is one matrix product
-per chunk, no per-sample Python code.
+row per phase (n*down mod up) is precomputed; the outputs of one phase read
+windows at a fixed input stride, so each phase is one strided matrix-vector
+product (no per-sample Python code).
 """
 
 from math import ceil, gcd
@@ -16,7 +17,6 @@ import numpy as np
 ZERO_CROSSINGS = 16   # sinc lobes on each side; sets the transition width
 ROLLOFF = 0.92        # cut-off as a fraction of the lower Nyquist frequency
 KAISER_BETA = 8.6     # about 90 dB stop-band attenuation
-CHUNK_OUT = 8192      # output samples computed per matrix product
 
 
 class Resampler:
@@ -46,23 +46,27 @@ class Resampler:
     def _run(self, count):
         if count <= 0:
             return np.zeros(0, dtype=np.float64)
-        taps = 2 * self.half
-        offsets = np.arange(taps) - self.half + 1
-        pieces = []
-        for first in range(self.produced, self.produced + count, CHUNK_OUT):
-            n = np.arange(first, min(first + CHUNK_OUT, self.produced + count), dtype=np.int64)
-            base = (n * self.down) // self.up
-            phase = (n * self.down) % self.up
-            window = self.buffer[(base - self.buffer_start)[:, None] + offsets[None, :]]
-            pieces.append(np.einsum("ij,ij->i", window, self.coefs[phase]))
+        out = np.empty(count, dtype=np.float64)
+        first = self.produced
+        taps, up, down = 2 * self.half, self.up, self.down
+        buf = np.ascontiguousarray(self.buffer)
+        step = buf.strides[0]
+        # Outputs of one phase are every up-th output, and their input windows
+        # start every down-th input sample: one strided matrix-vector product each.
+        for n0 in range(first, min(first + up, first + count)):
+            k = (first + count - n0 + up - 1) // up          # outputs of this phase
+            start = (n0 * down) // up - self.half + 1 - self.buffer_start
+            windows = np.lib.stride_tricks.as_strided(
+                buf[start:], shape=(k, taps), strides=(down * step, step), writeable=False)
+            out[n0 - first::up] = windows @ self.coefs[(n0 * down) % up]
         self.produced += count
         # keep only the history the next output needs
-        next_base = (self.produced * self.down) // self.up
+        next_base = (self.produced * down) // up
         drop = next_base - self.half + 1 - self.buffer_start
         if drop > 0:
             self.buffer = self.buffer[drop:]
             self.buffer_start += drop
-        return np.concatenate(pieces)
+        return out
 
     def feed(self, samples):
         """Resample the next chunk; returns the outputs that are complete so far."""

@@ -239,18 +239,33 @@ def block_positions(total, limit, loop):
     return blocks
 
 
+def read_order(total, limit, loop):
+    """(positions, block lengths): the input samples in the order the blocks read
+    them. Unless a loop-mode file is shorter than a block, that is simply the
+    input (repeated in loop mode) up to the limit, in 160-sample blocks."""
+    if loop and total < BLOCK:
+        blocks = block_positions(total, limit, loop)
+        if not blocks:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return np.concatenate(blocks), np.array([len(b) for b in blocks])
+    count = limit if loop else min(total, limit if limit is not None else total)
+    lengths = np.full(-(-count // BLOCK), BLOCK)
+    if count % BLOCK:
+        lengths[-1] = count % BLOCK
+    return np.arange(count) % max(total, 1), lengths
+
+
 def encode(audio, limit, loop, vad, pts):
     """{pt: bytes} for the payload types in ``pts``."""
-    blocks = block_positions(len(audio.narrow), limit, loop)
-    if not blocks:
+    real, lengths = read_order(len(audio.narrow), limit, loop)
+    if len(real) == 0:
         return {pt: b"" for pt in pts}
-    lengths = np.array([len(b) for b in blocks])
-    real = np.concatenate(blocks)
-    # every block zero-padded to 160 samples: what the frame codecs encode
-    padded = np.zeros(len(blocks) * BLOCK, dtype=np.int64) - 1
-    starts = np.arange(len(blocks)) * BLOCK
-    fill = np.repeat(starts, lengths) + (np.arange(len(real)) - np.repeat(np.cumsum(lengths) - lengths, lengths))
-    padded[fill] = real
+    # every block zero-padded to 160 samples (-1 marks padding): what the frame
+    # codecs encode
+    padded = np.full(len(lengths) * BLOCK, -1, dtype=np.int64)
+    block_of = np.repeat(np.arange(len(lengths)), lengths)
+    first_of_block = np.cumsum(lengths) - lengths
+    padded[block_of * BLOCK + np.arange(len(real)) - first_of_block[block_of]] = real
     narrow = _take(audio.narrow, padded)
     wide = None
     if audio.wide is not None:
@@ -352,8 +367,11 @@ def main(argv=None, debug=False):
     try:
         return run(argv, debug)
     except UsageError as exc:
-        sys.stderr.write(exc.args[0] if exc.args else USAGE)
-        return 0 if exc.args else 1
+        if exc.args:                       # --help
+            sys.stdout.write(exc.args[0])
+            return 0
+        sys.stderr.write(USAGE)
+        return 1
     except MakeannError as exc:
         sys.stderr.write("makeann: %s\n" % exc)
         return 1
@@ -362,8 +380,10 @@ def main(argv=None, debug=False):
 
 
 def main_debug():
-    """makeann_debug: the same tool, reporting what it wrote."""
-    return main(debug=True)
+    """makeann_debug: the same tool with debug logging, a report of the files it
+    wrote and a profile written on exit (debugtools)."""
+    from .. import debugtools
+    return debugtools.run_debug(main, "makeann_debug", debug=True)
 
 
 if __name__ == "__main__":

@@ -49,10 +49,9 @@ class G729:
     frame_bytes = FRAME_BYTES
 
     def __init__(self, vad=False):
+        self._enc = self._dec = None      # before anything can fail: __del__ looks at them
         self._lib = _library()
         self._vad = vad
-        self._enc = None
-        self._dec = None
         self._out = (ctypes.c_uint8 * FRAME_BYTES)()
         self._out_len = ctypes.c_uint8()
         self._pcm = np.zeros(FRAME_SAMPLES, dtype=np.int16)

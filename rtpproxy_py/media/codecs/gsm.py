@@ -37,9 +37,8 @@ class GSM:
     frame_bytes = FRAME_BYTES
 
     def __init__(self):
+        self._enc = self._dec = None      # before anything can fail: __del__ looks at them
         self._lib = _library()
-        self._enc = None
-        self._dec = None
 
     def encode(self, samples):
         """int16 samples (zero-padded to whole 20 ms frames) -> 33-byte frames."""
