@@ -1,29 +1,38 @@
 """SIGTERM in the middle of everything: media flowing, calls being recorded,
-control clients asking. Replies stop cleanly (every reply that was started is
-whole, then the connection ends), the daemon exits 0, and every recording is
-complete: moved out of the spool, readable to its last record, holding every
-packet the relay forwarded.
-
-(Prompt playback is not on main yet; when it is, a playing session belongs
-here too.)"""
+prompts playing, control clients asking. Replies stop cleanly (every reply
+that was started is whole, then the connection ends), prompts stop, the
+daemon exits 0, and every recording is complete: moved out of the spool,
+readable to its last record, holding every packet the relay forwarded."""
 
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 
-from helpers import Endpoint, port_range, rtp_packet
-from rtpproxy_py.media import recording_reader
+from audio import tone
+from helpers import TOP, Endpoint, port_range, rtp_packet
+from rtpproxy_py.media import recording_reader, rtp
 
 HOST = "127.0.0.1"
 CALLS = 8
+PLAYING = 4            # calls 0-3 also play a prompt to their caller, forever
+
+
+def make_prompt(folder):
+    (folder / "tone.sln").write_bytes(tone(0.5, freq=1000).astype("<i2").tobytes())
+    subprocess.run([sys.executable, os.path.join(TOP, "tools", "makeann.py"),
+                    str(folder / "tone.sln"), str(folder / "tone")], check=True, timeout=60)
+    return str(folder / "tone")
 
 
 def test_sigterm_while_recording_and_answering(rtpproxy, tmp_path):
     final, spool = tmp_path / "final", tmp_path / "spool"
     final.mkdir()
     spool.mkdir()
+    prompt = make_prompt(tmp_path)
     d = rtpproxy("-l", HOST, "-r", str(final), "-S", str(spool), "-P", control="tcp",
                  ports=port_range(200))
     calls = []
@@ -33,10 +42,13 @@ def test_sigterm_while_recording_and_answering(rtpproxy, tmp_path):
         to_caller = int(d.command("L c%d %s %d ft tt" % (n, HOST, callee.port)).split()[0])
         assert d.command("R c%d ft" % n) == "0"               # what the caller sends
         calls.append((caller, callee, to_caller))
+    for n in range(PLAYING):
+        assert d.command("P-1 c%d %s 8 ft tt" % (n, prompt)) == "0"
 
     stop = threading.Event()
     sent = [[] for _ in range(CALLS)]
     received = [[] for _ in range(CALLS)]
+    played = [[] for _ in range(PLAYING)]
 
     def talk():
         seq = 0
@@ -58,6 +70,13 @@ def test_sigterm_while_recording_and_answering(rtpproxy, tmp_path):
             if data is not None:
                 received[n].append(data)
 
+    def hear(n):
+        caller = calls[n][0]
+        while not stop.is_set():
+            data, _ = caller.recv(0.1)
+            if data is not None:
+                played[n].append((time.monotonic(), data))
+
     replies = []
 
     def ask():
@@ -78,10 +97,13 @@ def test_sigterm_while_recording_and_answering(rtpproxy, tmp_path):
 
     threads = [threading.Thread(target=talk), threading.Thread(target=ask)]
     threads += [threading.Thread(target=listen, args=(n,)) for n in range(CALLS)]
+    threads += [threading.Thread(target=hear, args=(n,)) for n in range(PLAYING)]
     for t in threads:
         t.start()
     time.sleep(1.5)
     assert d.stop(signal.SIGTERM) == 0
+    stopped = time.monotonic()
+    time.sleep(0.3)
     stop.set()
     for t in threads:
         t.join(10)
@@ -99,6 +121,13 @@ def test_sigterm_while_recording_and_answering(rtpproxy, tmp_path):
     assert len(lines) > 50
     for line in lines[:-1]:        # G; Q; or Q after shutdown began ending the sessions
         assert line in (b"%d" % CALLS, b"E50") or len(line.split()) == 5, line
+
+    # prompts: played in PCMA until the signal, then nothing
+    for n in range(PLAYING):
+        headers = [rtp.parse(data) for _, data in played[n]]
+        assert len(headers) > 50, n
+        assert {h.pt for h in headers} == {8} and len({h.ssrc for h in headers}) == 1
+        assert max(t for t, _ in played[n]) < stopped + 0.05
 
     # recordings: all moved out of the spool, whole, with every relayed packet
     assert os.listdir(spool) == []
