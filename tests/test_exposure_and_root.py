@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 from helpers import TOP, Daemon, free_port, port_range
@@ -45,8 +46,8 @@ def test_non_loopback_control_sockets_are_warned_about():
 def start(*args):
     """The daemon without the test helper's -F; returns (process, log path)."""
     lo, hi = port_range()
-    log = os.path.join(TOP, ".pytest-root-%d-%d.log" % (os.getpid(), lo))
-    stderr = open(log, "wb")
+    fd, log = tempfile.mkstemp(prefix="rtpp-root-", suffix=".log")
+    stderr = os.fdopen(fd, "wb")
     proc = subprocess.Popen([sys.executable, "-m", "rtpproxy_py", "-f", "-p", "/dev/null",
                              "-m", str(lo), "-M", str(hi), "-d", "INFO"] + list(args),
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
