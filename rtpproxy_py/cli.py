@@ -71,6 +71,10 @@ Options:
                     longest_ipi (off by default: about 12 % more CPU per packet)
   --metrics ADDR    serve Prometheus metrics on http://ADDR/metrics; ADDR is
                     HOST:PORT, [IPv6]:PORT or just PORT (on 127.0.0.1)
+  --latching MODE   how media sources are learned: upstream (media-relay.md rules)
+                    or strict (against RTP Bleed; see the man page) [default: upstream]
+  --latch_window SECONDS  strict latching: seconds after a U/L in which a new
+                    source may be learned, 1-60 [default: 3]
 """
 
 # Short options that take an argument, as in upstream's getopt string.

@@ -13,6 +13,7 @@ from typing import List, Optional, Tuple
 
 DEFAULT_CONTROL = "unix:/var/run/rtpproxy.sock"
 DEFAULT_CONTROL_PORT = 22222
+LATCHING_MODES = ("upstream", "strict")
 
 
 class ConfigError(Exception):
@@ -112,6 +113,8 @@ class Config:
     poll_batch: float = 0.002     # seconds libev gathers I/O events between polls
     rtp_analysis: bool = False    # feed relayed RTP to the analyzer (rtpa_* counters)
     metrics: Optional[Tuple[str, int]] = None   # (host, port) of the Prometheus endpoint
+    latching: str = "upstream"    # "upstream" (media-relay.md 3) or "strict" (RTP Bleed)
+    latch_window: float = 3.0     # strict: seconds after a U/L in which sources are learned
 
     def all_listen(self):
         return self.listen4 + self.listen6
@@ -433,6 +436,11 @@ def build(opts, debug_build=False):
     c.rtp_analysis = bool(opts["--rtp_analysis"])
     if opts["--metrics"] is not None:
         c.metrics = parse_metrics_address(opts["--metrics"])
+    c.latching = opts["--latching"]
+    if c.latching not in LATCHING_MODES:
+        raise ConfigError("--latching %s: the mode must be upstream (the default) or strict." % c.latching)
+    c.latch_window = _int_option(opts["--latch_window"], "--latch_window", 1, 60,
+                                 "the strict latching window in seconds")
     c.no_redirect = bool(opts["--no_redirect"]) or debug_build
     return c
 

@@ -151,6 +151,8 @@ class Dispatcher:
             session.touch(now)
         if not cmd.lookup:
             self._arm_notify(session, cmd, ctx)
+        if mods.strict:
+            session.strict = True
         self._apply_remote(session, 1 - sidx, remote, mods, now)
         self.relay.session_updated(session)
         stream = session.rtp[sidx]
@@ -165,6 +167,7 @@ class Dispatcher:
             raise CommandError(e.SHUTTING_DOWN)
         session = Session(cmd.call_id, cmd.from_tag, now, self.config.setup_ttl,
                           self.config.ttl, unified_ttl=not self.config.independent_ttl)
+        session.strict = self.config.latching == "strict"
         if self.config.rtp_analysis:
             for stream in session.rtp:
                 stream.set_analyzer(RtpAnalyzer())
@@ -297,6 +300,7 @@ class Dispatcher:
 
     def _apply_remote(self, session, leg, remote, mods, now):
         rtp, rtcp = session.rtp[leg], session.rtcp[leg]
+        session.latch_until = now + self.config.latch_window     # strict learning window
         forced = self.config.force_asymmetric or (self.config.bridging and not self.config.bridge_symmetric)
         asymmetric = forced if mods.asymmetric is None else mods.asymmetric
         if remote is HOLD:
