@@ -67,6 +67,10 @@ Options:
   --poll_batch MS   gather packets for up to MS milliseconds between polls: fewer
                     wake-ups under load, at most MS ms added delay; 0 = poll per
                     packet [default: 2]
+  --workers N       worker processes, each relaying its share of the calls on its
+                    own event loop (default: one per core; 1 = a single process)
+  --kernel_offload  let the kernel forward latched streams that use no per-packet
+                    feature (nftables NAT; needs CAP_NET_ADMIN)
 """
 
 # Short options that take an argument, as in upstream's getopt string.

@@ -109,6 +109,8 @@ class Config:
     no_redirect: bool = False
     debug_build: bool = False
     poll_batch: float = 0.002     # seconds libev gathers I/O events between polls
+    workers: int = 1              # worker processes (1: the single-process daemon)
+    kernel_offload: bool = False  # nftables forwards eligible latched streams
 
     def all_listen(self):
         return self.listen4 + self.listen6
@@ -399,8 +401,22 @@ def build(opts, debug_build=False):
     if not 0 <= batch_ms <= 20:
         raise ConfigError("--poll_batch %s: give milliseconds from 0 to 20 (default 2)." % opts["--poll_batch"])
     c.poll_batch = batch_ms / 1000.0
+    c.workers = _workers(opts["--workers"], debug_build)
+    c.kernel_offload = bool(opts["--kernel_offload"])
     c.no_redirect = bool(opts["--no_redirect"]) or debug_build
     return c
+
+
+def _workers(value, debug_build):
+    """--workers: default one per core this process may run on; the debug build
+    is one process so that its profile and leak report see every packet."""
+    if value is None:
+        return 1 if debug_build else len(os.sched_getaffinity(0))
+    count = _int_option(value, "--workers", 1, 64, "the number of worker processes")
+    if debug_build and count > 1:
+        raise ConfigError("--workers %s: rtpproxy_debug runs in one process so that its profile and "
+                          "leak report see every packet; drop the option or use rtpproxy." % value)
+    return count
 
 
 def _parse_user(c, text):

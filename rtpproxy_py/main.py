@@ -39,6 +39,9 @@ def main(argv=None, debug_build=False):
         if debug_build:
             from .debug_daemon import DebugDaemon
             return DebugDaemon(config).run()
+        if config.workers > 1:
+            from .workers import FrontEnd
+            return FrontEnd(config).run()
         return Daemon(config).run()
     except ConfigError as exc:
         sys.stderr.write("rtpproxy: %s\n" % exc)
@@ -121,17 +124,9 @@ class Daemon:
         import gevent
         from gevent.event import Event
 
-        from .dispatcher import Dispatcher
-        from .notify import Notifier
-        from .relay import Relay
-
         gevent.reinit()
-        config = self.config
         self.stop_event = Event()
-        self.relay = Relay(config, clock=time.monotonic)
-        self.notifier = Notifier()
-        self.dispatcher = Dispatcher(config, self.relay, self.notifier, time.monotonic)
-        self.relay.on_expired = self.dispatcher.expire
+        self._build()
         self.dispatcher.on_idle = self.stop_event.set
         only_stdio = len(self.servers) == 1
         for server in self.servers:
@@ -144,6 +139,19 @@ class Daemon:
         gevent.signal_handler(signal.SIGHUP, self._deorbit)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         gevent.spawn(self._stats_ticker)
+
+    def _build(self):
+        """What executes commands: the relay, the notifier and the dispatcher.
+        A --workers worker process builds the same; the front end overrides it."""
+        from .dispatcher import Dispatcher
+        from .notify import Notifier
+        from .relay import Relay
+
+        config = self.config
+        self.relay = Relay(config, clock=time.monotonic)
+        self.notifier = Notifier()
+        self.dispatcher = Dispatcher(config, self.relay, self.notifier, time.monotonic)
+        self.relay.on_expired = self.dispatcher.expire
 
     def _stats_ticker(self):
         import gevent

@@ -4,7 +4,9 @@
 before privileges are dropped); ``ControlServer.start(execute)`` serves it.
 ``execute(data, ctx)`` is Dispatcher.execute: it never yields, so commands
 from all sockets run one at a time, in arrival order, as upstream's single
-command thread does.
+command thread does. The --workers front end's execute waits for a worker
+(its dispatcher says ``concurrent``): then each UDP datagram is served by a
+greenlet of its own, so commands for different workers run side by side.
 """
 
 import errno
@@ -16,6 +18,7 @@ import time
 
 import gevent
 from gevent import socket
+from gevent.event import Event
 from gevent.pool import Group
 
 from ..config import ConfigError
@@ -48,6 +51,7 @@ class ControlServer:
     def start(self, dispatcher, on_eof=None):
         """Serve commands with ``dispatcher`` (Dispatcher.execute, its counters)."""
         self.counters = dispatcher.counters
+        self.concurrent = getattr(dispatcher, "concurrent", False)
         self._serve_start(dispatcher.execute, on_eof)
 
     def _serve_start(self, execute, on_eof):
@@ -97,6 +101,7 @@ class UdpControl(ControlServer):
         self.sock = socket.socket(fileno=self.raw.detach())
         self.local_ip = self.spec.host
         self.cache = ReplyCache()
+        self.running = {}       # cookie -> Event, commands still executing (concurrent only)
         self.greenlets = [gevent.spawn(self._serve, execute), gevent.spawn(self._sweep)]
 
     def _sweep(self):
@@ -113,7 +118,10 @@ class UdpControl(ControlServer):
                 log.warning("control socket %s: %s", self.spec.text, exc)
                 gevent.sleep(0.01)
                 continue
-            self.handle_datagram(data, source, execute)
+            if self.concurrent:
+                gevent.spawn(self.handle_datagram, data, source, execute)
+            else:
+                self.handle_datagram(data, source, execute)
 
     def handle_datagram(self, data, source, execute):
         match = _COOKIE.match(data)
@@ -128,15 +136,23 @@ class UdpControl(ControlServer):
             self._reply(send, b"E5\n")
             return
         cookie, command = match.group(1), match.group(2)
+        running = self.running.get(cookie)
+        if running is not None:
+            running.wait()      # a retransmission while the command runs: its reply
         cached = self.cache.get(cookie)
         if cached is not None:
             self.counters.ncmds_rcvd_ndups += 1
             self._reply(send, cached)
             return
         ctx = CommandContext(source[0] if self.spec.kind == "udp" else "127.0.0.1", self.local_ip)
+        if self.concurrent:
+            running = self.running[cookie] = Event()
         text = execute(command, ctx)
         payload = cookie + b" " + text.encode("utf-8")
         self.cache.put(cookie, payload, time.monotonic())
+        if running is not None:
+            del self.running[cookie]
+            running.set()
         self._reply(send, payload)
 
 
