@@ -364,6 +364,7 @@ class Dispatcher:
         session, direction = self.table.find(cmd.call_id, cmd.from_tag, cmd.to_tag)
         if session is None:
             raise CommandError(e.SESSION_NOT_FOUND)
+        self.relay.refresh_counters(session)
         idx = 1 - direction
         names = cmd.counters or _QUERY_DEFAULT
         values = []

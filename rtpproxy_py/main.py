@@ -175,6 +175,7 @@ class Daemon:
 
     def _shutdown(self):
         self.dispatcher.close_all()
+        self.relay.shutdown()
         for server in self.servers:
             server.close()
         self.notifier.close()

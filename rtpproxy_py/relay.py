@@ -15,6 +15,10 @@ latching rules (Stream.on_packet) decide.
 
 Each session also gets a greenlet that sleeps until the session's next
 deadline (idle expiry now; playback and re-packetizing later) and acts on it.
+
+With --kernel_offload, ``self.offload`` (offload.py) is told whenever a
+session's latching, addresses, ports or per-packet features change, and hands
+its RTP to the kernel or takes it back; nothing of it is on the packet path.
 """
 
 import errno
@@ -191,6 +195,10 @@ class Relay:
         self._tick.start(self._update_clock)
         if config.poll_batch and not set_io_collect_interval(self.loop, config.poll_batch):
             log.info("this gevent build cannot batch polls; --poll_batch ignored")
+        self.offload = None
+        if config.kernel_offload:
+            from .offload import KernelOffload
+            self.offload = KernelOffload.start(config, self.route_source, clock)
 
     @staticmethod
     def _update_clock():
@@ -255,6 +263,8 @@ class Relay:
         self._sync_twins(session, force_rewire=True)
 
     def _close_leg(self, session, leg):
+        if self.offload is not None:
+            self.offload.remove(session)
         for stream in (session.rtp[leg], session.rtcp[leg]):
             handle = stream.handle
             if handle is None:
@@ -323,6 +333,8 @@ class Relay:
                 self._open_twin(stream, handle, wanted)
         if changed:
             self._rewire(session)
+        if self.offload is not None:
+            self.offload.update(session)
 
     def _rewire(self, session):
         """(Re)start every watcher of the session with fresh readers."""
@@ -370,6 +382,8 @@ class Relay:
     # --- per-session greenlet ----------------------------------------------
 
     def session_started(self, session):
+        if self.offload is not None:
+            session.on_media_change = self.offload.update
         wake = Event()
         session.timer = (wake, gevent.spawn(self._session_loop, session, wake))
 
@@ -390,10 +404,23 @@ class Relay:
             now = clock()
             deadline = session.expires_at()
             if now >= deadline:
+                if self.offload is not None and self.offload.refresh(session):
+                    continue        # the kernel relayed packets: not idle after all
                 self.on_expired(session)
                 return
             wake.wait(deadline - now)
             wake.clear()
+
+    def refresh_counters(self, session):
+        """Before Q: packets the kernel relayed for the session, counted now."""
+        if self.offload is not None:
+            self.offload.refresh(session)
+
+    def shutdown(self):
+        """After the last session ended: nothing left in the kernel."""
+        if self.offload is not None:
+            self.offload.close()
+            self.offload = None
 
     def free_ports(self):
         return self.ports.free

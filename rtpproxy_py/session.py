@@ -38,8 +38,8 @@ class Stream:
         "ssrc", "seq",
         # local side, set by the relay
         "port", "local", "handle",
-        # per-packet features (None when off)
-        "taps",
+        # per-packet features (None when off); reasons to keep it out of the kernel
+        "taps", "offload_vetoes",
         # signalling state kept for other features
         "codecs", "resize_ptime", "prompt_ptime", "tos",
         # counters
@@ -69,6 +69,7 @@ class Stream:
         self.local = None
         self.handle = None
         self.taps = None
+        self.offload_vetoes = None
         self.codecs = None
         self.resize_ptime = None
         self.prompt_ptime = None
@@ -244,13 +245,27 @@ class Stream:
         """While a prompt plays to this party, relayed media to it is dropped."""
         self.muted = muted
         self.refresh_target()
+        self.session.media_changed()
 
     def add_tap(self, tap):
         self.taps = (self.taps or ()) + (tap,)
+        self.session.media_changed()
 
     def remove_tap(self, tap):
         taps = tuple(t for t in (self.taps or ()) if t is not tap)
         self.taps = taps or None
+        self.session.media_changed()
+
+    def veto_offload(self, reason):
+        """A per-packet feature without a tap needs this stream's packets:
+        --kernel_offload leaves the stream to the program until
+        ``allow_offload(reason)``."""
+        self.offload_vetoes = (self.offload_vetoes or frozenset()) | {reason}
+        self.session.media_changed()
+
+    def allow_offload(self, reason):
+        self.offload_vetoes = (self.offload_vetoes or frozenset()) - {reason} or None
+        self.session.media_changed()
 
 
 class Session:
@@ -278,12 +293,18 @@ class Session:
         self.closed = False
         self.end_reason = None
         self.timer = None           # the relay's per-session wake-up handle
+        self.on_media_change = None  # the relay's, with --kernel_offload
 
     def __repr__(self):
         return "<Session %s %s>" % (self.call_id, self.from_tag)
 
     def streams(self):
         return self.rtp + self.rtcp
+
+    def media_changed(self):
+        """A per-packet feature went on or off on one of its streams."""
+        if self.on_media_change is not None:
+            self.on_media_change(self)
 
     # --- idle time ------------------------------------------------------
 
