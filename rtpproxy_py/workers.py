@@ -39,7 +39,6 @@ from .dispatcher import CommandContext, Dispatcher
 from .main import Daemon
 from .ports import PortsExhausted, SharedPortTable
 from .protocol import reply
-from .protocol.errors import CommandError
 from .protocol.parse import parse
 from .relay import Relay
 
@@ -231,7 +230,8 @@ class WorkerLink:
         if self.pid is None:
             return
         self.send(ch.STOP)
-        if self.exited.wait(STOP_TIMEOUT) is None and not self.exited.ready():
+        self.exited.wait(STOP_TIMEOUT)
+        if not self.exited.ready():
             log.error("worker %d (pid %d) did not stop; killing it", self.number, self.pid)
             os.kill(self.pid, signal.SIGKILL)
             self.exited.wait()
@@ -395,8 +395,8 @@ class FrontDispatcher(Dispatcher):
     def execute(self, data, ctx=None):
         try:
             call_id = getattr(parse(data), "call_id", None)
-        except CommandError:
-            call_id = None           # answered (and counted) here
+        except Exception:
+            call_id = None           # malformed: answered (and counted) here
         if call_id is not None:
             ctx = ctx or CommandContext()
             text = self.workers.for_call(call_id).request(ch.COMMAND, bytes(data), ctx.source_ip,

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from helpers import Endpoint, free_port, port_range, rtp_packet, wait_for
-from test_control_commands import worked_examples
+from test_control_commands import TRANSPORTS, worked_examples
 from test_timeouts import Listener
 
 HOST = "127.0.0.1"
@@ -100,13 +100,15 @@ def test_calls_spread_over_workers_and_figures_add_up(rtpproxy):
             call.close()
 
 
-@pytest.mark.parametrize("transport", ["udp", "stdio"])
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_worked_examples_with_three_workers(rtpproxy, transport):
     """The spec's examples (sequential ports, counters, errors) are the same
     when their Call-IDs land on different workers."""
     d = rtpproxy("-b", "--workers", "3", control=transport)
     sent = 1
     for command, expected in worked_examples(d.ports[0]):
+        if command == "" and transport == "unix":
+            command = " "       # unix: an empty connection is closed silently
         assert d.command(command) == expected, command
         sent += 1
     assert d.command("Gv nsess_created ncmds_rcvd") == "nsess_created=1 ncmds_rcvd=%d" % (sent + 1)
@@ -155,25 +157,39 @@ def test_retransmission_during_the_command_gets_the_same_reply(rtpproxy):
     assert d.command("G nsess_created ncmds_rcvd_ndups") == "1 2"
 
 
-def test_notifications_from_every_worker_share_one_connection(rtpproxy):
-    """tcp:%%CC_SELF%%: each session remembers where its U came from; the
-    front end keeps one connection per target, as upstream does."""
-    port = free_port(socket.SOCK_STREAM)
-    listener = Listener(address=(HOST, port))
+def test_notifications_go_to_each_commands_source_over_one_connection(rtpproxy):
+    """tcp:%%CC_SELF%%: a session remembers the address its U came from (the
+    front end passes it to the worker), and the front end keeps one
+    connection per client address, as upstream does."""
+    port = free_port(socket.SOCK_STREAM, host="127.0.0.5")
+    clients = {}
+    listeners = {}
+    for ip in ("127.0.0.5", "127.0.0.6"):
+        listeners[ip] = Listener(address=(ip, port))
+        clients[ip] = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        clients[ip].bind((ip, 0))
+        clients[ip].settimeout(5)
     target = "tcp:%%CC_SELF%%:" + str(port)
     d = rtpproxy("--workers", "2", "-T", "1", "-n", target)
     try:
-        tags = ["tag%d" % n for n in range(8)]
-        for n, tag in enumerate(tags):
-            assert d.command("U idle%d 127.0.0.1 4000 ft %s %s" % (n, target, tag)).isdigit()
+        expected = {ip: [] for ip in clients}
+        for n in range(8):
+            ip = ("127.0.0.5", "127.0.0.6")[n % 2]
+            clients[ip].sendto(b"c%d U idle%d 127.0.0.1 4000 ft %s tag%d" % (n, n, target.encode(), n),
+                               (HOST, d.ctl_port))
+            assert clients[ip].recv(100).split()[1].isdigit()
+            expected[ip].append(b"tag%d" % n)
         assert set(placement(d).values()) == {1, 2}
-        assert wait_for(lambda: len(listener.lines) == len(tags), timeout=10), listener.lines
-        assert sorted(line.decode() for line in listener.lines) == tags
-        assert listener.connections == 1
-        assert listener.peers[0][0] == HOST
+        for ip, listener in listeners.items():
+            assert wait_for(lambda: len(listener.lines) == 4, timeout=10), listener.lines
+            assert sorted(listener.lines) == expected[ip]
+            assert listener.connections == 1
+            assert listener.peers[0][0] == HOST       # from the control socket's address
         assert d.command("G nsess_timeout") == "8"
     finally:
-        listener.close()
+        for ip in clients:
+            clients[ip].close()
+            listeners[ip].close()
 
 
 def test_a_killed_worker_comes_back_and_the_other_calls_go_on(rtpproxy):
