@@ -7,6 +7,7 @@
 #                                           crelay and --workers 1 on core 1, then
 #                                           --workers 2 on both cores (generator on core 0)
 #   bench/scale.sh offload SESSIONS ROUNDS  CPU per packet: --kernel_offload, user space, crelay
+#   bench/scale.sh ramp-offload ROUNDS [STEPS]  sessions held: crelay and --kernel_offload
 #   bench/scale.sh control ROUNDS [SESSIONS] U+L+D per second and latency (bench/control_plane.py)
 #
 # Output: JSON lines on stdout (rtpbench's, control_plane.py's), tagged with the relay.
@@ -67,6 +68,12 @@ offload)
     start 1 "$rtpproxy" "${PY_ARGS[@]}" --workers 1; bench rtpproxy-py -n "$n" -t 6 -k 0; stop
     start 1 "$rtpproxy" "${PY_ARGS[@]}" --workers 1 --kernel_offload; bench offload -n "$n" -t 6 -k 0; stop
   done ;;
+ramp-offload)
+  rounds=${1:-2}; steps=${2:-400,800,1200,1600,2000,2400,2800}
+  for r in $(seq "$rounds"); do
+    start 1 "$out/crelay" -s $ctl -l 127.0.0.1 -m 20000 -M 60000; bench crelay -R "$steps" -t 3 -k 0; stop
+    start 1 "$rtpproxy" "${PY_ARGS[@]}" --workers 1 --kernel_offload; bench offload -R "$steps" -t 3 -k 0; stop
+  done ;;
 control)
   rounds=${1:-3}; sessions=${2:-1000}
   cp() { ip netns exec $ns taskset -c 0 "$python" "$here/control_plane.py" $ctl -s "$sessions" -c 5000 -w 32 -p "$PIDS" -T "$1"; }
@@ -75,5 +82,5 @@ control)
     start 1 "$rtpproxy" "${PY_ARGS[@]}" --workers 1; cp workers1; stop
     start 0,1 "$rtpproxy" "${PY_ARGS[@]}" --workers 2; cp workers2; stop
   done ;;
-*) echo "usage: $0 cpu|ramp|offload|control ..." >&2; exit 2 ;;
+*) echo "usage: $0 cpu|ramp|offload|ramp-offload|control ..." >&2; exit 2 ;;
 esac

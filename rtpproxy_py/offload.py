@@ -176,18 +176,12 @@ class KernelOffload:
     def start(cls, config, route_source, clock=time.monotonic):
         """A working KernelOffload, or None after saying once why not."""
         from . import netfilter
-        why = None
-        if config.dup_small:
-            why = "-2 sends small packets twice, which the kernel cannot"
-        elif not netfilter.has_net_admin():
-            why = "it needs CAP_NET_ADMIN (run as root without -u, or give the capability)"
-        elif _read_sysctl("net/ipv4/ip_forward") != "1":
-            why = "net.ipv4.ip_forward is 0, so the kernel would not forward between parties"
+        why = unusable(config)
         if why is None:
             try:
                 nft, conntrack = netfilter.Nftables(), netfilter.Conntrack()
             except OSError as exc:
-                why = "nftables or conntrack is not usable here (%s); install nftables" % exc
+                why = "nftables or conntrack is not usable here (%s)" % exc
         if why is not None:
             log.warning("--kernel_offload: %s; relaying every stream in user space", why)
             return None
@@ -329,6 +323,23 @@ class KernelOffload:
         while True:
             gevent.sleep(POLL_INTERVAL)
             self.read_counters()
+
+
+def unusable(config):
+    """Why --kernel_offload cannot work in this process (None: it can). The
+    --workers front end asks first, so the reason is logged once."""
+    from . import netfilter
+    if config.dup_small:
+        return "-2 sends small packets twice, which the kernel cannot"
+    if not netfilter.has_net_admin():
+        return "it needs CAP_NET_ADMIN (run as root without -u, or give the capability)"
+    if _read_sysctl("net/ipv4/ip_forward") != "1":
+        return "net.ipv4.ip_forward is 0, so the kernel would not forward between parties"
+    try:
+        netfilter.Nftables().close()
+    except OSError as exc:
+        return "libnftables is not usable here (%s); install nftables" % exc
+    return None
 
 
 def _keys_only(elements):

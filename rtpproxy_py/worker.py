@@ -27,6 +27,7 @@ from .ports import PortAllocator, SharedPortTable
 log = logging.getLogger("rtpproxy")
 
 SNAPSHOT_INTERVAL = 1.0
+COMMAND_BURST = 8           # commands run before the packets waiting meanwhile are relayed
 
 
 class ChannelNotifier:
@@ -70,6 +71,7 @@ class WorkerDaemon(Daemon):
         import gevent
         daemon.setup_logging(self.config, to_syslog=to_syslog)
         log.addFilter(_Prefix("worker %d: " % self.number))
+        _set_name("rtpproxy-w%d" % self.number)
         self._start()
         # Ctrl-C and SIGHUP reach the front end, which tells the workers what
         # to do; SIGTERM (systemd stops the whole unit) still stops a worker.
@@ -93,11 +95,16 @@ class WorkerDaemon(Daemon):
         return 0
 
     def _serve(self):
+        import gevent
         dispatcher, link = self.dispatcher, self.link
+        served = 0
         while True:
             message = link.receive()
             if message is None:          # the front end is gone
                 break
+            served += 1
+            if served % COMMAND_BURST == 0:
+                gevent.sleep(0)          # media waiting behind a burst of commands goes first
             kind = message[0]
             if kind == ch.COMMAND:
                 _, data, source_ip, local_ip = message
@@ -118,6 +125,15 @@ class WorkerDaemon(Daemon):
         while True:
             gevent.sleep(SNAPSHOT_INTERVAL)
             self.link.send(ch.SNAPSHOT, self.dispatcher.stat_values()[0])
+
+
+def _set_name(name):
+    """The name top and ps -o comm show for this worker (Linux)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)     # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
 
 
 def main(argv=None):

@@ -429,6 +429,12 @@ class FrontEnd(Daemon):
         from .notify import Notifier
 
         config = self.config
+        if config.kernel_offload:
+            from .offload import unusable
+            why = unusable(config)
+            if why is not None:     # said once here rather than by every worker
+                log.warning("--kernel_offload: %s; relaying every stream in user space", why)
+                config.kernel_offload = False
         self.notifier = Notifier()
         to_syslog = not config.foreground and not config.no_redirect
         self.workers = Workers(config, self.notifier, to_syslog)

@@ -211,8 +211,9 @@ def test_stale_table_is_removed_at_start(rtpproxy, topo):
     assert "removed table %s left by a process that is gone" % stale in d.log()
 
 
-def test_without_cap_net_admin_it_says_so_once_and_relays_in_user_space(rtpproxy, topo):
-    d = relay(rtpproxy, topo, "--workers", "1", prefix=("setpriv", "--bounding-set", "-net_admin"))
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_without_cap_net_admin_it_says_so_once_and_relays_in_user_space(rtpproxy, topo, workers):
+    d = relay(rtpproxy, topo, "--workers", workers, prefix=("setpriv", "--bounding-set", "-net_admin"))
     call = Call(d, topo)
     try:
         call.burst(3)

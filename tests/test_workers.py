@@ -79,6 +79,9 @@ def test_calls_spread_over_workers_and_figures_add_up(rtpproxy):
             assert call.talk(2)
         where = placement(d)
         assert set(where.values()) == {1, 2}, where
+        for number, pid in worker_pids(d).items():      # what top and ps -o comm show
+            with open("/proc/%d/comm" % pid) as f:
+                assert f.read().strip() == "rtpproxy-w%d" % number
         # every packet counted once, by the worker that relayed it
         assert d.command("G nsess_created npkts_rcvd npkts_relayed") == "12 48 48"
         assert d.command("I").splitlines() == [
