@@ -6,8 +6,9 @@ BASE_VERSION = "20040107"
 # (date, description) of every extension this daemon really implements,
 # in upstream's table order.
 EXTENSIONS = (
-    ("20050322", "Support for multiple RTP streams and MOH"),
+    ("20050322", "Support for multiple RTP streams and MOH"),   # MOH: P/S playback
     ("20060704", "Support for extra parameter in the V command"),
+    ("20071218", "Support for forking (copying) RTP stream"),
     ("20080403", "Support for RTP statistics querying"),
     ("20081102", "Support for setting codecs in the update/lookup command"),
     ("20081224", "Support for session timeouts notification"),
@@ -17,7 +18,9 @@ EXTENSIONS = (
     ("20150330", "Support for allocating a new port (\"Un\"/\"Ln\")"),
     ("20150617", "Support for the wildcard %%CC_SELF%% as a disconnect notify target"),
     ("20191015", "Support for the && sub-command specifier"),
+    ("20200226", "Support for the N command (stop recording)"),
     ("20230314", "Support for D as a sub-command (\"fusing\")"),
+    ("20250523", "Support for the P modifier in the C command (reply with the copy's port)"),
     ("20251015", "Support for changing TTL and TOS of the stream with the S sub-command"),
     ("20260306", "Support for address labels in the Ul/Ll commands"),
     ("20260308", "Support for single-shot dual-leg setup with U && L"),

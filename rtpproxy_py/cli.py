@@ -131,6 +131,30 @@ def normalize_argv(argv):
             if letter not in _FLAGS:
                 raise UsageError("unknown option -%s" % letter)
             out.append(name)
+    return _keep_last(out)
+
+
+_REPEATABLE = ("-l", "--ipv6", "-s", "-n")
+
+
+def _keep_last(tokens):
+    """As with getopt, an option given twice that is not a list (-p, -d, -f, ...)
+    keeps its last value instead of being an error."""
+    options = []        # (key, its tokens) in order
+    i = 0
+    while i < len(tokens):
+        name = tokens[i]
+        key = name.partition("=")[0]
+        takes_value = "=" not in name and (
+            name == "--ipv6" or (len(name) == 2 and name[1] in _WITH_ARGUMENT) or _LONG.get(name, False))
+        width = 2 if takes_value else 1
+        options.append((key, tokens[i:i + width]))
+        i += width
+    last = {key: n for n, (key, _) in enumerate(options)}
+    out = []
+    for n, (key, group) in enumerate(options):
+        if key in _REPEATABLE or last[key] == n:
+            out.extend(group)
     return out
 
 

@@ -87,6 +87,7 @@ class Config:
     log_facility: int = syslog.LOG_DAEMON
     pidfile: Optional[str] = "/var/run/rtpproxy.pid"
     user: Optional[str] = None
+    user_spec: Optional[str] = None    # the -u text, for messages
     uid: Optional[int] = None
     gid: Optional[int] = None
     socket_mode: Optional[int] = None
@@ -268,6 +269,11 @@ def _parse_listen(values, family, flag, no_resolve):
             if n != 0:
                 raise ConfigError("%s %s: only the first %s address can be a bridge (internal/external)." % (flag, value, flag))
             first, _, second = rest.partition("/")
+            if not second:
+                raise ConfigError("%s %s: a bridge needs two addresses, %s internal/external." % (flag, value, flag))
+            if not first and family == socket.AF_INET:
+                raise ConfigError("-l %s: give the internal address before the '/' (only -6 /addr may "
+                                  "leave it out, to bridge IPv4 and IPv6)." % value)
             external = _parse_one_address(second, family, flag, no_resolve)
             if first:
                 internal = _parse_one_address(first, family, flag, no_resolve)
@@ -313,9 +319,12 @@ def build(opts, debug_build=False):
                 raise ConfigError("-6 /%s: a v4/v6 bridge needs an IPv4 internal address from -l." % external.host)
             internal = c.listen4[0]
         c.bridge = (internal, external)
-    if opts["-A"]:
+    if opts["-A"] is not None:
         adv = opts["-A"]
         first, slash, second = adv.partition("/")
+        if not first or any(ch.isspace() for ch in adv) or (slash and not second and not c.bridge):
+            raise ConfigError("-A %r: give the address to report to clients, -A addr (or -A "
+                              "internal/external with a bridge)." % adv)
         if c.bridge:
             if not (first and second):
                 raise ConfigError("-A %s: in bridging mode give both advertised addresses, -A internal/external." % adv)
@@ -355,7 +364,7 @@ def build(opts, debug_build=False):
 
     # logging
     level = opts["-d"]
-    if level:
+    if level is not None:
         c.log_level, c.log_facility = parse_log_level(level)
     else:
         c.log_level = logging.DEBUG if (c.foreground or debug_build) else logging.WARNING
@@ -385,6 +394,12 @@ def build(opts, debug_build=False):
     c.record_pcap = bool(opts["-P"])
     c.record_all = bool(opts["-a"])
 
+    if opts["--overload_prot"] is not None:
+        try:
+            float(opts["--overload_prot"])
+        except ValueError:
+            raise ConfigError("--overload_prot=%s: give a number (it is accepted for compatibility and "
+                              "has no effect)." % opts["--overload_prot"]) from None
     c.force_asymmetric = bool(opts["--force_asymmetric"])
     c.bridge_symmetric = bool(opts["--bridge_symmetric"])
     if opts["--nice"] is not None:
@@ -420,7 +435,10 @@ def _workers(value, debug_build):
 
 
 def _parse_user(c, text):
+    c.user_spec = text
     user, _, group = text.partition(":")
+    if not user and not group:
+        raise ConfigError("-u %s: name a user, user:group or :group to run as." % text)
     if user:
         try:
             entry = pwd.getpwnam(user)

@@ -3,9 +3,12 @@
 import logging
 import logging.handlers
 import os
+import pwd
 import resource
 import sys
 import time
+
+from .config import ConfigError
 
 log = logging.getLogger("rtpproxy")
 
@@ -30,7 +33,8 @@ def setup_logging(config, to_syslog):
     handler = None
     if to_syslog:
         try:
-            handler = logging.handlers.SysLogHandler("/dev/log", facility=config.log_facility)
+            # config holds syslog.LOG_* values (facility << 3); the handler wants the number
+            handler = logging.handlers.SysLogHandler("/dev/log", facility=config.log_facility >> 3)
             handler.setFormatter(logging.Formatter("rtpproxy[%(process)d]: %(levelname)s: %(message)s"))
         except OSError:
             handler = None
@@ -88,31 +92,130 @@ def report_ready(fd, error=None):
         os.close(fd)
 
 
+def _nr_open():
+    """The kernel's ceiling for any process's open-files limit (fs.nr_open)."""
+    try:
+        with open("/proc/sys/fs/nr_open") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
 def set_open_files(limit):
-    """-L: set RLIMIT_NOFILE; returns a warning sentence if not fully granted."""
+    """-L: set RLIMIT_NOFILE soft and hard to ``limit``.
+
+    Returns None when granted, else a sentence saying what was granted and why
+    no more (the process keeps running with that)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
         return None
-    except (ValueError, OSError):
-        pass
-    granted = min(limit, hard) if hard != resource.RLIM_INFINITY else limit
+    except (ValueError, OSError) as exc:
+        error = getattr(exc, "strerror", None) or str(exc)
+    ceiling = _nr_open()
+    finite_hard = hard if hard != resource.RLIM_INFINITY else None
+    if ceiling is not None and limit > ceiling:
+        why = "the kernel allows at most %d (sysctl fs.nr_open); raise fs.nr_open or ask for less" % ceiling
+    elif finite_hard is not None and limit > finite_hard and os.geteuid() != 0:
+        why = ("only root may raise the hard limit (%d); start rtpproxy as root (with -u to drop "
+               "privileges) or raise LimitNOFILE / limits.conf" % finite_hard)
+    elif finite_hard is not None and limit > finite_hard:
+        why = ("the hard limit is %d and this process may not raise it (no CAP_SYS_RESOURCE, as in "
+               "many containers); raise it where rtpproxy is started (ulimit -Hn, LimitNOFILE)" % finite_hard)
+    else:
+        why = "the system refused it (%s)" % error
+    granted = min(x for x in (limit, finite_hard, ceiling) if x is not None)
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (granted, hard))
     except (ValueError, OSError):
         granted = soft
-    return ("-L %d: could only raise the open-files limit to %d (hard limit %s); run as root or "
-            "raise LimitNOFILE / limits.conf." % (limit, granted, hard))
+    return "-L %d: the open-files limit is %d instead: %s." % (limit, granted, why)
+
+
+class FdWatch:
+    """Warns once when sessions (5 descriptors each) use 80 % of the open-files limit."""
+
+    FDS_PER_SESSION = 5
+
+    def __init__(self):
+        self.limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.warned = self.limit == resource.RLIM_INFINITY
+
+    def check(self, sessions):
+        if not self.warned and sessions * self.FDS_PER_SESSION >= 0.8 * self.limit:
+            self.warned = True
+            log.warning("%d sessions use about 80%% of the open-files limit (%d); new sessions will "
+                        "fail soon: raise it with -L", sessions, self.limit)
+
+
+_POLICIES = {"fifo": getattr(os, "SCHED_FIFO", None), "rr": getattr(os, "SCHED_RR", None)}
+
+
+def set_priority(config):
+    """--nice and -c, while still privileged."""
+    if config.nice is not None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, config.nice)
+        except OSError as exc:
+            raise ConfigError("--nice %d: cannot set the priority (%s); only root may go below 0." % (
+                config.nice, exc.strerror)) from None
+    if config.rt_policy is not None:
+        policy = _POLICIES[config.rt_policy]
+        try:
+            os.sched_setscheduler(0, policy, os.sched_param(os.sched_get_priority_min(policy)))
+        except OSError as exc:
+            raise ConfigError("-c %s: cannot switch to real-time scheduling (%s); it needs root with "
+                              "CAP_SYS_NICE, or leave out -c." % (config.rt_policy, exc.strerror)) from None
+
+
+def check_media_ports(config):
+    """After -u: media ports are bound per call, so they must be bindable now."""
+    if os.geteuid() == 0:
+        return
+    try:
+        with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+            first_free = int(f.read())
+    except (OSError, ValueError):
+        first_free = 1024
+    if config.port_max < first_free:
+        raise ConfigError("-M %d: ports below %d need root, and media ports are opened per call by "
+                          "%s; use a range above %d." % (config.port_max + 1, first_free, _who(), first_free))
+    if config.port_min < first_free:
+        log.warning("-m %d: ports below %d need root, and media ports are opened per call by %s; "
+                    "those ports will be skipped", config.port_min, first_free, _who())
 
 
 def drop_privileges(config):
+    """-u: switch group, then user, for good (no way back to root)."""
     if config.uid is None and config.gid is None:
         return
-    if config.gid is not None:
-        os.setgroups([config.gid])
-        os.setgid(config.gid)
-    if config.uid is not None:
-        os.setuid(config.uid)
+    # Modules Python would otherwise load at the first command (getaddrinfo on a
+    # str host encodes it with idna), while files are still readable.
+    "x".encode("idna")
+    try:
+        if config.gid is not None:
+            os.setgroups([config.gid])
+            os.setgid(config.gid)
+        if config.uid is not None:
+            os.setuid(config.uid)
+    except OSError as exc:
+        raise ConfigError("-u %s: cannot switch to that user/group (%s); start rtpproxy as root "
+                          "or leave out -u." % (config.user_spec, exc.strerror)) from None
+
+
+def check_directories(config):
+    """-r/-S must be usable by the user the daemon runs as (checked after -u)."""
+    for flag, path in (("-r", config.record_dir), ("-S", config.spool_dir)):
+        if path and not os.access(path, os.W_OK | os.X_OK):
+            raise ConfigError("%s %s: the directory is not writable by %s; fix its permissions or "
+                              "name another." % (flag, path, _who()))
+
+
+def _who():
+    try:
+        return "user %s" % pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return "uid %d" % os.geteuid()
 
 
 class PidFile:

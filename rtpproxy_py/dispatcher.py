@@ -18,7 +18,10 @@ from .protocol import errors as e
 from .protocol import reply
 from .protocol.errors import CommandError
 from .protocol.parse import parse
+from .media.player import DEFAULT_PTIME, Player
+from .media.prompt_file import open_prompt
 from .ports import PortsExhausted
+from .recording import CopyFailed
 from .session import Session, SessionTable
 from .stats import Counters, format_counter
 
@@ -61,6 +64,7 @@ class Dispatcher:
         self.counters = Counters()
         self.deorbiting = False
         self.on_idle = None          # called when deorbiting and the last session ends
+        self.recorder = None         # recording.Recordings (R, C, N, -a), set by main
 
     # --- entry point ------------------------------------------------------
 
@@ -152,8 +156,12 @@ class Dispatcher:
             raise CommandError(e.SHUTTING_DOWN)
         session = Session(cmd.call_id, cmd.from_tag, now, self.config.setup_ttl,
                           self.config.ttl, unified_ttl=not self.config.independent_ttl)
+        first, planned = self._interfaces_for(cmd.mods)
+        # The caller-facing leg gets its ports later (first L, or U with swapped
+        # tags); the interface this U chose for it is kept on the stream until then.
+        session.rtp[1].local = session.rtcp[1].local = planned
         try:
-            self._open_leg(session, 0, cmd.mods)
+            self._open_leg(session, 0, cmd.mods, first)
         except PortsExhausted:
             raise CommandError(e.SESSION_CREATE_FAILED) from None
         if cmd.mods.weak:
@@ -162,11 +170,14 @@ class Dispatcher:
         self.table.add(session)
         self.counters.nsess_created += 1
         self.relay.session_started(session)
+        if self.config.record_all and self.recorder is not None:
+            self.recorder.record_all(session)
         log.info("new session %s, tag %s, port %d", cmd.call_id, cmd.from_tag, session.rtp[0].port)
         return session
 
-    def _open_leg(self, session, leg, mods):
-        local = self._local_for(mods, leg)
+    def _open_leg(self, session, leg, mods, local=None):
+        if local is None:
+            local = self._local_for(session, leg, mods)
         self.relay.open_leg(session, leg, local)   # raises PortsExhausted
         for stream in (session.rtp[leg], session.rtcp[leg]):
             stream.refresh_target()
@@ -184,20 +195,40 @@ class Dispatcher:
         elif not mods.interfaces:
             self._default_local(mods.ipv6)
 
-    def _local_for(self, mods, leg):
-        """The configured listen address a new port pair of ``leg`` binds on."""
-        if mods.local is not None:
-            return self._configured_local(mods.local)
-        if mods.route_to is not None:
-            return self._routed_local(mods.route_to)
+    def _interfaces_for(self, mods):
+        """(where this command's new ports go, where the other party's will go).
+
+        ``l``/``r`` pick the first; ``e``/``i`` name both in bridging mode: the
+        second letter is the side this command's reply goes to (the port it
+        returns), the first the side the command's address came from. A missing
+        letter means the internal interface.
+        """
         if mods.interfaces:
-            # first letter: offerer side (stream 1); second: answerer side (stream 0)
-            letter = mods.interfaces[0] if leg == 1 else mods.interfaces[1:2]
-            if letter:
-                internal, external = self.config.bridge
-                return internal if letter == "i" else external
-            return self.config.bridge[0]
-        return self._default_local(mods.ipv6)
+            internal, external = self.config.bridge
+            pick = {"i": internal, "e": external}
+            other = pick[mods.interfaces[0]]
+            here = pick.get(mods.interfaces[1:2], internal)
+        else:
+            try:
+                here = other = self._default_local(mods.ipv6)
+            except CommandError:    # E36, unless l/r names a usable address
+                if mods.local is None and mods.route_to is None:
+                    raise
+                here = other = None
+        if mods.local is not None:
+            here = self._configured_local(mods.local)
+        elif mods.route_to is not None:
+            here = self._routed_local(mods.route_to)
+        return here, other or here
+
+    def _local_for(self, session, leg, mods):
+        """Where a leg of an existing session gets its (first or new) ports:
+        ``l``/``r`` if given, ``e``/``i`` when ``n`` asks for new ports, else the
+        interface chosen when the session was created."""
+        if mods.local is not None or mods.route_to is not None or (mods.new_port and mods.interfaces):
+            return self._interfaces_for(mods)[0]
+        planned = session.rtp[leg].local
+        return planned if planned is not None else self._default_local(mods.ipv6)
 
     def _configured_local(self, spec):
         kind, value = spec
@@ -205,7 +236,7 @@ class Dispatcher:
             if kind == "label":
                 if address.label == value:
                     return address
-            elif _same_ip(address.host, value) or address.advertised == value:
+            elif _same_ip(address.host, value):
                 return address
         raise CommandError(e.LOCAL_ADDR_UNKNOWN)
 
@@ -342,6 +373,10 @@ class Dispatcher:
         session.closed = True
         session.end_reason = "timeout" if timed_out else "deleted"
         self.table.remove(session)
+        for index in (0, 1):
+            session.stop_playback(index)
+        if self.recorder is not None:
+            self.recorder.session_ended(session)
         self.relay.session_ended(session)
         self.counters.session_destroyed(session, self.clock(), timed_out)
         log.info("session %s, tag %s ended (%s)", session.call_id, session.from_tag, session.end_reason)
@@ -405,32 +440,88 @@ class Dispatcher:
         session, direction = self.table.find(cmd.call_id, cmd.from_tag, cmd.to_tag)
         if session is None:
             raise CommandError(e.SESSION_NOT_FOUND)
+        sidx = 1 - direction
+        stream = session.rtp[sidx]
+        session.stop_playback(sidx)          # every P first stops the current prompt
         if cmd.count == 0:
             return reply.number(0)
-        stream = session.rtp[1 - direction]
-        if cmd.codecs == "session" and not stream.codecs:
-            raise CommandError(e.UPDATE_BAD_MODIFIER)
-        # No player in this build: every prompt fails to start.
-        raise CommandError(e.PLAY_FAILED)
+        if cmd.codecs == "session":
+            if not stream.codecs:
+                raise CommandError(e.UPDATE_BAD_MODIFIER)
+            codecs, ptime = stream.codecs, stream.prompt_ptime or DEFAULT_PTIME
+        else:
+            codecs, ptime = cmd.codecs, DEFAULT_PTIME
+        try:
+            found = open_prompt(cmd.prompt, codecs)
+        except OSError as exc:
+            log.error("P %s: cannot open prompt %s: %s", cmd.call_id, cmd.prompt, exc)
+            raise CommandError(e.PLAY_FAILED) from None
+        if found is None:
+            log.info("P %s: no prompt file %s.<pt> for codecs %s", cmd.call_id, cmd.prompt, codecs)
+            raise CommandError(e.PLAY_FAILED)
+        pt, source = found
+        session.start_playback(sidx, Player(source, pt, ptime, cmd.count), self.clock())
+        self.counters.nplrs_created += 1
+        self.relay.session_changed(session)
+        log.info("playing %s (PT %d, %d ms packets, count %d) to stream %d of session %s",
+                 source.path, pt, ptime, cmd.count, sidx, cmd.call_id)
+        return reply.number(0)
 
     def handle_stop_play(self, cmd, ctx):
-        session, _ = self.table.find(cmd.call_id, cmd.from_tag, cmd.to_tag)
+        session, direction = self.table.find(cmd.call_id, cmd.from_tag, cmd.to_tag)
         if session is None:
             raise CommandError(e.SESSION_NOT_FOUND)
+        session.stop_playback(1 - direction)
         return reply.number(0)
 
     def handle_record(self, cmd, ctx):
-        # Nothing can be started without a recorder: upstream answers E50.
-        raise CommandError(e.SESSION_NOT_FOUND)
+        started = False
+        for session, leg in _record_matches(self.table, cmd.call_id, cmd.from_tag, cmd.to_tag):
+            if self.recorder is not None and self.recorder.record(session, leg, cmd.single_file):
+                started = True
+        if not started:
+            raise CommandError(e.SESSION_NOT_FOUND)
+        return reply.number(0)
 
     def handle_copy(self, cmd, ctx):
-        session, _ = self.table.find(cmd.call_id, cmd.from_tag, cmd.to_tag)
+        session, direction = self.table.find(cmd.call_id, cmd.from_tag, cmd.to_tag)
         if session is None:
             raise CommandError(e.SESSION_NOT_FOUND)
-        raise CommandError(e.COPY_FAILED)
+        leg = 1 - direction
+        try:
+            if self.recorder is None:
+                raise CopyFailed("recording is not available")
+            if cmd.target.startswith("udp:"):
+                return self._copy_to_udp(session, leg, cmd)
+            if cmd.reply_port:
+                raise CopyFailed("the p modifier needs a udp:HOST:PORT target")
+            self.recorder.copy_to_file(session, leg, cmd.target, cmd.single_file)
+        except CopyFailed as exc:
+            log.warning("C %s %s: %s", cmd.call_id, cmd.target, exc)
+            raise CommandError(e.COPY_FAILED) from None
+        return reply.number(0)
+
+    def _copy_to_udp(self, session, leg, cmd):
+        host, port = _parse_udp_target(cmd.target)
+        try:
+            local = self._routed_local(host)
+        except CommandError:
+            raise CopyFailed("no local address reaches %s" % host) from None
+        copy = self.recorder.copy_to_udp(session, leg, local, (host, port))
+        if not cmd.reply_port:
+            return reply.number(0)
+        address = local.reply_address() or self.relay.route_source(host, local.family)
+        return reply.port(copy.port, address, local.ipv6) + "\n"
 
     def handle_stop_record(self, cmd, ctx):
-        raise CommandError(e.SESSION_NOT_FOUND)
+        stopped = False
+        for session, leg in _record_matches(self.table, cmd.call_id, cmd.from_tag, cmd.to_tag):
+            for k in ((0, 1) if cmd.both_legs else (leg,)):
+                if self.recorder is not None and self.recorder.stop(session, k):
+                    stopped = True
+        if not stopped:
+            raise CommandError(e.SESSION_NOT_FOUND)
+        return reply.number(0)
 
     # --- I, G ---------------------------------------------------------------------------
 
@@ -493,6 +584,32 @@ _HANDLERS = {
     c.DeleteAll: "handle_delete_all",
     c.Stats: "handle_stats",
 }
+
+def _record_matches(table, call_id, from_tag, to_tag):
+    """[(session, leg)] for R and N (recording-formats.md 2): every session of
+    the Call-ID whose from-tag is FROMTAG[;N] (leg 1, the caller's packets) or
+    else TOTAG[;N] (leg 0, the callee's packets)."""
+    matches = []
+    for session in list(table.by_call_id.get(call_id, ())):
+        stored = session.from_tag
+        if stored == from_tag or stored.startswith(from_tag + ";"):
+            matches.append((session, 1))
+        elif to_tag is not None and (stored == to_tag or stored.startswith(to_tag + ";")):
+            matches.append((session, 0))
+    return matches
+
+
+def _parse_udp_target(target):
+    """``udp:HOST:PORT`` -> (IPv4 address, port). Raises CopyFailed."""
+    host, sep, port = target[4:].rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise CopyFailed("a remote copy target must be udp:HOST:PORT")
+    try:
+        address = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_DGRAM)[0][4][0]
+    except (socket.gaierror, UnicodeError):
+        raise CopyFailed("cannot resolve %s as an IPv4 address" % host) from None
+    return address, int(port)
+
 
 def _same_ip(a, b):
     if a == b:

@@ -75,6 +75,15 @@ class Daemon:
         config = self.config
         daemon.setup_logging(config, to_syslog=False)
         self._check_root()
+        try:
+            return self._run()
+        except BaseException:
+            for server in self.servers:     # unix socket files go away on a failed start
+                server.close()
+            raise
+
+    def _run(self):
+        config = self.config
         from .control.transports import open_control
         for spec in config.controls:
             self.servers.append(open_control(spec, config))
@@ -87,24 +96,37 @@ class Daemon:
             warning = daemon.set_open_files(config.nofile)
             if warning:
                 log.warning(warning)
-        if config.nice is not None:
-            os.nice(config.nice)
+        daemon.set_priority(config)
         pidfile = self._open_pidfile()
         ready_fd = None
         if not config.foreground:
             ready_fd = daemon.daemonize(config.no_chdir, redirect=not config.no_redirect)
             daemon.setup_logging(config, to_syslog=not config.no_redirect)
         try:
-            daemon.drop_privileges(config)
+            # Everything is imported and set up before -u takes effect: the new user
+            # may not be able to read the Python installation.
             self._start()
+            daemon.drop_privileges(config)
+            daemon.check_directories(config)
+            daemon.check_media_ports(config)
         except ConfigError as exc:
             daemon.report_ready(ready_fd, str(exc))
             raise
-        except OSError as exc:
-            daemon.report_ready(ready_fd, "startup failed: %s" % exc)
-            raise ConfigError("startup failed: %s" % exc) from None
+        except Exception as exc:     # one sentence, also from the daemonized child
+            if isinstance(exc, OSError):
+                message = "startup failed: %s" % exc
+            else:
+                message = "startup failed (%s: %s); this is a bug, please report it." % (type(exc).__name__, exc)
+            daemon.report_ready(ready_fd, message)
+            raise ConfigError(message) from None
         pidfile.write()
         daemon.report_ready(ready_fd)
+        for server in self.servers:
+            log.debug("control socket %s open", server.spec.text)
+        for address in config.all_listen():
+            log.debug("media address %s%s%s", address.host,
+                      " (reported as %s)" % address.advertised if address.advertised else "",
+                      " label %s" % address.label if address.label else "")
         log.info("rtpproxy-py %s started, pid %d", version_string(), os.getpid())
         try:
             self.stop_event.wait()
@@ -145,6 +167,7 @@ class Daemon:
         A --workers worker process builds the same; the front end overrides it."""
         from .dispatcher import Dispatcher
         from .notify import Notifier
+        from .recording import Recordings
         from .relay import Relay
 
         config = self.config
@@ -152,12 +175,16 @@ class Daemon:
         self.notifier = Notifier()
         self.dispatcher = Dispatcher(config, self.relay, self.notifier, time.monotonic)
         self.relay.on_expired = self.dispatcher.expire
+        self.recordings = Recordings(config, self.relay)
+        self.dispatcher.recorder = self.recordings
 
     def _stats_ticker(self):
         import gevent
+        fd_watch = daemon.FdWatch()
         while True:
             gevent.sleep(STATS_INTERVAL)
             self.dispatcher.counters.sample_pps(self.dispatcher.table, time.monotonic())
+            fd_watch.check(len(self.dispatcher.table))
 
     def _deorbit(self):
         log.warning("graceful shutdown: no new sessions; exiting when the last one ends")
@@ -175,6 +202,7 @@ class Daemon:
 
     def _shutdown(self):
         self.dispatcher.close_all()
+        self.recordings.shutdown()    # every recording flushed, closed and moved
         self.relay.shutdown()
         for server in self.servers:
             server.close()

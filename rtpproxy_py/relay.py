@@ -14,7 +14,7 @@ Packets from any other source still reach the main socket, where the full
 latching rules (Stream.on_packet) decide.
 
 Each session also gets a greenlet that sleeps until the session's next
-deadline (idle expiry now; playback and re-packetizing later) and acts on it.
+deadline (idle expiry, the next prompt packet) and acts on it.
 
 With --kernel_offload, ``self.offload`` (offload.py) is told whenever a
 session's latching, addresses, ports or per-packet features change, and hands
@@ -232,8 +232,22 @@ class Relay:
     def open_leg(self, session, leg, local):
         """Bind an RTP/RTCP pair for ``leg`` on ``local``; replaces an old pair."""
         family = local.family
-        allocator = self.ports
         tos = self._stream_tos(session.rtp[leg])
+        port, rtp_sock, rtcp_sock = self._bind_pair(local, tos)
+        self._close_leg(session, leg)
+        for stream, sock, number in ((session.rtp[leg], rtp_sock, port),
+                                     (session.rtcp[leg], rtcp_sock, port + 1)):
+            watcher = self.loop.io(sock.fileno(), 1)
+            stream.handle = MediaSocket(sock, watcher, number, family)
+            stream.port = number
+            stream.local = local
+        self.open_sockets += 2
+        self._sync_twins(session, force_rewire=True)
+
+    def _bind_pair(self, local, tos):
+        """A free even/odd port pair bound on ``local``: (port, rtp sock, rtcp sock)."""
+        family = local.family
+        allocator = self.ports
         for port in allocator.candidates():
             try:
                 rtp_sock = self._bind(family, local.host, port, tos)
@@ -246,21 +260,11 @@ class Relay:
             if rtcp_sock is None:
                 rtp_sock.close()
                 continue
-            break
-        else:
-            log.error("no free media port pair in %d-%d on %s", self.config.port_min,
-                      self.config.port_max + 1, local.host)
-            raise PortsExhausted()
-        allocator.taken(port)
-        self._close_leg(session, leg)
-        for stream, sock, number in ((session.rtp[leg], rtp_sock, port),
-                                     (session.rtcp[leg], rtcp_sock, port + 1)):
-            watcher = self.loop.io(sock.fileno(), 1)
-            stream.handle = MediaSocket(sock, watcher, number, family)
-            stream.port = number
-            stream.local = local
-        self.open_sockets += 2
-        self._sync_twins(session, force_rewire=True)
+            allocator.taken(port)
+            return port, rtp_sock, rtcp_sock
+        log.error("no free media port pair in %d-%d on %s", self.config.port_min,
+                  self.config.port_max + 1, local.host)
+        raise PortsExhausted()
 
     def _close_leg(self, session, leg):
         if self.offload is not None:
@@ -311,6 +315,7 @@ class Relay:
         """Connect, move or drop each RTP stream's twin to match its state;
         re-install the readers if anything changed."""
         changed = force_rewire
+        redirected = []
         for stream in session.rtp:
             handle = stream.handle
             if handle is None:
@@ -326,15 +331,32 @@ class Relay:
                 try:
                     handle.twin.connect(wanted)
                     handle.twin_addr = wanted
+                    redirected.append(stream)
                 except OSError:
                     handle.close_twin()
                     self.open_sockets -= 1
-            else:
-                self._open_twin(stream, handle, wanted)
+            elif self._open_twin(stream, handle, wanted):
+                redirected.append(stream)
         if changed:
             self._rewire(session)
+        for stream in redirected:
+            self._drain_main(stream)
         if self.offload is not None:
             self.offload.update(session)
+
+    @staticmethod
+    def _drain_main(stream, limit=256):
+        """Relay what the main socket still holds from the party whose packets
+        now go to the twin, before the twin's reader runs: keeps them in order."""
+        handle = stream.handle
+        read = handle.watcher.callback
+        peek = handle.sock.recv
+        for _ in range(limit):
+            try:
+                peek(1, socket.MSG_PEEK)
+            except OSError:
+                return
+            read()
 
     def _rewire(self, session):
         """(Re)start every watcher of the session with fresh readers."""
@@ -408,6 +430,16 @@ class Relay:
                     continue        # the kernel relayed packets: not idle after all
                 self.on_expired(session)
                 return
+            if session.players is not None:
+                self._send_played(session.playback_due(now))
+                next_packet = session.next_playback_at(now)
+                if next_packet < deadline:
+                    # Pacing a prompt: a plain timer sleep, as an Event wait with a
+                    # time-out costs several times more per wake-up. Changes made
+                    # meanwhile (S, another P, TTL) are seen at the next packet time.
+                    wake.clear()
+                    gevent.sleep(max(next_packet - clock(), 0.0))
+                    continue
             wake.wait(deadline - now)
             wake.clear()
 
@@ -422,5 +454,61 @@ class Relay:
             self.offload.close()
             self.offload = None
 
+    @staticmethod
+    def _send_played(due):
+        """Prompt packets go out of the party's own stream socket to its address."""
+        for stream, packet in due:
+            handle, target = stream.handle, stream.rem_addr
+            if handle is None or target is None:
+                continue
+            try:
+                handle.sock.sendto(packet, target)
+            except OSError:
+                pass
+
     def free_ports(self):
         return self.ports.free
+
+    # --- stream copies (C udp:HOST:PORT) --------------------------------------
+
+    def open_copy(self, local, target):
+        """A fresh port pair on ``local`` that sends copies to ``target`` (RTP)
+        and target port + 1 (RTCP). Raises PortsExhausted."""
+        port, rtp_sock, rtcp_sock = self._bind_pair(local, self.config.tos)
+        self.open_sockets += 2
+        return StreamCopy(self, port, rtp_sock, rtcp_sock, target)
+
+
+class StreamCopy:
+    """The sockets of one ``C udp:`` copy; ``tap(is_rtp)`` gives the Stream tap."""
+
+    def __init__(self, relay, port, rtp_sock, rtcp_sock, target):
+        self.relay = relay
+        self.port = port
+        self.socks = (rtp_sock, rtcp_sock)
+        host, dport = target[0], target[1]
+        self.targets = ((host, dport), (host, dport + 1) if dport < 65535 else None)
+
+    def tap(self, is_rtp):
+        sock, target = (self.socks[0], self.targets[0]) if is_rtp else (self.socks[1], self.targets[1])
+        sendto = sock.sendto
+
+        def copy_tap(stream, data, source, now):
+            # sent only when the relay would forward it (as a recording captures it)
+            peer = stream.peer
+            if peer.port is None or peer.muted or target is None:
+                return
+            try:
+                sendto(data, target)
+            except OSError:
+                pass
+        return copy_tap
+
+    def close(self):
+        if self.socks is None:
+            return
+        for sock in self.socks:
+            sock.close()
+        self.socks = None
+        self.relay.open_sockets -= 2
+        self.relay.ports.released(self.port)

@@ -24,6 +24,8 @@ SEQ_RESYNC_INTERVAL = 1.0
 
 NEVER = float("-inf")
 FOREVER = float("inf")
+# A prompt waiting for its party's address checks this often whether it is known.
+ADDRESS_POLL = 0.01
 
 
 class Stream:
@@ -293,6 +295,9 @@ class Session:
         self.closed = False
         self.end_reason = None
         self.timer = None           # the relay's per-session wake-up handle
+        self.players = None         # {stream index: media.player.Player} while prompts play
+        self.npkts_played = 0
+        self.nplrs_destroyed = 0
         self.on_media_change = None  # the relay's, with --kernel_offload
 
     def __repr__(self):
@@ -347,6 +352,59 @@ class Session:
         self.complete = True
         self.ttl = [self.established_ttl, self.established_ttl]
         self.reset_at = [now, now]
+
+    # --- prompt playback (P/S) ---------------------------------------------
+
+    def start_playback(self, index, player, now):
+        """Play ``player`` to the party of RTP stream ``index``; media relayed
+        to that party is dropped until the prompt ends."""
+        self.stop_playback(index)
+        if self.players is None:
+            self.players = {}
+        self.players[index] = player
+        self.rtp[index].set_muted(True)
+
+    def stop_playback(self, index):
+        """End the prompt playing to stream ``index``, if any; relaying resumes."""
+        player = self.players.pop(index, None) if self.players else None
+        if player is None:
+            return False
+        player.finish()
+        self.nplrs_destroyed += 1
+        self.rtp[index].set_muted(False)
+        if not self.players:
+            self.players = None
+        return True
+
+    def playback_due(self, now):
+        """The played packets due at ``now`` as [(stream to send from, packet)].
+
+        A player starts once its party's address is known and the stream has
+        a socket; a player whose prompt is over is removed.
+        """
+        out = []
+        for index, player in list(self.players.items()):
+            stream = self.rtp[index]
+            if player.started_at is None:
+                if stream.rem_addr is None or stream.port is None:
+                    continue
+                player.start(now)
+            for packet in player.poll(now):
+                out.append((stream, packet))
+            if player.finished:
+                self.stop_playback(index)
+        self.npkts_played += len(out)
+        return out
+
+    def next_playback_at(self, now):
+        """When playback next needs attention (FOREVER when nothing is due)."""
+        wake = FOREVER
+        for player in (self.players or {}).values():
+            if player.started_at is None:
+                wake = min(wake, now + ADDRESS_POLL)
+            elif player.next_due is not None:
+                wake = min(wake, player.next_due)
+        return wake
 
     # --- accounting ---------------------------------------------------------
 

@@ -21,6 +21,8 @@ FLOAT_COUNTERS = ("total_duration", "pps_in")
 # Per-stream packet counters that are summed into the global ones.
 _STREAM_SUMS = (("npkts_rcvd", "npkts_in"), ("npkts_relayed", "nrelayed"),
                 ("npkts_discard", "nignored"))
+# Per-session counters (prompt playback) summed the same way.
+_SESSION_SUMS = ("npkts_played", "nplrs_destroyed")
 
 
 class Counters:
@@ -29,6 +31,7 @@ class Counters:
             setattr(self, name, 0.0 if name in FLOAT_COUNTERS else 0)
         # packet totals of sessions already destroyed
         self.done = {name: 0 for name, _ in _STREAM_SUMS}
+        self.done.update({name: 0 for name in _SESSION_SUMS})
         self._pps_mark = None      # (time, npkts_rcvd) at the last pps sample
 
     def session_destroyed(self, session, now, timed_out):
@@ -45,10 +48,14 @@ class Counters:
             self.nsess_owrtcp += rtcp_dirs == 1
         for total, attr in _STREAM_SUMS:
             self.done[total] += sum(getattr(s, attr) for s in session.streams())
+        for name in _SESSION_SUMS:
+            self.done[name] += getattr(session, name)
 
     def packet_totals(self, sessions):
         totals = dict(self.done)
         for session in sessions:
+            for name in _SESSION_SUMS:
+                totals[name] += getattr(session, name)
             for stream in session.streams():
                 for total, attr in _STREAM_SUMS:
                     totals[total] += getattr(stream, attr)

@@ -73,6 +73,10 @@ class WorkerDaemon(Daemon):
         log.addFilter(_Prefix("worker %d: " % self.number))
         _set_name("rtpproxy-w%d" % self.number)
         self._start()
+        if os.geteuid() == 0:
+            # -u, as the front end does after its own start. A worker started
+            # again later (after one died) already runs as the front end's user.
+            daemon.drop_privileges(self.config)
         # Ctrl-C and SIGHUP reach the front end, which tells the workers what
         # to do; SIGTERM (systemd stops the whole unit) still stops a worker.
         signal.signal(signal.SIGINT, signal.SIG_IGN)

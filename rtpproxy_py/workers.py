@@ -239,8 +239,12 @@ class WorkerLink:
 
 def _start_process(argv, fds):
     """A worker process; its pid. At startup, before this process has an event
-    loop, a fork that runs the worker at once (no interpreter start); later
-    (restarts) a fresh interpreter: ``python -m rtpproxy_py.worker``."""
+    loop (and before -u), a fork that runs the worker at once: no interpreter
+    start, and it drops privileges itself. Later (restarts) a fresh
+    interpreter, ``python -m rtpproxy_py.worker``, as the user this process
+    runs as: with -u that user must be able to read the Python installation
+    (as the Debian package's user can). A fork of a process whose event loop
+    runs would carry that loop's greenlets and watchers along."""
     if get_hub_if_exists() is None:
         pid = os.fork()
         if pid == 0:

@@ -43,6 +43,8 @@ def test_console_scripts_exist():
     (["-q"], "unknown option -q"),
     (["-f", "extra"], ""),
     (["-m"], "needs a value"),
+    (["--nice"], "--nice needs a value"),
+    (["--no_such_option"], ""),
 ])
 def test_usage_errors(args, fragment):
     out = run(*args)
@@ -70,6 +72,48 @@ def test_usage_errors(args, fragment):
     (["-l", "1.2.3.4/5.6.7.8", "-6", "::1/::2"], ""),
     (["--dso", "x.so"], "modules"),
     (["-p", "/nonexistent/dir/pid"], "pid file"),
+    # every flag that takes a value, with a bad one
+    (["-l", "1.2.3.4.5", "--no_resolve"], "'1.2.3.4.5' is not a usable IPv4 address"),
+    (["-l", "::1"], "'::1' is not a usable IPv4 address"),
+    (["-l", "/127.0.0.1"], "give the internal address before the '/'"),
+    (["-l", "127.0.0.1/"], "a bridge needs two addresses"),
+    (["-l", "127.0.0.1", "-l", "127.0.0.2"], "need a label (-l label@127.0.0.2)"),
+    (["-l", "127.0.0.1", "-l", "x@127.0.0.2/127.0.0.3"], "only the first -l address can be a bridge"),
+    (["-6", "127.0.0.1"], "'127.0.0.1' is not a usable IPv6 address"),
+    (["-6", "2001:db8::99"], "-6 2001:db8::99: this address is not on this host"),
+    (["-6", "/::1"], "a v4/v6 bridge needs an IPv4 internal address from -l"),
+    (["-A", ""], "-A ''"),
+    (["-A", "a b"], "-A 'a b'"),
+    (["-A", "192.0.2.1/192.0.2.2"], "only make sense with a bridge"),
+    (["-l", "127.0.0.1/127.0.0.2", "-A", "192.0.2.1"], "give both advertised addresses"),
+    (["-s", "systemd:"], "systemd socket activation is not supported"),
+    (["-s", "unix:"], "give the path of the control socket"),
+    (["-s", "udp6:127.0.0.1:5000"], "not a usable IPv6 address"),
+    (["-s", "tcp:127.0.0.1:x"], "the port 'x' is not a number"),
+    (["-t", "x"], "-t x: the TOS value must be a whole number"),
+    (["-t", "-1"], "-t -1"),
+    (["-S", "/nonexistent/spool", "-r", "/tmp"], "-S /nonexistent/spool: no such directory"),
+    (["-p", "/"], "-p /: cannot write the pid file"),
+    (["-T", "x"], "-T x"),
+    (["-W", "0"], "-W 0"),
+    (["-W", "x"], "-W x"),
+    (["-L", "0"], "-L 0"),
+    (["-L", "x"], "-L x"),
+    (["-m", "0"], "-m 0"),
+    (["-M", "0"], "-M 0"),
+    (["-M", "70000"], "-M 70000"),
+    (["-u", ":no_such_group_xyz"], "no group 'no_such_group_xyz'"),
+    (["-u", ":"], "-u :: name a user"),
+    (["-w", "5000"], "-w 5000"),
+    (["-w", "x"], "-w x"),
+    (["-n", "unix:"], "give the path of the notification socket"),
+    (["-n", "tcp:127.0.0.1:x"], "-n tcp:127.0.0.1:x: the port 'x' is not a number"),
+    (["-d", ""], "-d : the log level"),
+    (["-c", "batch"], "-c batch: the scheduling policy must be fifo or rr"),
+    (["--nice", "40"], "--nice 40"),
+    (["--nice", "x"], "--nice x"),
+    (["--overload_prot=x"], "--overload_prot=x: give a number"),
+    (["--config", "x.conf"], "modules"),
 ])
 def test_startup_errors_are_one_sentence(args, fragment):
     out = run("-f", "-F", *args)
@@ -79,17 +123,35 @@ def test_startup_errors_are_one_sentence(args, fragment):
     assert lines[0].startswith("rtpproxy: ") and fragment in lines[0], lines[0]
 
 
+def test_repeated_options_keep_the_last_value_as_getopt_does(tmp_path):
+    """-p twice, -d twice, -f twice: not an error (upstream uses getopt)."""
+    lo, hi = port_range()
+    env = dict(os.environ, PYTHONPATH=TOP)
+    out = subprocess.run([sys.executable, "-m", "rtpproxy_py", "-f", "-f", "-F", "-p", str(tmp_path / "nowhere" / "pid"),
+                          "-p", "/dev/null", "-d", "LOUD", "-d", "INFO", "-m", "x", "-m", str(lo), "-M", str(hi),
+                          "-s", "stdio:"], input="V\n", capture_output=True, text=True, timeout=15, env=env, cwd=TOP)
+    assert out.returncode == 0 and out.stdout == "20040107\n", out.stderr
+    from rtpproxy_py.cli import parse_args
+    opts = parse_args(["-p", "/a", "-p", "/b", "-ff", "-dLOUD", "-d", "INFO", "--nice", "-5",
+                       "-l", "127.0.0.1", "-l", "x@127.0.0.2"])
+    assert opts["-p"] == "/b" and opts["-f"] and opts["-d"] == "INFO" and opts["--nice"] == "-5"
+    assert opts["-l"] == ["127.0.0.1", "x@127.0.0.2"]
+
+
 def test_stdio_needs_foreground():
     out = run("-F", "-s", "stdio:")
     assert out.returncode == 1 and "needs -f" in out.stderr
 
 
-def test_busy_control_socket():
-    port = free_port()
-    busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+@pytest.mark.parametrize("kind", ["udp", "tcp"])
+def test_busy_control_socket(kind):
+    port = free_port(socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM)
+    busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM)
     busy.bind(("127.0.0.1", port))
+    if kind == "tcp":
+        busy.listen(1)
     try:
-        out = run("-f", "-F", "-s", "udp:127.0.0.1:%d" % port)
+        out = run("-f", "-F", "-s", "%s:127.0.0.1:%d" % (kind, port))
         assert out.returncode == 1
         assert "already in use" in out.stderr and len(out.stderr.strip().splitlines()) == 1
     finally:

@@ -225,10 +225,11 @@ def test_feature_check_with_notify(rtpproxy, tmp_path):
     assert d.command("VF 20081224") == "1"
     assert d.command("VF 20150617") == "1"
     assert d.command("VF 20050322") == "1"
-    # not implemented in this build: re-packetizing, copying, recording stop
     assert d.command("VF 20071116") == "0"
-    assert d.command("VF 20071218") == "0"
-    assert d.command("VF 20200226") == "0"
+    # copying, recording stop and C's p modifier work (tests/test_recording.py)
+    assert d.command("VF 20071218") == "1"
+    assert d.command("VF 20200226") == "1"
+    assert d.command("VF 20250523") == "1"
     assert d.command("VF 20170313") == "0"
 
 

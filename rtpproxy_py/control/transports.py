@@ -224,8 +224,9 @@ class UnixControl(_StreamListener):
             sock.listen(BACKLOG)
             config = self.config
             if config.uid is not None or config.socket_group_given:
+                # to the user and its group (the primary one unless -u names a group)
                 os.chown(path, -1 if config.uid is None else config.uid,
-                         config.gid if config.socket_group_given else -1)
+                         -1 if config.gid is None else config.gid)
             if config.socket_group_given:
                 os.chmod(path, config.socket_mode)
         except OSError as exc:

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""extractaudio: seconds per hour of a recorded two-party G.711 call.
+
+Usage: bench/extractaudio_speed.py [MINUTES] [ROUNDS]
+
+Writes a MINUTES-long two-party call (PCMU one way, PCMA the other, 20 ms
+packets, with the daemon's own ad hoc writer) into a temporary directory, then
+times, alternating, ROUNDS times each:
+
+  * extractaudio -s -D pcm_16 (stereo, plain PCM: the decoding and mixing work)
+  * extractaudio with the default output (mono WAV, GSM 6.10: libsndfile's encoder)
+  * baseline: sox decoding the same two G.711 streams (headerless µ-law and
+    A-law, no RTP) and mixing them into one WAV: the C cost of the audio alone
+
+and prints the median seconds, scaled to one hour of call, and the ratio to sox.
+"""
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, TOP)
+
+from rtpproxy_py.config import BindAddress  # noqa: E402
+from rtpproxy_py.media import codecs  # noqa: E402
+from rtpproxy_py.media.recorder import AdhocFormat  # noqa: E402
+from rtpproxy_py.session import Session  # noqa: E402
+
+T0 = 1700000000.0
+
+
+def write_side(path, raw_path, pt, freq, minutes, ssrc):
+    import socket
+    session = Session("c", "f", 0.0, 60)
+    stream = session.rtp[1]
+    stream.local, stream.port = BindAddress(socket.AF_INET, "127.0.0.1"), 30000
+    codec = codecs.get_codec(pt)
+    packets = minutes * 60 * 50
+    t = np.arange(160 * 50 * 60) / 8000                       # one minute, repeated
+    minute = codec.encode((6000 * np.sin(2 * np.pi * freq * t)).astype(np.int16))
+    fmt = AdhocFormat()
+    with open(path, "wb") as out, open(raw_path, "wb") as raw:
+        for start in range(0, packets, 3000):
+            batch = []
+            for i in range(start, min(start + 3000, packets)):
+                payload = minute[(i % 3000) * 160:(i % 3000 + 1) * 160]
+                header = bytes([0x80, pt]) + (i & 0xFFFF).to_bytes(2, "big") + \
+                    ((160 * i) & 0xFFFFFFFF).to_bytes(4, "big") + ssrc.to_bytes(4, "big")
+                batch.append((header + payload, ("127.0.0.2", 4000), stream, T0 + 0.02 * i))
+                raw.write(payload)
+            out.write(fmt.encode(batch, 0.0))
+
+
+def timed(cmd):
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def main():
+    minutes = int(sys.argv[1]) if len(sys.argv) > 1 else 60
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    sox = shutil.which("sox")
+    if sox is None:
+        sys.exit("bench/extractaudio_speed.py: the baseline needs sox (apt-get install sox).")
+    extractaudio = os.path.join(TOP, ".venv", "bin", "extractaudio")
+    if not os.path.exists(extractaudio):
+        extractaudio = shutil.which("extractaudio")
+    tmp = tempfile.mkdtemp(prefix="eabench-")
+    try:
+        prefix = os.path.join(tmp, "call=tag")
+        write_side(prefix + ".o.rtp", os.path.join(tmp, "o.ul"), 0, 440, minutes, 0x1111)
+        write_side(prefix + ".a.rtp", os.path.join(tmp, "a.al"), 8, 1000, minutes, 0x2222)
+        runs = {
+            "extractaudio -s -D pcm_16": [extractaudio, "-s", "-D", "pcm_16", prefix,
+                                          os.path.join(tmp, "s.wav")],
+            "extractaudio (mono gsm610)": [extractaudio, prefix, os.path.join(tmp, "m.wav")],
+            "sox baseline": [sox, "-m", "-t", "ul", "-r", "8000", "-c", "1", os.path.join(tmp, "o.ul"),
+                             "-t", "al", "-r", "8000", "-c", "1", os.path.join(tmp, "a.al"),
+                             "-b", "16", os.path.join(tmp, "sox.wav")],
+        }
+        times = {name: [] for name in runs}
+        for _ in range(rounds):
+            for name, cmd in runs.items():
+                times[name].append(timed(cmd))
+        base = statistics.median(times["sox baseline"])
+        scale = 60.0 / minutes
+        print("recording: %d min two-party G.711 call, %.1f MB per side" % (
+            minutes, os.path.getsize(prefix + ".o.rtp") / 1e6))
+        for name, values in times.items():
+            med = statistics.median(values)
+            print("%-28s median %7.2f s  -> %7.2f s per hour of call  (%.1fx sox)" % (
+                name, med, med * scale, med / base))
+    finally:
+        shutil.rmtree(tmp)
+
+
+if __name__ == "__main__":
+    main()

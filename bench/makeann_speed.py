@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""makeann speed on a 10-minute input, per codec, against a C baseline in the same run.
+
+    bench/makeann_speed.py [MINUTES] [ROUNDS]
+
+Per codec: encoding 10 minutes of 8 kHz speech-like audio (tones and a sweep)
+through rtpproxy_py.media.codecs, in makeann's 160-sample blocks. Baselines
+measured in the same run: G.711 through the C encoders of Python's audioop,
+GSM through sox (libgsm; needs `apt-get install sox`). Then the makeann
+command as a whole, on the raw 8 kHz file and on a 44.1 kHz stereo WAV of the
+same length (mix-down and resampling included). Medians of ROUNDS.
+"""
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+
+import numpy as np
+import soundfile
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, TOP)
+
+from rtpproxy_py.media.codecs import ENCODABLE_PTS, get_codec  # noqa: E402
+from rtpproxy_py.tools import makeann  # noqa: E402
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop
+
+
+def signal(seconds, rate):
+    t = np.arange(int(seconds * rate)) / rate
+    sweep = np.sin(2 * np.pi * (200 * t + 30 * t * t / 2 % 1.0))
+    x = 0.2 * np.sin(2 * np.pi * 440 * t) + 0.1 * np.sin(2 * np.pi * 1230 * t) + 0.1 * sweep
+    return np.round(x * 32767).astype(np.int16)
+
+
+def timed(fn, rounds):
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main():
+    minutes = float(sys.argv[1]) if len(sys.argv) > 1 else 10
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    seconds = minutes * 60
+    pcm = signal(seconds, 8000)
+    audio = makeann.Audio(pcm, None)
+    out = {"audio_s": seconds}
+    for pt in ENCODABLE_PTS:
+        out["pt%d_s" % pt] = round(timed(lambda: makeann.encode(audio, None, False, False, [pt]),
+                                         rounds), 3)
+    raw = pcm.tobytes()
+    out["baseline_audioop_ulaw_s"] = round(timed(lambda: audioop.lin2ulaw(raw, 2), rounds), 3)
+    out["baseline_audioop_alaw_s"] = round(timed(lambda: audioop.lin2alaw(raw, 2), rounds), 3)
+    tmp = tempfile.mkdtemp(prefix="makeann-bench-")
+    try:
+        sln = os.path.join(tmp, "in.sln")
+        with open(sln, "wb") as f:
+            f.write(pcm.astype("<i2").tobytes())
+        if shutil.which("sox"):
+            gsm = os.path.join(tmp, "out.gsm")
+            out["baseline_sox_gsm_s"] = round(timed(lambda: subprocess.run(
+                ["sox", "-t", "raw", "-r", "8000", "-e", "signed", "-b", "16", "-c", "1", sln,
+                 "-t", "gsm", gsm], check=True), rounds), 3)
+        wav = os.path.join(tmp, "in.wav")
+        wide = signal(seconds, 44100)
+        soundfile.write(wav, np.stack([wide, wide], axis=1), 44100, subtype="PCM_16")
+        cmd = [sys.executable, os.path.join(TOP, "tools", "makeann.py")]
+        out["makeann_raw8k_s"] = round(timed(lambda: subprocess.run(
+            cmd + [sln, os.path.join(tmp, "r")], check=True), rounds), 3)
+        out["makeann_wav44k_stereo_s"] = round(timed(lambda: subprocess.run(
+            cmd + [wav, os.path.join(tmp, "w")], check=True), rounds), 3)
+    finally:
+        shutil.rmtree(tmp)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Prompt playback into a stream (playback-and-resizing.md Part A), sans I/O.
+
+A Player reads a makeann file through a ``source`` (anything with
+``read(offset, size) -> bytes``), cuts it into packets of whole codec frames
+and stamps them with its own SSRC, sequence and timestamp space. It never
+sleeps or sends: ``poll(now)`` returns the packets due at ``now`` and
+``next_due`` says when to ask again; the session's greenlet in relay.py does
+the waiting and the sending.
+"""
+
+import random
+import re
+
+from . import rtp
+
+DEFAULT_PTIME = 10       # ms per packet unless P ... session picked a z<N> value
+# Bytes and milliseconds of one frame, per payload type the player can cut.
+# G.711 and G.722 have no frames: 8 bytes are one millisecond (8 kHz RTP clock).
+FRAMES = {0: (8, 1), 8: (8, 1), 9: (8, 1), 18: (10, 10), 3: (33, 20), 4: (24, 30)}
+TICKS_PER_MS = 8
+# A wake-up this early still counts as on time (timers and clocks disagree slightly).
+EARLY = 0.0005
+
+
+def parse_codec_list(text):
+    """'0,8,18' -> [0, 8, 18]; any single non-digit character separates."""
+    return [int(part) for part in re.split(r"[^0-9]", text) if part]
+
+
+class Player:
+    """One prompt playing towards one party."""
+
+    def __init__(self, source, pt, ptime_ms=DEFAULT_PTIME, count=1, rng=random):
+        self.source = source
+        self.pt = pt
+        frame = FRAMES.get(pt)
+        if frame is None:
+            # a prompt file of a codec the player cannot cut: nothing is sent,
+            # but the player stays (and keeps relayed media muted) until stopped
+            self.packet_bytes = self.packet_ms = None
+        else:
+            frame_bytes, frame_ms = frame
+            frames = -(-ptime_ms // frame_ms)
+            self.packet_bytes = frames * frame_bytes
+            self.packet_ms = frames * frame_ms
+        self.plays_left = count          # negative: forever
+        self.offset = 0
+        self.seq = rng.getrandbits(16)
+        self.ts = rng.getrandbits(32)
+        self.ssrc = rng.getrandbits(32)
+        self.started_at = None
+        self.next_due = None             # None: not started, or nothing more to send
+        self.sent = 0
+        self.finished = False
+
+    def start(self, now):
+        """The party's address is known: the first packet is due now."""
+        if self.started_at is None and not self.finished:
+            self.started_at = now
+            if self.packet_bytes is not None:
+                self.next_due = now
+
+    def poll(self, now):
+        """The packets due at ``now`` (a list of RTP datagrams), in order."""
+        due = self.next_due
+        if due is None or due > now + EARLY:
+            return ()
+        out = []
+        step = self.packet_ms / 1000.0
+        while due <= now + EARLY:
+            payload = self._next_payload()
+            if payload is None:
+                self.finish()
+                break
+            out.append(rtp.build(self.pt, self.seq, self.ts, self.ssrc, payload,
+                                 marker=self.sent == 0))
+            self.seq = (self.seq + 1) & 0xFFFF
+            self.ts = (self.ts + TICKS_PER_MS * self.packet_ms) & 0xFFFFFFFF
+            self.sent += 1
+            due = self.started_at + self.sent * step
+            self.next_due = due
+        return out
+
+    def _next_payload(self):
+        """The next packet's bytes; at the end of the file rewind if plays remain."""
+        size = self.packet_bytes
+        data = self.source.read(self.offset, size)
+        if len(data) < size:                 # the partial tail is discarded
+            if self.plays_left == 1:
+                return None
+            if self.plays_left > 1:
+                self.plays_left -= 1
+            data = self.source.read(0, size)
+            if len(data) < size:             # shorter than one packet: nothing to play
+                return None
+            self.offset = 0
+        self.offset += size
+        return data
+
+    def finish(self):
+        """Stop for good (end of prompt, S, another P, or the session ends)."""
+        self.finished = True
+        self.next_due = None
+        self.source.close()
+
+
+class BytesSource:
+    """A prompt held in memory (tests, benchmarks)."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def read(self, offset, size):
+        return self.data[offset:offset + size]
+
+    def close(self):
+        pass
