@@ -144,7 +144,10 @@ def main(argv=None):
     channel_fd, ports_fd, number = (int(a) for a in (sys.argv[1:] if argv is None else argv))
     sock = socket.socket(fileno=channel_fd)
     # The configuration comes first; read it before any event loop exists.
-    kind, pickled, to_syslog = marshal.loads(sock.recv(ch.RECV_BUFFER))
+    first = sock.recv(ch.RECV_BUFFER)
+    if not first:
+        return 0            # the front end did not start after all (its own error says why)
+    kind, pickled, to_syslog = marshal.loads(first)
     if kind != ch.CONFIG:
         raise SystemExit("rtpproxy worker: started without a configuration")
     config = pickle.loads(pickled)

@@ -34,7 +34,6 @@ from gevent._hub_local import get_hub_if_exists
 from gevent.event import AsyncResult, Event
 
 from . import channel as ch
-from .config import ConfigError
 from .dispatcher import CommandContext, Dispatcher
 from .main import Daemon
 from .ports import PortsExhausted, SharedPortTable
@@ -121,14 +120,15 @@ class WorkerLink:
             return
         worker_end.close()
         self.link = ch.Channel(front_end)
-        self.link.send(ch.CONFIG, pickle.dumps(self.pool.config), self.pool.to_syslog)
         self.ready = False
         self.idle = False
         self.exited = AsyncResult()
         self.started_at = time.monotonic()
 
     def watch(self):
+        """Configure the launched worker (it starts serving) and follow it."""
         if self.link is not None:
+            self.link.send(ch.CONFIG, pickle.dumps(self.pool.config), self.pool.to_syslog)
             gevent.spawn(self._read, self.link, self.pid, self.exited)
 
     def _read(self, link, pid, exited):
@@ -313,17 +313,24 @@ class Workers:
         self.on_idle = None
         self.worker_ready = Event()
 
-    def start(self):
-        for link in self.links:      # all forked before this process has an event loop
+    def launch(self):
+        """Fork every worker, now that this process has no event loop yet.
+        They wait for their configuration (``watch``): a start that fails later
+        (-u, its checks) leaves them to exit without a word."""
+        for link in self.links:
             link.launch()
+
+    def watch(self):
+        """Configure the workers and follow them; commands wait for a worker
+        until it is ready."""
         for link in self.links:
             link.watch()
         deadline = time.monotonic() + START_TIMEOUT
         while not all(link.ready for link in self.links):
-            if any(link.down for link in self.links) or time.monotonic() > deadline:
-                self.stop()
-                raise ConfigError("the worker processes did not start (see the log above); "
-                                  "try --workers 1 to run in a single process.")
+            if time.monotonic() > deadline:
+                log.error("workers %s are not ready after %d s", " ".join(
+                    str(link.number) for link in self.links if not link.ready), START_TIMEOUT)
+                return
             self.worker_ready.clear()
             self.worker_ready.wait(0.1)
         log.info("%d workers serving, pids %s", len(self.links),
@@ -442,8 +449,10 @@ class FrontEnd(Daemon):
         self.notifier = Notifier()
         to_syslog = not config.foreground and not config.no_redirect
         self.workers = Workers(config, self.notifier, to_syslog)
-        self.workers.start()
+        self.workers.launch()
         self.dispatcher = FrontDispatcher(config, self.workers, self.notifier, time.monotonic)
+        # Runs once the daemon waits for work, i.e. after -u and its checks passed.
+        gevent.spawn(self.workers.watch)
 
     def _shutdown(self):
         self.workers.stop()

@@ -143,6 +143,22 @@ def test_a_feature_takes_the_stream_back_and_gives_it_again(rtpproxy, topo):
         call.close()
 
 
+def test_recording_takes_the_stream_back_until_it_stops(rtpproxy, topo, tmp_path):
+    d = relay(rtpproxy, topo, "--workers", "1", "-r", str(tmp_path))
+    call = Call(d, topo)
+    try:
+        call.burst(3)
+        assert call.ttls() == {63}
+        assert d.command("R call ft") == "0"           # the caller's packets, to a file
+        assert call.ttls() == {64}
+        assert d.command("N call ft") == "0"
+        assert call.ttls() == {63}
+    finally:
+        call.close()
+    recorded = tmp_path / "call=ft.o.rtp"
+    assert wait_for(lambda: recorded.exists() and recorded.stat().st_size > 3 * 172, timeout=5)
+
+
 def test_a_new_party_address_moves_the_kernel_path(rtpproxy, topo):
     """NAT rebinding: the caller's packets come from a new port (within the
     re-latch window); the relay re-latches in user space and the kernel

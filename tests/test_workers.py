@@ -287,3 +287,20 @@ def test_bad_workers_value_is_one_sentence():
     assert out.returncode == 1
     assert out.stderr == ("rtpproxy: --workers many: the number of worker processes must be a "
                           "whole number from 1 to 64.\n")
+
+
+def test_each_worker_watches_its_own_open_files_limit(rtpproxy):
+    """-L is a limit per process: a worker warns when the sessions it holds
+    (not the daemon's total) near it."""
+    from rtpproxy_py.workers import worker_for
+    d = rtpproxy("-L", "32", "--workers", "2")
+    first = [cid for cid in ("fd%d" % n for n in range(200)) if worker_for(cid, 2) == 0][:6]
+    second = [cid for cid in ("fd%d" % n for n in range(200)) if worker_for(cid, 2) == 1][:5]
+    for cid in second + first[:5]:
+        assert d.command("U %s 127.0.0.1 4000 f" % cid).isdigit()
+    time.sleep(1.3)
+    assert "open-files limit" not in d.log()       # 10 sessions, but 5 per process
+    assert d.command("U %s 127.0.0.1 4000 f" % first[5]).isdigit()
+    assert wait_for(lambda: "worker 1: 6 sessions use about 80% of the open-files limit (32)"
+                    in d.log(), timeout=3), d.log()
+    assert d.log().count("open-files limit") == 1    # worker 2 holds 5: no warning
