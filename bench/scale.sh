@@ -3,6 +3,7 @@
 # run, alternated, in a private network namespace. Root only.
 #
 #   bench/scale.sh cpu SESSIONS ROUNDS      relay CPU per packet, one core each
+#                                           (OTHER_RTPPROXY=CMD adds another daemon, e.g. main's)
 #   bench/scale.sh ramp ROUNDS [STEPS]      sessions held (loss <= 0.1 %, p99 <= 20 ms):
 #                                           crelay and --workers 1 on core 1, then
 #                                           --workers 2 on both cores (generator on core 0)
@@ -48,10 +49,14 @@ bench() {  # TAG rtpbench args...
 mode=${1:-cpu}; shift || true
 case $mode in
 cpu)
+  # OTHER_RTPPROXY=CMD: also run that daemon (e.g. main's) in each round, tagged "other"
   n=${1:-200}; rounds=${2:-5}
   for r in $(seq "$rounds"); do
     start 1 "$out/crelay" -s $ctl -l 127.0.0.1 -m 20000 -M 60000; bench crelay -n "$n" -t 6; stop
     start 1 "$rtpproxy" "${PY_ARGS[@]}" --workers 1; bench rtpproxy-py -n "$n" -t 6; stop
+    if [ -n "${OTHER_RTPPROXY:-}" ]; then
+      start 1 $OTHER_RTPPROXY "${PY_ARGS[@]}"; bench other -n "$n" -t 6; stop
+    fi
   done ;;
 ramp)
   rounds=${1:-3}; steps=${2:-400,800,1200,1600,2000,2400,2800}

@@ -2,9 +2,9 @@
 dispatcher, fed by the front end over a private channel instead of control
 sockets.
 
-Started by the front end (workers.py) as ``python -m rtpproxy_py.worker
-CHANNEL_FD PORTS_FD NUMBER``; the first message on the channel carries the
-configuration. The packet path is exactly the single-process one (relay.py);
+Started by the front end (workers.py): forked at startup, or later a new
+interpreter running ``main([CHANNEL_FD, PORTS_FD, NUMBER])``; the first
+message on the channel carries the configuration. The packet path is exactly the single-process one (relay.py);
 the worker allocates ports from the table all workers share (ports.py), sends
 timeout notifications through the front end (which has the one connection per
 target upstream keeps), and exits when told to or when the front end is gone.

@@ -13,6 +13,11 @@ The front end reads every command, keeps the UDP reply cache, and
 * sends the timeout notifications workers ask for, so each target keeps its
   single connection.
 
+All workers take media ports from one table in shared memory
+(ports.SharedPortTable), so the port range behaves as in one process. They
+are forked when the daemon starts, before the front end has an event loop,
+and configured once it serves.
+
 A worker that dies is started again. The commands it had not answered run
 again on the new one (what the dead worker did is gone with it), so its lost
 calls get the answers upstream gives for sessions it does not know. While a
@@ -241,7 +246,7 @@ def _start_process(argv, fds):
     """A worker process; its pid. At startup, before this process has an event
     loop (and before -u), a fork that runs the worker at once: no interpreter
     start, and it drops privileges itself. Later (restarts) a fresh
-    interpreter, ``python -m rtpproxy_py.worker``, as the user this process
+    interpreter running worker.main, as the user this process
     runs as: with -u that user must be able to read the Python installation
     (as the Debian package's user can). A fork of a process whose event loop
     runs would carry that loop's greenlets and watchers along."""
@@ -250,14 +255,15 @@ def _start_process(argv, fds):
         if pid == 0:
             _run_forked(argv, fds)
         return pid
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
     for fd in fds:
         os.set_inheritable(fd, True)
     null = os.open(os.devnull, os.O_RDWR)
+    # this very package, whatever the current directory holds
+    code = "import sys; sys.path.insert(0, %r); from rtpproxy_py.worker import main; sys.exit(main())" % (
+        _PACKAGE_PARENT)
     try:
         # stdin and stdout may be a stdio: control channel: not the worker's
-        return os.posix_spawn(sys.executable, [sys.executable, "-m", "rtpproxy_py.worker"] + argv, env,
+        return os.posix_spawn(sys.executable, [sys.executable, "-c", code] + argv, os.environ,
                               file_actions=[(os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, null, 1)])
     finally:
         os.close(null)
