@@ -67,6 +67,10 @@ Options:
   --poll_batch MS   gather packets for up to MS milliseconds between polls: fewer
                     wake-ups under load, at most MS ms added delay; 0 = poll per
                     packet [default: 2]
+  --latching MODE   how media sources are learned: upstream (media-relay.md rules)
+                    or strict (against RTP Bleed; see the man page) [default: upstream]
+  --latch_window SECONDS  strict latching: seconds after a U/L in which a new
+                    source may be learned, 1-60 [default: 3]
   --workers N       worker processes, each relaying its share of the calls on its
                     own event loop (default: one per core; 1 = a single process)
   --kernel_offload  let the kernel forward latched streams that use no per-packet

@@ -13,6 +13,7 @@ from typing import List, Optional, Tuple
 
 DEFAULT_CONTROL = "unix:/var/run/rtpproxy.sock"
 DEFAULT_CONTROL_PORT = 22222
+LATCHING_MODES = ("upstream", "strict")
 
 
 class ConfigError(Exception):
@@ -110,6 +111,8 @@ class Config:
     no_redirect: bool = False
     debug_build: bool = False
     poll_batch: float = 0.002     # seconds libev gathers I/O events between polls
+    latching: str = "upstream"    # "upstream" (media-relay.md 3) or "strict" (RTP Bleed)
+    latch_window: float = 3.0     # strict: seconds after a U/L in which sources are learned
     workers: int = 1              # worker processes (1: the single-process daemon)
     kernel_offload: bool = False  # nftables forwards eligible latched streams
 
@@ -416,6 +419,11 @@ def build(opts, debug_build=False):
     if not 0 <= batch_ms <= 20:
         raise ConfigError("--poll_batch %s: give milliseconds from 0 to 20 (default 2)." % opts["--poll_batch"])
     c.poll_batch = batch_ms / 1000.0
+    c.latching = opts["--latching"]
+    if c.latching not in LATCHING_MODES:
+        raise ConfigError("--latching %s: the mode must be upstream (the default) or strict." % c.latching)
+    c.latch_window = _int_option(opts["--latch_window"], "--latch_window", 1, 60,
+                                 "the strict latching window in seconds")
     c.workers = _workers(opts["--workers"], debug_build)
     c.kernel_offload = bool(opts["--kernel_offload"])
     c.no_redirect = bool(opts["--no_redirect"]) or debug_build

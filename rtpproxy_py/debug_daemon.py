@@ -1,7 +1,9 @@
 """rtpproxy_debug: the production daemon plus what a developer needs to see.
 
 * debug-level logging to stderr by default (config.build does that);
-* a loop-health line every ``$RTPP_LOOP_HEALTH`` seconds (default 10);
+* a loop-health line every ``$RTPP_LOOP_HEALTH`` seconds (default 10), with
+  what the process holds: sessions, greenlets, file descriptors, resident
+  memory (bench/churn.py reads it);
 * on exit, a profile file (see debugtools for where it goes) and a leak
   report: the sessions, ports, sockets, greenlets and file descriptors still
   held once every session has ended. A clean run reports "all clear".
@@ -43,6 +45,14 @@ def open_fds():
         except OSError:
             pass          # the directory listing's own fd, already closed
     return fds
+
+
+def rss_kb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
 
 
 class Snapshot:
@@ -99,11 +109,15 @@ class DebugDaemon(Daemon):
     def _start(self):
         self.profile.start()
         super()._start()
-        self.health = debugtools.LoopHealth(log, self.health_period)
+        self.health = debugtools.LoopHealth(log, self.health_period, extra=self.resources)
         self.health.start()
         if os.environ.get(LEAK_ENV):
             self._inject_leak()
         self.baseline = Snapshot()
+
+    def resources(self):
+        return "holding sessions %d, greenlets %d, fds %d, rss %d kB" % (
+            len(self.dispatcher.table), len(live_greenlets()), len(open_fds()), rss_kb())
 
     def _shutdown(self):
         super()._shutdown()

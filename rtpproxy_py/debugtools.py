@@ -6,7 +6,9 @@ The production commands never import this module.
 
 Where the profile goes: ``$RTPP_PROFILE`` if set (a file name, or an existing
 directory to put the file in), else the working directory the program was
-started in; the file is named ``PROGRAM.PID.pstats``. Read it with
+started in; the file is named ``PROGRAM.PID.pstats``. ``RTPP_PROFILE=off``
+profiles nothing (the profiler makes the daemon about four times slower,
+which a load test of the debug build does not want). Read it with
 ``python3 -m pstats FILE``.
 
 A tool's ``_debug`` entry point is one line::
@@ -63,6 +65,7 @@ class Profile:
         # otherwise bury the work (and greenlet switches skew wall time).
         self.profiler = cProfile.Profile(time.process_time)
         wanted = os.environ.get(PROFILE_ENV)
+        self.off = wanted == "off"
         self.directory = self.filename = None
         if wanted and not os.path.isdir(wanted):
             self.filename = os.path.abspath(wanted)
@@ -76,11 +79,14 @@ class Profile:
         return os.path.join(self.directory, "%s.%d.pstats" % (self.program, os.getpid()))
 
     def start(self):
-        self.profiler.enable()
+        if not self.off:
+            self.profiler.enable()
 
     def finish(self):
         """Stop profiling, write the file and say where it is. Returns the path
         or None when it could not be written (said too, with the reason)."""
+        if self.off:
+            return None
         self.profiler.disable()
         path = self.path()
         try:
@@ -130,11 +136,13 @@ class LoopHealth:
     seconds and logs one line per ``period``: the loop's lag is what every
     session timer, playback and reply waits on top of its own work."""
 
-    def __init__(self, log, period=LOOP_HEALTH_PERIOD, tick=LOOP_HEALTH_TICK, clock=time.monotonic):
+    def __init__(self, log, period=LOOP_HEALTH_PERIOD, tick=LOOP_HEALTH_TICK, clock=time.monotonic,
+                 extra=None):
         self.log = log
         self.period = period
         self.tick = tick
         self.clock = clock
+        self.extra = extra        # a callable whose text is appended to each line
         self.greenlet = None
 
     def start(self):
@@ -157,7 +165,10 @@ class LoopHealth:
             lateness.append(clock() - due)
             now = clock()
             if now - window_start >= self.period:
-                self.log.info("%s", self.describe(lateness, now - window_start))
+                line = self.describe(lateness, now - window_start)
+                if self.extra is not None:
+                    line += "; " + self.extra()
+                self.log.info("%s", line)
                 lateness = []
                 window_start = now
 

@@ -142,6 +142,8 @@ class Dispatcher:
             session.touch(now)
         if not cmd.lookup:
             self._arm_notify(session, cmd, ctx)
+        if mods.strict:
+            session.strict = True
         self._apply_remote(session, 1 - sidx, remote, mods, now)
         self.relay.session_updated(session)
         stream = session.rtp[sidx]
@@ -156,6 +158,7 @@ class Dispatcher:
             raise CommandError(e.SHUTTING_DOWN)
         session = Session(cmd.call_id, cmd.from_tag, now, self.config.setup_ttl,
                           self.config.ttl, unified_ttl=not self.config.independent_ttl)
+        session.strict = self.config.latching == "strict"
         first, planned = self._interfaces_for(cmd.mods)
         # The caller-facing leg gets its ports later (first L, or U with swapped
         # tags); the interface this U chose for it is kept on the stream until then.
@@ -282,6 +285,7 @@ class Dispatcher:
 
     def _apply_remote(self, session, leg, remote, mods, now):
         rtp, rtcp = session.rtp[leg], session.rtcp[leg]
+        session.latch_until = now + self.config.latch_window     # strict learning window
         forced = self.config.force_asymmetric or (self.config.bridging and not self.config.bridge_symmetric)
         asymmetric = forced if mods.asymmetric is None else mods.asymmetric
         if remote is HOLD:

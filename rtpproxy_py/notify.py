@@ -5,6 +5,12 @@ queue drained by its own greenlet over one kept-open stream connection.
 ``Notifier.notify`` only queues, so a slow or dead listener never delays a
 command reply or a packet. Whatever the listener writes back is read and
 thrown away.
+
+Memory is bounded: each queue holds at most QUEUE_LIMIT notifications and
+QUEUE_BYTES bytes (the oldest are dropped, and counted in the log), a send
+that a listener does not read within SEND_TIMEOUT counts as failed, and at
+most MAX_CHANNELS destinations are kept (wildcard targets make one per
+client address); the one unused longest is closed to make room.
 """
 
 import collections
@@ -14,10 +20,16 @@ import gevent
 from gevent import socket
 from gevent.event import Event
 
+from .throttle import LogThrottle
+
 log = logging.getLogger("rtpproxy")
+throttle = LogThrottle(log)
 
 QUEUE_LIMIT = 4096          # notifications waiting per destination
+QUEUE_BYTES = 256 * 1024    # bytes waiting per destination
+MAX_CHANNELS = 128          # destinations with a queue and a connection
 CONNECT_TIMEOUT = 3.0
+SEND_TIMEOUT = 5.0
 SEND_TRIES = 3
 
 
@@ -25,19 +37,28 @@ class Channel:
     def __init__(self, key):
         self.key = key
         self.queue = collections.deque()
+        self.queued_bytes = 0
         self.ready = Event()
         self.sock = None
         self.dropped = 0
         self.worker = gevent.spawn(self._run)
 
     def put(self, message):
-        if len(self.queue) >= QUEUE_LIMIT:
-            self.queue.popleft()
+        while self.queue and (len(self.queue) >= QUEUE_LIMIT
+                              or self.queued_bytes + len(message) > QUEUE_BYTES):
+            self.queued_bytes -= len(self.queue.popleft())
             self.dropped += 1
-            if self.dropped == 1 or self.dropped % 1000 == 0:
-                log.warning("notification queue for %s full: %d dropped", self._name(), self.dropped)
+            throttle.log(logging.WARNING, "queue " + self._name(), "notification queue for %s "
+                         "full: %d dropped so far", self._name(), self.dropped)
         self.queue.append(message)
+        self.queued_bytes += len(message)
         self.ready.set()
+
+    def close(self):
+        self.worker.kill(block=False)
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
 
     def _name(self):
         if self.key[0] == "unix":
@@ -83,14 +104,16 @@ class Channel:
             try:
                 if self.sock is None:
                     self.sock = self._connect()
-                self.sock.sendall(message)
+                with gevent.Timeout(SEND_TIMEOUT, OSError("not read for %d s" % SEND_TIMEOUT)):
+                    self.sock.sendall(message)
                 return True
             except OSError as exc:
                 if self.sock is not None:
                     self.sock.close()
                     self.sock = None
                 if attempt == SEND_TRIES - 1:
-                    log.error("cannot send timeout notification to %s: %s", self._name(), exc)
+                    throttle.log(logging.ERROR, "send " + self._name(), "cannot send timeout "
+                                 "notification to %s: %s", self._name(), exc)
         return False
 
     def _run(self):
@@ -98,12 +121,14 @@ class Channel:
             self.ready.wait()
             self.ready.clear()
             while self.queue:
-                self._send(self.queue.popleft())
+                message = self.queue.popleft()
+                self.queued_bytes -= len(message)
+                self._send(message)
 
 
 class Notifier:
     def __init__(self):
-        self.channels = {}
+        self.channels = collections.OrderedDict()    # least recently used first
         self.sent = 0
 
     def notify(self, target, tag, source_ip, local_ip):
@@ -115,12 +140,18 @@ class Notifier:
             key = ("tcp", target.host, target.port, None)
         channel = self.channels.get(key)
         if channel is None:
+            if len(self.channels) >= MAX_CHANNELS:
+                _, oldest = self.channels.popitem(last=False)
+                throttle.log(logging.WARNING, "channels", "%d notification destinations open; "
+                             "closing %s (%d notifications not sent)", MAX_CHANNELS,
+                             oldest._name(), len(oldest.queue))
+                oldest.close()
             channel = self.channels[key] = Channel(key)
+        else:
+            self.channels.move_to_end(key)
         channel.put(tag + b"\n")
         self.sent += 1
 
     def close(self):
         for channel in self.channels.values():
-            channel.worker.kill(block=False)
-            if channel.sock is not None:
-                channel.sock.close()
+            channel.close()

@@ -13,7 +13,8 @@ queued in the relay's sockets are still relayed by the program without
 spoiling the kernel's translation. Nothing is lost in the switch.
 
 A feature that needs a stream's packets takes it back: recording and copying
-add taps, a prompt mutes the stream, re-packetizing sets ``resize_ptime``;
+add taps, a prompt mutes the stream, re-packetizing sets ``resize_ptime``,
+strict latching is on for the session (``--latching strict``, U/L ``k``);
 anything else calls ``stream.veto_offload(reason)`` and later
 ``stream.allow_offload(reason)``. Each of these tells the session
 (``Session.media_changed``), and the relay re-decides at once.
@@ -67,6 +68,10 @@ def blocker(session):
     relay it)."""
     if session.closed:
         return "ended"
+    if session.strict:
+        # Its checks are on the slow path, but it follows the latched SSRC
+        # from every packet, which the kernel cannot.
+        return "strict latching"
     for stream in session.rtp:
         if stream.handle is None or stream.rem_addr is None:
             return "not set up"

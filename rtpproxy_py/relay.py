@@ -13,6 +13,15 @@ and no address conversion: ``recv``/``send`` instead of ``recvfrom``/``sendto``.
 Packets from any other source still reach the main socket, where the full
 latching rules (Stream.on_packet) decide.
 
+Datagrams are read whole (up to the UDP maximum) and relayed unchanged,
+whatever they hold: runts, non-RTP and RTCP on the RTP port included; which
+sources may send is the Stream's business (session.py), and strict latching
+is decided there too, on the slow path only.
+
+When sockets run out (the -m/-M range is full, or the open-files limit is
+reached) U/L answer E72/E71, one log line per ten seconds names the limit,
+and the next session after one ends gets its ports again.
+
 Each session also gets a greenlet that sleeps until the session's next
 deadline (idle expiry, the next prompt packet) and acts on it.
 
@@ -23,6 +32,7 @@ its RTP to the kernel or takes it back; nothing of it is on the packet path.
 
 import errno
 import logging
+import resource
 import socket
 import time
 
@@ -30,13 +40,20 @@ import gevent
 from gevent.event import Event
 
 from .ports import PortAllocator, PortsExhausted
+from .throttle import LogThrottle
 
 log = logging.getLogger("rtpproxy")
 
-RECV_SIZE = 8192
+# Larger than any UDP datagram: nothing is ever truncated. (Measured: the
+# bigger buffer costs nothing per packet; recv shrinks the bytes it returns.)
+RECV_SIZE = 65536
 RCVBUF = 256 * 1024
 SMALL_PACKET = 128          # -2: packets shorter than this are sent twice
 _RETRY_BIND = (errno.EADDRINUSE, errno.EACCES)
+# A twin socket that could not be opened (no file descriptors) is not tried
+# again for the same address before this many seconds.
+TWIN_RETRY = 5.0
+NOFILE_WARN_SHARE = 0.8     # -L: warn once when media sockets reach 80 % of the limit
 
 # Packet arrival time as the packet path sees it: refreshed by a loop timer
 # rather than read per packet. Idle time-outs, the 10 s re-latch window and the
@@ -66,7 +83,8 @@ def set_io_collect_interval(loop, seconds):
 class MediaSocket:
     """A bound relay socket, its io watcher, and the optional connected twin."""
 
-    __slots__ = ("sock", "watcher", "port", "family", "twin", "twin_watcher", "twin_addr")
+    __slots__ = ("sock", "watcher", "port", "family", "twin", "twin_watcher", "twin_addr",
+                 "twin_refused")
 
     def __init__(self, sock, watcher, port, family):
         self.sock = sock
@@ -76,6 +94,7 @@ class MediaSocket:
         self.twin = None
         self.twin_watcher = None
         self.twin_addr = None
+        self.twin_refused = None     # (address, retry time) after a failed twin
 
     def close_twin(self):
         if self.twin is not None:
@@ -97,6 +116,9 @@ def _wanted_twin(stream, handle):
     if not stream.is_rtp or remote is None:
         return None
     if stream.latched or handle.twin_addr == remote:
+        refused = handle.twin_refused
+        if refused is not None and refused[0] == remote and NOW < refused[1]:
+            return handle.twin_addr      # failed a moment ago: keep what there is
         return remote
     return None
 
@@ -191,6 +213,8 @@ class Relay:
         self.ports = PortAllocator(config.port_min, config.port_max, config.sequential_ports)
         self.on_expired = None       # dispatcher.expire, set by main
         self.open_sockets = 0
+        self.throttle = LogThrottle(log)
+        self._nofile_warned = False
         self._tick = self.loop.timer(CLOCK_TICK, CLOCK_TICK)
         self._tick.start(self._update_clock)
         if config.poll_batch and not set_io_collect_interval(self.loop, config.poll_batch):
@@ -209,13 +233,18 @@ class Relay:
 
     def _new_socket(self, family, tos):
         sock = socket.socket(family, socket.SOCK_DGRAM)
-        sock.setblocking(False)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
-        if family == socket.AF_INET:
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+            if family == socket.AF_INET:
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
+        except OSError:
+            sock.close()
+            raise
         return sock
 
     def _bind(self, family, host, port, tos):
+        """A socket bound to ``port``, or None if the port is taken."""
         sock = self._new_socket(family, tos)
         try:
             sock.bind((host, port))
@@ -225,6 +254,53 @@ class Relay:
                 return None
             raise
         return sock
+
+    def _bind_two(self, family, host, port, tos):
+        """RTP and RTCP sockets on ``port`` and ``port + 1``, or None if either is taken."""
+        rtp_sock = self._bind(family, host, port, tos)
+        if rtp_sock is None:
+            return None
+        try:
+            rtcp_sock = self._bind(family, host, port + 1, tos)
+        except OSError:
+            rtp_sock.close()
+            raise
+        if rtcp_sock is None:
+            rtp_sock.close()
+            return None
+        return rtp_sock, rtcp_sock
+
+    def _socket_error(self, exc, port, host):
+        """Log (throttled) which limit stopped a port allocation."""
+        code = exc.errno
+        if code == errno.EMFILE:
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            self.throttle.log(
+                logging.ERROR, "nofile", "cannot open media sockets: the open-files limit is "
+                "reached (RLIMIT_NOFILE %d, %d media sockets open); new calls get E72/E71 until "
+                "sessions end; raise the limit with -L", soft, self.open_sockets)
+        elif code == errno.ENFILE:
+            self.throttle.log(
+                logging.ERROR, "enfile", "cannot open media sockets: the system-wide limit of "
+                "open files is reached (sysctl fs.file-max); new calls get E72/E71 until files "
+                "are closed")
+        elif code in (errno.ENOBUFS, errno.ENOMEM):
+            self.throttle.log(
+                logging.ERROR, "nomem", "cannot open media sockets: the kernel is out of memory "
+                "for sockets (%s); new calls get E72/E71", exc.strerror)
+        else:
+            self.throttle.log(logging.ERROR, "bind", "cannot bind media port %d on %s: %s",
+                              port, host, exc.strerror)
+
+    def _check_nofile_use(self):
+        """-L (cli.md): one warning when media sockets reach 80 % of the open-files limit."""
+        if self._nofile_warned:
+            return
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if soft != resource.RLIM_INFINITY and self.open_sockets >= NOFILE_WARN_SHARE * soft:
+            self._nofile_warned = True
+            log.warning("%d media sockets open: 80%% of the open-files limit (%d) is in use; "
+                        "raise it with -L", self.open_sockets, soft)
 
     def _stream_tos(self, stream):
         return stream.tos if stream.tos is not None else self.config.tos
@@ -242,28 +318,26 @@ class Relay:
             stream.port = number
             stream.local = local
         self.open_sockets += 2
+        self._check_nofile_use()
         self._sync_twins(session, force_rewire=True)
 
     def _bind_pair(self, local, tos):
         """A free even/odd port pair bound on ``local``: (port, rtp sock, rtcp sock)."""
-        family = local.family
         allocator = self.ports
         for port in allocator.candidates():
             try:
-                rtp_sock = self._bind(family, local.host, port, tos)
-                if rtp_sock is None:
-                    continue
-                rtcp_sock = self._bind(family, local.host, port + 1, tos)
+                pair = self._bind_two(local.family, local.host, port, tos)
             except OSError as exc:
-                log.error("cannot bind media port %d on %s: %s", port, local.host, exc.strerror)
+                self._socket_error(exc, port, local.host)
                 raise PortsExhausted() from None
-            if rtcp_sock is None:
-                rtp_sock.close()
-                continue
-            allocator.taken(port)
-            return port, rtp_sock, rtcp_sock
-        log.error("no free media port pair in %d-%d on %s", self.config.port_min,
-                  self.config.port_max + 1, local.host)
+            if pair is not None:
+                allocator.taken(port)
+                return (port,) + pair
+        self.throttle.log(
+            logging.ERROR, "ports", "no free media port pair in %d-%d on %s: the -m/-M range "
+            "is full (%d of its %d pairs used by this relay, the rest by other programs); "
+            "new calls get E72/E71 until sessions end", self.config.port_min,
+            self.config.port_max + 1, local.host, len(allocator.in_use), len(allocator))
         raise PortsExhausted()
 
     def _close_leg(self, session, leg):
@@ -298,10 +372,11 @@ class Relay:
             # Back to exclusive: no other socket may join this port now.
             twin.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 0)
         except OSError as exc:
-            log.warning("port %d: no connected socket for %s (%s); using the plain one",
-                        handle.port, address, exc.strerror)
+            self.throttle.log(logging.WARNING, "twin", "port %d: no connected socket for %s (%s); "
+                              "using the plain one", handle.port, address, exc.strerror)
             if twin is not None:
                 twin.close()
+            handle.twin_refused = (address, NOW + TWIN_RETRY)
             return False
         finally:
             main.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 0)
@@ -476,6 +551,7 @@ class Relay:
         and target port + 1 (RTCP). Raises PortsExhausted."""
         port, rtp_sock, rtcp_sock = self._bind_pair(local, self.config.tos)
         self.open_sockets += 2
+        self._check_nofile_use()
         return StreamCopy(self, port, rtp_sock, rtcp_sock, target)
 
 

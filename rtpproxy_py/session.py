@@ -9,9 +9,18 @@ stream 1-k to stream 1-k's remote address.
 returns the address to send the packet to, or None to drop it. The relay owns
 the sockets and does the sending. Time is always passed in (``now`` in
 seconds of a monotonic clock), so these objects can be driven by tests.
+
+Two learning modes (README "Latching modes"): the upstream rules of
+media-relay.md section 3 by default, and strict learning (``--latching
+strict`` or the ``k`` modifier of U/L) against RTP Bleed: a stream learns a
+source only from the host its U/L named, only from well-formed RTP/RTCP,
+only within ``--latch_window`` seconds of the session's latest U/L, and once
+latched moves only to a source that continues the latched SSRC. Everything
+else is dropped. Both live in the slow path (``_check_source``); packets
+from the latched source never reach it.
 """
 
-from .media import rtp
+from .media import rtcp, rtp
 
 # A signalled address is open to a new media source for this long after a
 # U/L changed it (media-relay.md 3.2: "within 10 s after the last U/L update").
@@ -34,7 +43,7 @@ class Stream:
     __slots__ = (
         "session", "index", "is_rtp", "peer", "twin",
         # where packets go and come from
-        "rem_addr", "target", "latched", "untrusted", "asymmetric", "prev_addr",
+        "rem_addr", "target", "latched", "untrusted", "asymmetric", "prev_addr", "signalled",
         "last_update", "on_hold", "hold_count", "recheck_at", "muted",
         # latching state (RTP)
         "ssrc", "seq",
@@ -60,6 +69,7 @@ class Stream:
         self.untrusted = False
         self.asymmetric = False
         self.prev_addr = None
+        self.signalled = None        # the address the latest U/L gave (strict mode)
         self.last_update = NEVER
         self.on_hold = False
         self.hold_count = 0
@@ -122,6 +132,8 @@ class Stream:
 
     def _check_source(self, data, source, now):
         """Latching rules of media-relay.md 3.2/3.3 (the slow path)."""
+        if self.session.strict:
+            return self._check_source_strict(data, source, now)
         current = self.rem_addr
         if current is None:
             self._fill(data, source, now)
@@ -206,6 +218,73 @@ class Stream:
         self.recheck_at = now + SEQ_RESYNC_INTERVAL
         return True
 
+    # --- strict learning -------------------------------------------------
+
+    def _check_source_strict(self, data, source, now):
+        current = self.rem_addr
+        if current is None:
+            return False             # nothing signalled: nobody to learn from
+        if source == current:
+            if self.latched:
+                self._resync(data, now)
+            else:
+                self._latch_strict(data, now)
+            return True
+        if self.asymmetric:          # as upstream: the signalled host, any port
+            return source[0] == current[0]
+        if self._continues(data, now):
+            self._learn(source)
+            return True
+        if self.latched:
+            return False
+        signalled = self.signalled
+        if (now < self.session.latch_until and signalled is not None
+                and source[0] == signalled[0] and self._latch_strict(data, now)):
+            self._learn(source)
+            return True
+        return False
+
+    def _latch_strict(self, data, now):
+        """Latch on ``data`` if it is well-formed for this stream; False if not."""
+        if self.is_rtp:
+            header = rtp.well_formed(data)
+            if header is None:
+                self.recheck_at = NEVER
+                return False
+            self.ssrc, self.seq = header.ssrc, header.seq
+            self.recheck_at = now + SEQ_RESYNC_INTERVAL
+        else:
+            ssrc = rtcp.sender_ssrc(data)
+            if ssrc is None:
+                self.recheck_at = NEVER
+                return False
+            self.ssrc = ssrc
+            self.recheck_at = FOREVER
+        self.latched = True
+        return True
+
+    def _continues(self, data, now):
+        """The packet comes from the sender already latched (NAT rebinding):
+        RTP with the latched SSRC and a close sequence number, or RTCP sent by
+        the SSRC latched on the party's RTP stream."""
+        if not self.is_rtp:
+            ssrc = self.twin.ssrc
+            if ssrc is None or not self.twin.latched or rtcp.sender_ssrc(data) != ssrc:
+                return False
+            self.ssrc, self.latched, self.recheck_at = ssrc, True, FOREVER
+            return True
+        if not self.latched or self.ssrc is None:
+            return False
+        header = rtp.well_formed(data)
+        if header is None or header.ssrc != self.ssrc:
+            return False
+        distance = (header.seq - self.seq) & 0xFFFF
+        if min(distance, 0x10000 - distance) > RELATCH_MAX_SEQ_DISTANCE:
+            return False
+        self.seq = header.seq
+        self.recheck_at = now + SEQ_RESYNC_INTERVAL
+        return True
+
     def _learn(self, source):
         self.rem_addr = source
         self.untrusted = True
@@ -222,6 +301,12 @@ class Stream:
         self.on_hold = False
         if self.rem_addr is not None:
             self.last_update = now
+        if self.session.strict and address != self.signalled:
+            # Strict: the proxy moved this party (a transfer, a re-INVITE to
+            # another device): what the packets taught no longer counts.
+            self.untrusted = self.latched = False
+            self.ssrc = None
+        self.signalled = address
         if not self.untrusted and address != self.rem_addr:
             if self.latched:
                 self.prev_addr = self.rem_addr
@@ -292,6 +377,8 @@ class Session:
         self.established_ttl = setup_ttl if established_ttl is None else established_ttl
         self.reset_at = [now, now]
         self.notify = None          # (target, tag bytes, command source ip)
+        self.strict = False         # strict learning (--latching strict, U/L modifier k)
+        self.latch_until = now      # strict: new sources may be learned until then
         self.closed = False
         self.end_reason = None
         self.timer = None           # the relay's per-session wake-up handle

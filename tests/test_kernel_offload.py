@@ -130,13 +130,14 @@ def test_a_feature_takes_the_stream_back_and_gives_it_again(rtpproxy, topo):
         assert zone_entries(topo) == ""
         assert d.command("U call %s %d ft" % (CALLER_IP, call.caller.port)).split()[0].isdigit()
         assert call.ttls() == {63}
-        # asymmetric parties are never offloaded
-        asym = Call(d, topo, "asym", mods="a")
-        try:
-            asym.burst(3)
-            assert asym.ttls() == {64}
-        finally:
-            asym.close()
+        # asymmetric parties and strict latching stay in the program
+        for call_id, mods in (("asym", "a"), ("strict", "k")):
+            other = Call(d, topo, call_id, mods=mods)
+            try:
+                other.burst(3)
+                assert other.ttls() == {64}, call_id
+            finally:
+                other.close()
         time.sleep(0.2)
         assert d.command("Q call ft tt") == "60 12 12 24 0"
     finally:

@@ -3,6 +3,8 @@ RTCP, IPv6 and hold (media-relay.md)."""
 
 import time
 
+import pytest
+
 from helpers import Endpoint, rtp_packet
 
 
@@ -189,6 +191,25 @@ def test_duplicate_small_packets(rtpproxy):
     assert len(b.drain(0.3)) == 2
     a.send(rtp_packet(1, payload=b"x" * 160), "127.0.0.1", pa)
     assert len(b.drain(0.3)) == 1
+
+
+@pytest.mark.parametrize("mode", [[], ["--latching", "strict"]])
+def test_odd_datagrams_from_the_latched_party_are_relayed_whole(rtpproxy, mode):
+    """The relay is transparent for an accepted source: empty and runt
+    datagrams, non-RTP, RTCP on the RTP port and datagrams up to the UDP
+    maximum (far over any MTU, and over the 8 KiB older buffers truncated to)
+    arrive unchanged, in both latching modes."""
+    d = rtpproxy("-l", "127.0.0.1", *mode)
+    a, b = Endpoint(), Endpoint()
+    pa, pb = setup_call(d, a, b)
+    exchange(a, b, "127.0.0.1", pa, pb, count=2)          # both latched
+    for data in (b"", b"\x80", b"GET / HTTP/1.0\r\n\r\n", b"\x81\xc9\x00\x01" + b"\x00" * 4,
+                 rtp_packet(7, payload=b"\x55" * 1400), rtp_packet(8, payload=b"\x66" * 20000),
+                 rtp_packet(9, payload=b"\x77" * (65507 - 12))):
+        a.send(data, "127.0.0.1", pa)
+        assert b.recv()[0] == data, len(data)
+        b.send(data, "127.0.0.1", pb)
+        assert a.recv()[0] == data, len(data)
 
 
 def test_burst_at_latch_time_stays_in_order(rtpproxy):

@@ -7,8 +7,15 @@ from all sockets run one at a time, in arrival order, as upstream's single
 command thread does. The --workers front end's execute waits for a worker
 (its dispatcher says ``concurrent``): then each UDP datagram is served by a
 greenlet of its own, so commands for different workers run side by side.
+
+Hostile or broken clients cost the others nothing: each stream connection has
+its own greenlet, a reply that cannot be written within WRITE_TIMEOUT (a
+client that never reads) drops that connection, a listener holds at most
+MAX_CONNECTIONS and makes room by closing the one idle longest, and a
+``unix:`` client gets ONE_SHOT_TIMEOUT to send its command.
 """
 
+import collections
 import errno
 import logging
 import os
@@ -23,14 +30,52 @@ from gevent.pool import Group
 
 from ..config import ConfigError
 from ..dispatcher import CommandContext
+from ..throttle import LogThrottle
 from .reply_cache import SWEEP_INTERVAL, ReplyCache
 
 log = logging.getLogger("rtpproxy")
+throttle = LogThrottle(log)
 
 MAX_COMMAND = 8191
 STREAM_BUFFER = 8192
 UDP_RCVBUF = 16 * 1024
 BACKLOG = 32
+WRITE_TIMEOUT = 5.0       # seconds a reply may wait for a client to read
+ONE_SHOT_TIMEOUT = 3.0    # unix: seconds from accept to the command
+MAX_CONNECTIONS = 256     # open stream connections per listener
+YIELD_EVERY = 16          # commands (or connections) handled in a row before the loop gets a turn
+TURN_PAUSE = 1e-6         # seconds: wakes up right after the loop's next poll
+
+
+class Turns:
+    """Counts what a serving greenlet did without waiting. A socket that always
+    has input never makes a gevent greenlet wait, so a client that floods
+    commands would keep the event loop (the packet path, timers, the other
+    clients) from running; every YIELD_EVERY the loop gets a turn."""
+
+    __slots__ = ("count",)
+
+    def __init__(self):
+        self.count = 0
+
+    def done(self):
+        self.count += 1
+        if self.count >= YIELD_EVERY:
+            self.count = 0
+            # A timer, not sleep(0): gevent runs sleep(0)'s callback again
+            # before it polls the sockets, for up to its 5 ms switch interval.
+            gevent.sleep(TURN_PAUSE)
+
+
+class SlowReader(Exception):
+    """A stream client did not read its replies within WRITE_TIMEOUT."""
+
+
+def bounded_sendall(conn, data):
+    """sendall, but give up (SlowReader) after WRITE_TIMEOUT: while it waits
+    the connection reads no more commands, so at most one reply is pending."""
+    with gevent.Timeout(WRITE_TIMEOUT, SlowReader):
+        conn.sendall(data)
 
 _COOKIE = re.compile(rb"[ \t\r\n]*([^ \t\r\n]+)(.*)\Z", re.S)
 
@@ -111,6 +156,7 @@ class UdpControl(ControlServer):
 
     def _serve(self, execute):
         sock = self.sock
+        turns = Turns()
         while True:
             try:
                 data, source = sock.recvfrom(MAX_COMMAND)
@@ -122,6 +168,7 @@ class UdpControl(ControlServer):
                 gevent.spawn(self.handle_datagram, data, source, execute)
             else:
                 self.handle_datagram(data, source, execute)
+            turns.done()
 
     def handle_datagram(self, data, source, execute):
         match = _COOKIE.match(data)
@@ -164,6 +211,7 @@ class _StreamListener(ControlServer):
     def _serve_start(self, execute, on_eof):
         self.sock = socket.socket(fileno=self.raw.detach())
         self.connections = Group()      # open client connections, closed with the listener
+        self.idle = collections.OrderedDict()   # greenlet -> None, longest idle first
         self.greenlets = [gevent.spawn(self._accept, execute)]
 
     def close(self):
@@ -172,15 +220,35 @@ class _StreamListener(ControlServer):
             self.connections.kill(block=False)
 
     def _accept(self, execute):
+        turns = Turns()
         while True:
+            turns.done()
             try:
                 conn, peer = self.sock.accept()
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE):
-                    log.error("control socket %s: out of file descriptors", self.spec.text)
+                    throttle.log(logging.ERROR, "accept", "control socket %s: cannot accept a "
+                                 "connection, out of file descriptors", self.spec.text)
                     gevent.sleep(0.1)
                 continue
-            self.connections.spawn(self._serve_connection, conn, peer, execute)
+            if len(self.idle) >= MAX_CONNECTIONS:
+                oldest = next(iter(self.idle))
+                self.idle.pop(oldest)
+                throttle.log(logging.WARNING, "connections", "control socket %s: %d connections "
+                             "open; closing the one idle longest", self.spec.text, MAX_CONNECTIONS)
+                oldest.kill(block=False)
+            greenlet = self.connections.spawn(self._serve_connection, conn, peer, execute)
+            self.idle[greenlet] = None
+            greenlet.rawlink(self._forget)
+
+    def _forget(self, greenlet):
+        self.idle.pop(greenlet, None)
+
+    def _active(self):
+        """The current connection just sent something: it is the least idle now."""
+        current = gevent.getcurrent()
+        if current in self.idle:
+            self.idle.move_to_end(current)
 
     def _context(self, peer):
         if self.spec.kind == "tcp":
@@ -188,10 +256,25 @@ class _StreamListener(ControlServer):
         return CommandContext("127.0.0.1", None)
 
     def _serve_connection(self, conn, peer, execute):
+        def recv(size):
+            data = conn.recv(size)
+            self._active()
+            return data
+
+        turns = Turns()
+
+        def send(data):
+            bounded_sendall(conn, data)
+            turns.done()
+
         try:
-            serve_lines(conn.recv, conn.sendall, self._context(peer), execute, self._reply)
+            serve_lines(recv, send, self._context(peer), execute, self._reply)
         except OSError:
             pass
+        except SlowReader:
+            throttle.log(logging.WARNING, "slow reader", "control socket %s: a client did not "
+                         "read its replies for %d s; connection closed", self.spec.text,
+                         WRITE_TIMEOUT)
         finally:
             conn.close()
 
@@ -238,10 +321,11 @@ class UnixControl(_StreamListener):
         if self.spec.kind == "cunix":
             return super()._serve_connection(conn, peer, execute)
         try:
-            data = conn.recv(MAX_COMMAND)
-            if data:
-                text = execute(data, CommandContext())
-                self._reply(conn.sendall, text)
+            with gevent.Timeout(ONE_SHOT_TIMEOUT, False):
+                data = conn.recv(MAX_COMMAND)
+                if data:
+                    text = execute(data, CommandContext())
+                    self._reply(conn.sendall, text)   # one short reply: fits the socket buffer
         except OSError:
             pass
         finally:
@@ -262,24 +346,24 @@ class StdioControl(ControlServer):
         pass
 
     def _serve_start(self, execute, on_eof):
+        from gevent import os as gos          # now, while the files are readable (-u)
+        self.gos = gos
         self.greenlets = [gevent.spawn(self._serve, execute, on_eof)]
 
     def _serve(self, execute, on_eof):
-        from gevent import os as gos
+        gos = self.gos
         gos.make_nonblocking(0)
 
         def recv(size):
             return gos.nb_read(0, size)
 
+        turns = Turns()
+
         def send(data):
             view = memoryview(data)
             while view:
-                try:
-                    written = os.write(1, view)
-                except BlockingIOError:
-                    gevent.sleep(0.001)
-                    continue
-                view = view[written:]
+                view = view[gos.nb_write(1, view):]   # waits for stdout without blocking others
+            turns.done()
 
         try:
             serve_lines(recv, send, CommandContext(), execute, self._reply)
@@ -290,10 +374,12 @@ class StdioControl(ControlServer):
 
 
 def serve_lines(recv, send, ctx, execute, reply):
-    """LF-framed commands on a stream until EOF (or 8 KiB without a LF)."""
+    """LF-framed commands on a stream until EOF. The connection buffer holds
+    8 KiB as upstream's: a line must end within it (so no command is longer
+    than 8191 bytes), else the connection is closed."""
     buffer = b""
     while True:
-        data = recv(STREAM_BUFFER)
+        data = recv(STREAM_BUFFER - len(buffer))
         if not data:
             return
         buffer += data

@@ -58,3 +58,12 @@ def ssrc_and_seq(data):
 def build(pt, seq, ts, ssrc, payload, marker=False):
     return _FIXED.pack(0x80, (0x80 if marker else 0) | (pt & 0x7F),
                        seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc & 0xFFFFFFFF) + payload
+
+
+def well_formed(data):
+    """An RtpHeader if ``data`` is RTP that strict latching may learn from:
+    ``parse`` accepts it and it is not RTCP (whose type byte also parses as a
+    marker bit plus payload type 72-95)."""
+    if len(data) >= 2 and 192 <= data[1] <= 223:
+        return None
+    return parse(data)

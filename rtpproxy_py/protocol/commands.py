@@ -21,6 +21,7 @@ class UpdateModifiers:
     local: Optional[Tuple[str, str]] = None   # ("addr", "192.0.2.1") / ("label", "pub")
     route_to: Optional[str] = None            # r<addr>: numeric remote host
     new_port: bool = False
+    strict: bool = False          # k: strict latching for the session (not upstream's)
 
 
 @dataclass

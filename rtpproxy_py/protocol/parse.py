@@ -315,6 +315,8 @@ def parse_update_modifiers(text):
             mods.route_to = value
         elif ch == "n":
             mods.new_port = True
+        elif ch == "k":
+            mods.strict = True
         else:
             raise CommandError(e.UPDATE_BAD_MODIFIER)
     return mods

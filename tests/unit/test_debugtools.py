@@ -85,3 +85,10 @@ def test_env_seconds(monkeypatch):
             assert str(exc) == "X_PERIOD=%s: give a positive number of seconds." % bad
         else:
             raise AssertionError("accepted %s" % bad)
+
+
+def test_profile_off(tmp_path):
+    out = _run_tool(tmp_path, RTPP_PROFILE="off")
+    assert out.returncode == 3 and "DEBUG: hello from x" in out.stderr
+    assert "profile" not in out.stderr
+    assert not list(tmp_path.iterdir()) and not os.path.exists(os.path.join(TOP, "off"))

@@ -36,6 +36,7 @@ def test_only_a_plain_latched_ipv4_pair_may_go_to_the_kernel():
         (lambda s: setattr(s.rtp[0], "rem_addr", ("2001:db8::1", 4000, 0, 0)), "IPv6"),
         (lambda s: setattr(s.rtp[0], "handle", None), "not set up"),
         (lambda s: setattr(s, "closed", True), "ended"),
+        (lambda s: setattr(s, "strict", True), "strict latching"),
     ]
     for change, reason in checks:
         session = latched_session()

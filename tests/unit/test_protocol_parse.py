@@ -111,3 +111,14 @@ def test_parser_never_crashes(data):
         parse(data)
     except CommandError as exc:
         assert exc.code in {0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 35}
+
+
+def test_strict_latching_modifier_k():
+    """k (strict latching) is ours; the letters around it stay E35 as upstream's."""
+    assert parse_update_modifiers("k").strict
+    assert parse_update_modifiers("Kz20").strict
+    assert not parse_update_modifiers("a").strict
+    for letter in "bdfgjmopqtuvxy":
+        with pytest.raises(CommandError) as err:
+            parse_update_modifiers(letter)
+        assert err.value.code == 35

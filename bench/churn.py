@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Session churn: create and end SESSIONS sessions in a loop and check that the
+daemon's resident memory, open file descriptors and greenlets come back to
+where they were (tests/test_churn.py runs a small version).
+
+    bench/churn.py [SESSIONS]          (default 100000; needs root)
+
+The daemon is ``rtpproxy_debug`` (the production code plus a line every
+second saying what the process holds; its profiler off) in a network
+namespace of its own, with ``-T 1``, controlled over a ``cunix:`` socket (no UDP reply cache, whose 35 s
+of replies would hide what sessions leave behind). Sessions come in batches;
+of every four, one is a call with media both ways then deleted, one a call
+without media then deleted, one a call left to time out, and one an offer
+without answer left to time out (setup TTL). After a warm-up (a fifth of
+SESSIONS) the baseline is taken once every session has ended, so that it
+includes what the allocator keeps after the peak; the same figures are taken
+again, with every session ended, after each quarter of the run.
+"""
+
+import os
+import re
+import socket
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(TOP, "tests"))
+
+from helpers import Daemon, rtp_packet  # noqa: E402
+from netns import Netns  # noqa: E402
+
+PORT_MIN, PORT_MAX = 20000, 60000
+TTL = 1
+BATCH = 200
+NOFILE = 200000
+_HOLDING = re.compile(r"holding sessions (\d+), greenlets (\d+), fds (\d+), rss (\d+) kB")
+
+
+class Control:
+    """A cunix: connection; commands are pipelined a batch at a time."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.sock.settimeout(30)
+        self.pending = b""
+
+    def batch(self, commands):
+        self.sock.sendall(b"".join(c.encode() + b"\n" for c in commands))
+        replies = []
+        while len(replies) < len(commands):
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("control connection closed")
+            self.pending += chunk
+            *lines, self.pending = self.pending.split(b"\n")
+            replies.extend(line.decode() for line in lines)
+        return replies
+
+    def close(self):
+        self.sock.close()
+
+
+class Resources:
+    """The daemon's "holding ..." lines, read as the daemon writes them."""
+
+    def __init__(self, daemon):
+        self.path = daemon.stderr_path
+        self.offset = 0
+        self.partial = b""
+        self.peak = None
+
+    def read(self):
+        """The lines written since the last call, as dicts; keeps the peak."""
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        self.offset += len(data)
+        *lines, self.partial = (self.partial + data).split(b"\n")
+        states = []
+        for line in lines:
+            found = _HOLDING.search(line.decode("utf-8", "replace"))
+            if found:
+                sessions, greenlets, fds, rss = map(int, found.groups())
+                states.append({"sessions": sessions, "greenlets": greenlets, "fds": fds, "rss_kb": rss})
+        for state in states:
+            self.peak = state if self.peak is None else {k: max(self.peak[k], state[k]) for k in state}
+        return states
+
+    def wait_empty(self, timeout=30.0):
+        """Wait for a line written from now on that shows no session."""
+        self.read()
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for state in self.read():
+                if state["sessions"] == 0:
+                    return state
+            time.sleep(0.2)
+        raise AssertionError("sessions still live after %d s (peak %s)" % (timeout, self.peak))
+
+
+def run_batch(ctl, first, count, caller, callee):
+    """Sessions first..first+count-1, in the four kinds the docstring lists."""
+    ids = range(first, first + count)
+    ctl.batch(["U c%d 127.0.0.1 %d ft" % (i, caller.getsockname()[1]) for i in ids])
+    answered = [i for i in ids if i % 4 != 3]
+    replies = ctl.batch(["L c%d 127.0.0.1 %d ft tt" % (i, callee.getsockname()[1]) for i in answered])
+    assert all(r.split()[0].isdigit() for r in replies), [r for r in replies if not r[0].isdigit()][:3]
+    media = [(i, int(r.split()[0])) for i, r in zip(answered, replies) if i % 4 == 0]
+    u_ports = ctl.batch(["Q c%d ft tt" % i for i, _ in media])          # keeps the order simple
+    assert all(not q.startswith("E") for q in u_ports)
+    for i, to_caller in media:
+        for seq in range(2):
+            caller.sendto(rtp_packet(seq, ssrc=i), ("127.0.0.1", to_caller))
+    got = 0
+    callee.settimeout(2)
+    while got < 2 * len(media):
+        callee.recv(2048)
+        got += 1
+    ctl.batch(["D c%d ft tt" % i for i in ids if i % 4 in (0, 1)])
+
+
+def churn(daemon, ns, sessions, batch=BATCH, warmup=None, checkpoints=4, report=print):
+    """Run ``warmup`` sessions (default a fifth of ``sessions``), wait until
+    all have ended and take the baseline; then ``sessions`` more, stopping
+    ``checkpoints`` times to let every session end and measure again.
+    Returns (baseline, [state at each checkpoint], peak, seconds)."""
+    warmup = warmup or max(batch, sessions // 5)
+    resources = Resources(daemon)
+    ctl = Control(daemon.ctl_path)
+    with ns.inside():
+        caller = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        callee = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        caller.bind(("127.0.0.1", 0))
+        callee.bind(("127.0.0.1", 0))
+    try:
+        next_id = 0
+        while next_id < warmup:
+            run_batch(ctl, next_id, batch, caller, callee)
+            next_id += batch
+        baseline = resources.wait_empty()
+        report("baseline after %d warm-up sessions: %s" % (next_id, baseline))
+        resources.peak = dict(baseline)
+        states = []
+        seconds = 0.0
+        done = 0
+        for checkpoint in range(1, checkpoints + 1):
+            target = sessions * checkpoint // checkpoints
+            start = time.time()
+            while done < target:
+                n = min(batch, target - done)
+                run_batch(ctl, next_id, n, caller, callee)
+                next_id += n
+                done += n
+                resources.read()
+            seconds += time.time() - start
+            states.append(resources.wait_empty())
+            report("after %d sessions (%.1f s of churn): %s" % (done, seconds, states[-1]))
+        report("peak: %s" % resources.peak)
+        return baseline, states, resources.peak, seconds
+    finally:
+        ctl.close()
+        caller.close()
+        callee.close()
+
+
+def start_daemon(ns, port_min=PORT_MIN, port_max=PORT_MAX):
+    debug = os.path.join(os.path.dirname(sys.executable), "rtpproxy_debug")
+    return Daemon("-l", "127.0.0.1", "-T", str(TTL), "-L", str(NOFILE), control="cunix",
+                  ports=(port_min, port_max), env={"RTPP_LOOP_HEALTH": "1", "RTPP_PROFILE": "off"},
+                  command=ns.exec_argv([debug]))
+
+
+def main():
+    sessions = int(sys.argv[1]) if len(sys.argv) > 1 else 100000
+    with Netns("churn") as ns:
+        daemon = start_daemon(ns)
+        try:
+            baseline, states, peak, seconds = churn(daemon, ns, sessions)
+        finally:
+            code = daemon.stop()
+        report = [line for line in daemon.log().splitlines() if "leak report" in line]
+
+        def row(name, state):
+            print("%-22s rss %6d kB  fds %5d  greenlets %5d" % (
+                name, state["rss_kb"], state["fds"], state["greenlets"]))
+        print("sessions: %d in %.1f s of churn (%.0f/s), at most %d at once" % (
+            sessions, seconds, sessions / seconds, peak["sessions"]))
+        row("baseline", baseline)
+        for n, state in enumerate(states, 1):
+            row("after %d" % (sessions * n // len(states)), state)
+        row("peak (sessions live)", peak)
+        print("exit %s; %s" % (code, report[-1].split(": ", 1)[-1] if report else "no leak report"))
+
+
+if __name__ == "__main__":
+    main()
