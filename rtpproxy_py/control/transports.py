@@ -43,6 +43,10 @@ BACKLOG = 32
 WRITE_TIMEOUT = 5.0       # seconds a reply may wait for a client to read
 ONE_SHOT_TIMEOUT = 3.0    # unix: seconds from accept to the command
 MAX_CONNECTIONS = 256     # open stream connections per listener
+# Replies are short: a client that stops reading fills this, not the megabytes
+# the kernel would grow the buffer to, before WRITE_TIMEOUT starts counting
+# (with --workers an I or G waits for every worker, so replies come slower).
+STREAM_SNDBUF = 64 * 1024
 YIELD_EVERY = 16          # commands (or connections) handled in a row before the loop gets a turn
 TURN_PAUSE = 1e-6         # seconds: wakes up right after the loop's next poll
 
@@ -231,6 +235,10 @@ class _StreamListener(ControlServer):
                                  "connection, out of file descriptors", self.spec.text)
                     gevent.sleep(0.1)
                 continue
+            try:
+                conn.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_SNDBUF, STREAM_SNDBUF)
+            except OSError:
+                pass
             if len(self.idle) >= MAX_CONNECTIONS:
                 oldest = next(iter(self.idle))
                 self.idle.pop(oldest)
