@@ -75,6 +75,10 @@ Options:
                     or strict (against RTP Bleed; see the man page) [default: upstream]
   --latch_window SECONDS  strict latching: seconds after a U/L in which a new
                     source may be learned, 1-60 [default: 3]
+  --workers N       worker processes, each relaying its share of the calls on its
+                    own event loop (default: one per core; 1 = a single process)
+  --kernel_offload  let the kernel forward latched streams that use no per-packet
+                    feature (nftables NAT; needs CAP_NET_ADMIN)
 """
 
 # Short options that take an argument, as in upstream's getopt string.

@@ -115,6 +115,8 @@ class Config:
     metrics: Optional[Tuple[str, int]] = None   # (host, port) of the Prometheus endpoint
     latching: str = "upstream"    # "upstream" (media-relay.md 3) or "strict" (RTP Bleed)
     latch_window: float = 3.0     # strict: seconds after a U/L in which sources are learned
+    workers: int = 1              # worker processes (1: the single-process daemon)
+    kernel_offload: bool = False  # nftables forwards eligible latched streams
 
     def all_listen(self):
         return self.listen4 + self.listen6
@@ -441,8 +443,22 @@ def build(opts, debug_build=False):
         raise ConfigError("--latching %s: the mode must be upstream (the default) or strict." % c.latching)
     c.latch_window = _int_option(opts["--latch_window"], "--latch_window", 1, 60,
                                  "the strict latching window in seconds")
+    c.workers = _workers(opts["--workers"], debug_build)
+    c.kernel_offload = bool(opts["--kernel_offload"])
     c.no_redirect = bool(opts["--no_redirect"]) or debug_build
     return c
+
+
+def _workers(value, debug_build):
+    """--workers: default one per core this process may run on; the debug build
+    is one process so that its profile and leak report see every packet."""
+    if value is None:
+        return 1 if debug_build else len(os.sched_getaffinity(0))
+    count = _int_option(value, "--workers", 1, 64, "the number of worker processes")
+    if debug_build and count > 1:
+        raise ConfigError("--workers %s: rtpproxy_debug runs in one process so that its profile and "
+                          "leak report see every packet; drop the option or use rtpproxy." % value)
+    return count
 
 
 def _parse_user(c, text):

@@ -434,6 +434,7 @@ class Dispatcher:
         session, direction = self.table.find(cmd.call_id, cmd.from_tag, cmd.to_tag)
         if session is None:
             raise CommandError(e.SESSION_NOT_FOUND)
+        self.relay.refresh_counters(session)
         idx = 1 - direction
         names = cmd.counters or _QUERY_DEFAULT
         values = []
@@ -559,22 +560,26 @@ class Dispatcher:
 
     # --- I, G ---------------------------------------------------------------------------
 
+    def stat_values(self):
+        """(G counters by name, packet totals included; live sessions) for I and
+        G. The --workers front end (workers.py) sums them over its workers."""
+        return self.counters.values(self.table), len(self.table)
+
     def handle_info(self, cmd, ctx):
-        counters = self.counters
-        totals = counters.packet_totals(self.table)
+        values, live = self.stat_values()
         lines = [
-            "sessions created: %d" % counters.nsess_created,
-            "active sessions: %d" % (counters.nsess_created - counters.nsess_destroyed),
-            "active streams: %d" % (2 * len(self.table)),
-            "packets received: %d" % totals["npkts_rcvd"],
-            "packets transmitted: %d" % (totals["npkts_relayed"] + totals["npkts_played"]),
+            "sessions created: %d" % values["nsess_created"],
+            "active sessions: %d" % (values["nsess_created"] - values["nsess_destroyed"]),
+            "active streams: %d" % (2 * live),
+            "packets received: %d" % values["npkts_rcvd"],
+            "packets transmitted: %d" % (values["npkts_relayed"] + values["npkts_played"]),
         ]
         if cmd.load:
             lines.append("average load: %f" % counters.average_load)
         return "\n".join(lines) + "\n"
 
     def handle_stats(self, cmd, ctx):
-        values = self.counters.values(self.table)
+        values, _ = self.stat_values()
         out = []
         for name in cmd.names:
             if name not in values:

@@ -39,6 +39,9 @@ def main(argv=None, debug_build=False):
         if debug_build:
             from .debug_daemon import DebugDaemon
             return DebugDaemon(config).run()
+        if config.workers > 1:
+            from .workers import FrontEnd
+            return FrontEnd(config).run()
         return Daemon(config).run()
     except ConfigError as exc:
         sys.stderr.write("rtpproxy: %s\n" % exc)
@@ -54,6 +57,7 @@ def main_debug():
 class Daemon:
     def __init__(self, config):
         self.config = config
+        self.metrics_sock = self.metrics = None
         self.servers = []
         self.stopping = False
 
@@ -147,25 +151,10 @@ class Daemon:
         import gevent
         from gevent.event import Event
 
-        from .dispatcher import Dispatcher
-        from .notify import Notifier
-        from .recording import Recordings
-        from .relay import Relay
-
         gevent.reinit()
-        config = self.config
         self.stop_event = Event()
-        self.relay = Relay(config, clock=time.monotonic)
-        self.notifier = Notifier()
-        self.dispatcher = Dispatcher(config, self.relay, self.notifier, time.monotonic)
-        self.relay.on_expired = self.dispatcher.expire
-        self.recordings = Recordings(config, self.relay)
-        self.dispatcher.recorder = self.recordings
-        if self.metrics_sock is not None:
-            from .metrics import Metrics
-            self.metrics = Metrics(self.dispatcher, self.relay)
-            self.dispatcher.metrics = self.metrics
-            self.metrics.serve(self.metrics_sock)
+        self._build()
+        self._start_metrics()
         self.dispatcher.on_idle = self.stop_event.set
         only_stdio = len(self.servers) == 1
         for server in self.servers:
@@ -178,6 +167,34 @@ class Daemon:
         gevent.signal_handler(signal.SIGHUP, self._deorbit)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         gevent.spawn(self._stats_ticker)
+
+    def _build(self):
+        """What executes commands: the relay, the notifier and the dispatcher.
+        A --workers worker process builds the same; the front end overrides it."""
+        from .dispatcher import Dispatcher
+        from .notify import Notifier
+        from .recording import Recordings
+        from .relay import Relay
+
+        config = self.config
+        self.relay = Relay(config, clock=time.monotonic)
+        self.notifier = Notifier()
+        self.dispatcher = Dispatcher(config, self.relay, self.notifier, time.monotonic)
+        self.relay.on_expired = self.dispatcher.expire
+        self.recordings = Recordings(config, self.relay)
+        self.dispatcher.recorder = self.recordings
+
+    def _start_metrics(self):
+        """--metrics: count commands, and serve /metrics if this process
+        holds the endpoint (a --workers worker only counts; the front end
+        asks it for its figures)."""
+        if self.config.metrics is None:
+            return
+        from .metrics import Metrics
+        self.metrics = Metrics(self.dispatcher, self.relay)
+        self.dispatcher.metrics = self.metrics
+        if self.metrics_sock is not None:
+            self.metrics.serve(self.metrics_sock)
 
     def _stats_ticker(self):
         import gevent
@@ -209,6 +226,7 @@ class Daemon:
     def _shutdown(self):
         self.dispatcher.close_all()
         self.recordings.shutdown()    # every recording flushed, closed and moved
+        self.relay.shutdown()
         for server in self.servers:
             server.close()
         self.notifier.close()

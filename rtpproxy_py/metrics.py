@@ -9,6 +9,14 @@ size of each packet it accepts; without --metrics, nothing. Commands are
 counted as they happen (a counter and a latency observation per command), and
 each RTP stream adds its loss ratio and average jitter to two histograms when
 its session ends.
+
+With --workers N the front end serves the endpoint: at each scrape it asks
+every worker for its figures (its registry as exposition text), adds its
+own command counters and adds them all up sample by sample
+(merge_expositions): counters, histograms and most gauges add up; the
+largest jitter is the largest of all, and free ports are the shared range's.
+A worker that died takes its figures along, so counters may go down once
+(Prometheus reads that as a counter reset).
 """
 
 import logging
@@ -70,8 +78,60 @@ def verb_of(command, data):
     return "other"
 
 
+# Gauges that are not added up across --workers processes.
+MERGE_BY = {"rtpproxy_rtp_jitter_max_seconds": max,
+            "rtpproxy_ports_free": min}      # every worker reports the shared range's
+
+
+def merge_expositions(texts, merge_by=MERGE_BY):
+    """Metric families of several processes' exposition texts, added up
+    sample by sample (same name and labels)."""
+    from prometheus_client.metrics_core import Metric
+    from prometheus_client.parser import text_string_to_metric_families
+    families = {}
+    for text in texts:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        for family in text_string_to_metric_families(text):
+            merged = families.get(family.name)
+            if merged is None:
+                merged = families[family.name] = (
+                    Metric(family.name, family.documentation, family.type, family.unit), {})
+            combine = merge_by.get(family.name)
+            values = merged[1]
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                if key not in values:
+                    values[key] = sample.value
+                elif combine is not None:
+                    values[key] = combine(values[key], sample.value)
+                else:
+                    values[key] = values[key] + sample.value
+    result = []
+    for metric, values in families.values():
+        for (name, labels), value in values.items():
+            metric.add_sample(name, dict(labels), value)
+        result.append(metric)
+    return result
+
+
+class MergedCollector:
+    """What the --workers front end serves: ``fetch()`` returns the exposition
+    texts of every process (its own first)."""
+
+    def __init__(self, fetch):
+        self.fetch = fetch
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        return merge_expositions(self.fetch())
+
+
 class Metrics:
-    """The registry, the per-command metrics and the HTTP endpoint."""
+    """The registry, the per-command metrics and the HTTP endpoint.
+    ``relay`` is None in the --workers front end, which holds no sessions."""
 
     def __init__(self, dispatcher, relay):
         from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -90,8 +150,14 @@ class Metrics:
         self.jitter = Histogram(
             "rtpproxy_stream_jitter_seconds", "Per RTP stream at session end: average RFC 3550 "
             "interarrival jitter", buckets=JITTER_BUCKETS, registry=self.registry)
-        self.registry.register(_StateCollector(dispatcher, relay))
+        if relay is not None:
+            self.registry.register(_StateCollector(dispatcher, relay))
         self.server = None
+
+    def exposition(self):
+        """This process's figures as exposition text (what a worker sends)."""
+        from prometheus_client import generate_latest
+        return generate_latest(self.registry)
 
     def command_done(self, command, data, ok, text, seconds):
         verb = verb_of(command, data)
@@ -116,15 +182,21 @@ class Metrics:
 
     # --- the endpoint -------------------------------------------------------------
 
-    def serve(self, sock):
-        """Serve on ``sock`` (from listen()) in the event loop."""
+    def serve(self, sock, collector=None):
+        """Serve on ``sock`` (from listen()) in the event loop: this registry,
+        or only ``collector`` when one is given (the --workers front end)."""
         from gevent import socket as gsocket
         from gevent.pywsgi import WSGIServer
         from prometheus_client import make_wsgi_app
         # the listening socket was bound before the loop existed: make it a
         # cooperative one, or accepted connections would block the loop
         sock = gsocket.socket(sock.family, sock.type, fileno=sock.detach())
-        metrics_app = make_wsgi_app(self.registry)
+        registry = self.registry
+        if collector is not None:
+            from prometheus_client import CollectorRegistry
+            registry = CollectorRegistry(auto_describe=False)
+            registry.register(collector)
+        metrics_app = make_wsgi_app(registry)
 
         def app(environ, start_response):
             if environ.get("PATH_INFO") != "/metrics":

@@ -36,6 +36,10 @@ RTP analysis on it is refreshed at every loop iteration instead (a libev
 check watcher, which runs right after the poll and before the I/O
 callbacks), so it is the time the batch of packets was picked up: what the
 analyzer takes as the arrival time, at no cost per packet.
+
+With --kernel_offload, ``self.offload`` (offload.py) is told whenever a
+session's latching, addresses, ports or per-packet features change, and hands
+its RTP to the kernel or takes it back; nothing of it is on the packet path.
 """
 
 import errno
@@ -299,6 +303,10 @@ class Relay:
         self._tick.start(self._update_clock)
         if config.poll_batch and not set_io_collect_interval(self.loop, config.poll_batch):
             log.info("this gevent build cannot batch polls; --poll_batch ignored")
+        self.offload = None
+        if config.kernel_offload:
+            from .offload import KernelOffload
+            self.offload = KernelOffload.start(config, self.route_source, clock)
 
     @staticmethod
     def _update_clock():
@@ -417,6 +425,8 @@ class Relay:
         raise PortsExhausted()
 
     def _close_leg(self, session, leg):
+        if self.offload is not None:
+            self.offload.remove(session)
         for stream in (session.rtp[leg], session.rtcp[leg]):
             handle = stream.handle
             if handle is None:
@@ -490,6 +500,8 @@ class Relay:
             self._rewire(session)
         for stream in redirected:
             self._drain_main(stream)
+        if self.offload is not None:
+            self.offload.update(session)
 
     @staticmethod
     def _drain_main(stream, limit=256):
@@ -557,6 +569,8 @@ class Relay:
     # --- per-session greenlet ----------------------------------------------
 
     def session_started(self, session):
+        if self.offload is not None:
+            session.on_media_change = self.offload.update
         # (event that wakes the greenlet, the greenlet, [when it plans to wake])
         wake, plan = Event(), [FOREVER]
         session.timer = (wake, gevent.spawn(self._session_loop, session, wake, plan), plan)
@@ -578,6 +592,8 @@ class Relay:
             now = clock()
             deadline = session.expires_at()
             if now >= deadline:
+                if self.offload is not None and self.offload.refresh(session):
+                    continue        # the kernel relayed packets: not idle after all
                 self.on_expired(session)
                 return
             wake_at = deadline
@@ -624,6 +640,17 @@ class Relay:
             if next_at is not None and next_at < wake_at:
                 wake_at = next_at
         return wake_at
+
+    def refresh_counters(self, session):
+        """Before Q: packets the kernel relayed for the session, counted now."""
+        if self.offload is not None:
+            self.offload.refresh(session)
+
+    def shutdown(self):
+        """After the last session ended: nothing left in the kernel."""
+        if self.offload is not None:
+            self.offload.close()
+            self.offload = None
 
     @staticmethod
     def _send_played(due):

@@ -55,8 +55,8 @@ class Stream:
         "ssrc", "seq",
         # local side, set by the relay
         "port", "local", "handle",
-        # per-packet features (None when off)
-        "taps", "analyzer", "analysis_run", "resizer",
+        # per-packet features (None when off); reasons to keep it out of the kernel
+        "taps", "analyzer", "analysis_run", "resizer", "offload_vetoes",
         # signalling state kept for other features
         "codecs", "resize_ptime", "prompt_ptime", "tos",
         # counters
@@ -93,6 +93,7 @@ class Stream:
         self.analyzer = None        # media.analyzer.RtpAnalyzer (RTP streams, analysis on)
         self.analysis_run = None    # its fast path's state (set_analyzer)
         self.resizer = None         # media.resizer.Resizer (z modifier); the relay feeds it
+        self.offload_vetoes = None
         self.codecs = None
         self.resize_ptime = None
         self.prompt_ptime = None
@@ -361,6 +362,7 @@ class Stream:
         """While a prompt plays to this party, relayed media to it is dropped."""
         self.muted = muted
         self.refresh_target()
+        self.session.media_changed()
 
     def set_analyzer(self, analyzer):
         self.analyzer = analyzer
@@ -369,10 +371,23 @@ class Stream:
     def add_tap(self, tap):
         """Call ``tap(stream, data, source, now)`` for every accepted packet."""
         self.taps = (self.taps or ()) + (tap,)
+        self.session.media_changed()
 
     def remove_tap(self, tap):
         taps = tuple(t for t in (self.taps or ()) if t is not tap)
         self.taps = taps or None
+        self.session.media_changed()
+
+    def veto_offload(self, reason):
+        """A per-packet feature without a tap needs this stream's packets:
+        --kernel_offload leaves the stream to the program until
+        ``allow_offload(reason)``."""
+        self.offload_vetoes = (self.offload_vetoes or frozenset()) | {reason}
+        self.session.media_changed()
+
+    def allow_offload(self, reason):
+        self.offload_vetoes = (self.offload_vetoes or frozenset()) - {reason} or None
+        self.session.media_changed()
 
 
 class Session:
@@ -405,12 +420,18 @@ class Session:
         self.players = None         # {stream index: media.player.Player} while prompts play
         self.npkts_played = 0
         self.nplrs_destroyed = 0
+        self.on_media_change = None  # the relay's, with --kernel_offload
 
     def __repr__(self):
         return "<Session %s %s>" % (self.call_id, self.from_tag)
 
     def streams(self):
         return self.rtp + self.rtcp
+
+    def media_changed(self):
+        """A per-packet feature went on or off on one of its streams."""
+        if self.on_media_change is not None:
+            self.on_media_change(self)
 
     # --- idle time ------------------------------------------------------
 

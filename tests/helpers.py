@@ -226,6 +226,19 @@ class Daemon:
     def alive(self):
         return self.proc.poll() is None
 
+    def pids(self):
+        """The daemon's process and its descendants (--workers: its workers)."""
+        found, todo = [], [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            try:
+                with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+                    todo.extend(int(child) for child in f.read().split())
+            except OSError:
+                pass
+        return found
+
     def stop(self, sig=signal.SIGTERM, timeout=10):
         if self.proc.poll() is None:
             self.proc.send_signal(sig)

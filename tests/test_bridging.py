@@ -89,7 +89,8 @@ def test_call_from_public_side_is_relayed_into_the_vpn(networks, rtpproxy):
     assert data == b"\x81\xc8rtcp-b" and source[:2] == (N.PUBLIC_RELAY, to_caller_port + 1)
 
     # each relay socket is bound on its side's address, not on a wildcard
-    bound = {(host, port) for host, port, proc in nets.relay.udp_sockets() if "pid=%d," % d.proc.pid in proc}
+    bound = {(host, port) for host, port, proc in nets.relay.udp_sockets()
+             if any("pid=%d," % pid in proc for pid in d.pids())}
     assert bound == {(N.VPN_RELAY, to_callee_port), (N.VPN_RELAY, to_callee_port + 1),
                      (N.PUBLIC_RELAY, to_caller_port), (N.PUBLIC_RELAY, to_caller_port + 1)}
 
@@ -131,7 +132,8 @@ def test_ipv6_public_side_to_ipv4_vpn(networks, rtpproxy):
     seen = _exchange(caller, (N.PUBLIC_RELAY6, int(answer[0])), callee, (N.VPN_RELAY, int(offer[0])))
     assert seen["b", "rtp"] == (N.VPN_RELAY, int(offer[0]))
     assert seen["a", "rtp"] == (N.PUBLIC_RELAY6, int(answer[0]))
-    bound = {(host, port) for host, port, proc in nets.relay.udp_sockets() if "pid=%d," % d.proc.pid in proc}
+    bound = {(host, port) for host, port, proc in nets.relay.udp_sockets()
+             if any("pid=%d," % pid in proc for pid in d.pids())}
     assert (N.PUBLIC_RELAY6, int(answer[0])) in bound and (N.VPN_RELAY, int(offer[0])) in bound
     assert len(bound) == 4
     # the public side has no IPv4 at all: it can only talk to the relay's IPv6 address

@@ -8,6 +8,8 @@ import time
 import urllib.error
 import urllib.request
 
+import pytest
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import TOP, Endpoint, free_port, port_range, rtp_packet, wait_for
@@ -28,9 +30,12 @@ def scrape(port):
     return samples
 
 
-def test_scrape_during_a_live_call(rtpproxy):
+@pytest.mark.parametrize("workers", ["1", "3"])
+def test_scrape_during_a_live_call(rtpproxy, workers):
+    """With --workers 3 the front end adds up what the workers hold."""
     mport = free_port(socket.SOCK_STREAM)
-    d = rtpproxy("-l", HOST, "--rtp_analysis", "--metrics", "%s:%d" % (HOST, mport))
+    d = rtpproxy("-l", HOST, "--rtp_analysis", "--metrics", "%s:%d" % (HOST, mport),
+                 "--workers", workers)
     before = scrape(mport)
     assert before["rtpproxy_sessions_active"] == 0
     free_at_start = before["rtpproxy_ports_free"]

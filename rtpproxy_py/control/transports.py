@@ -4,7 +4,9 @@
 before privileges are dropped); ``ControlServer.start(execute)`` serves it.
 ``execute(data, ctx)`` is Dispatcher.execute: it never yields, so commands
 from all sockets run one at a time, in arrival order, as upstream's single
-command thread does.
+command thread does. The --workers front end's execute waits for a worker
+(its dispatcher says ``concurrent``): then each UDP datagram is served by a
+greenlet of its own, so commands for different workers run side by side.
 
 Hostile or broken clients cost the others nothing: each stream connection has
 its own greenlet, a reply that cannot be written within WRITE_TIMEOUT (a
@@ -23,6 +25,7 @@ import time
 
 import gevent
 from gevent import socket
+from gevent.event import Event
 from gevent.pool import Group
 
 from ..config import ConfigError
@@ -40,6 +43,10 @@ BACKLOG = 32
 WRITE_TIMEOUT = 5.0       # seconds a reply may wait for a client to read
 ONE_SHOT_TIMEOUT = 3.0    # unix: seconds from accept to the command
 MAX_CONNECTIONS = 256     # open stream connections per listener
+# Replies are short: a client that stops reading fills this, not the megabytes
+# the kernel would grow the buffer to, before WRITE_TIMEOUT starts counting
+# (with --workers an I or G waits for every worker, so replies come slower).
+STREAM_SNDBUF = 64 * 1024
 YIELD_EVERY = 16          # commands (or connections) handled in a row before the loop gets a turn
 TURN_PAUSE = 1e-6         # seconds: wakes up right after the loop's next poll
 
@@ -93,6 +100,7 @@ class ControlServer:
     def start(self, dispatcher, on_eof=None):
         """Serve commands with ``dispatcher`` (Dispatcher.execute, its counters)."""
         self.counters = dispatcher.counters
+        self.concurrent = getattr(dispatcher, "concurrent", False)
         self._serve_start(dispatcher.execute, on_eof)
 
     def _serve_start(self, execute, on_eof):
@@ -142,6 +150,7 @@ class UdpControl(ControlServer):
         self.sock = socket.socket(fileno=self.raw.detach())
         self.local_ip = self.spec.host
         self.cache = ReplyCache()
+        self.running = {}       # cookie -> Event, commands still executing (concurrent only)
         self.greenlets = [gevent.spawn(self._serve, execute), gevent.spawn(self._sweep)]
 
     def _sweep(self):
@@ -159,7 +168,10 @@ class UdpControl(ControlServer):
                 log.warning("control socket %s: %s", self.spec.text, exc)
                 gevent.sleep(0.01)
                 continue
-            self.handle_datagram(data, source, execute)
+            if self.concurrent:
+                gevent.spawn(self.handle_datagram, data, source, execute)
+            else:
+                self.handle_datagram(data, source, execute)
             turns.done()
 
     def handle_datagram(self, data, source, execute):
@@ -175,15 +187,23 @@ class UdpControl(ControlServer):
             self._reply(send, b"E5\n")
             return
         cookie, command = match.group(1), match.group(2)
+        running = self.running.get(cookie)
+        if running is not None:
+            running.wait()      # a retransmission while the command runs: its reply
         cached = self.cache.get(cookie)
         if cached is not None:
             self.counters.ncmds_rcvd_ndups += 1
             self._reply(send, cached)
             return
         ctx = CommandContext(source[0] if self.spec.kind == "udp" else "127.0.0.1", self.local_ip)
+        if self.concurrent:
+            running = self.running[cookie] = Event()
         text = execute(command, ctx)
         payload = cookie + b" " + text.encode("utf-8")
         self.cache.put(cookie, payload, time.monotonic())
+        if running is not None:
+            del self.running[cookie]
+            running.set()
         self._reply(send, payload)
 
 
@@ -215,6 +235,10 @@ class _StreamListener(ControlServer):
                                  "connection, out of file descriptors", self.spec.text)
                     gevent.sleep(0.1)
                 continue
+            try:
+                conn.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_SNDBUF, STREAM_SNDBUF)
+            except OSError:
+                pass
             if len(self.idle) >= MAX_CONNECTIONS:
                 oldest = next(iter(self.idle))
                 self.idle.pop(oldest)

@@ -1,0 +1,97 @@
+"""The message link between the --workers front end and one worker process.
+
+A SOCK_SEQPACKET unix socket pair: one datagram per message, delivered in
+order and reliably. A message is a marshal'd tuple whose first item names its
+kind (the constants below). ``send`` never blocks or yields: a message that
+does not fit in the socket buffer waits in an outbox that a writer greenlet
+drains, so messages always leave in the order they were sent.
+"""
+
+import collections
+import marshal
+import socket
+
+import gevent
+from gevent.socket import wait_read, wait_write
+
+RECV_BUFFER = 256 * 1024
+
+# front end -> worker
+CONFIG = "config"          # (CONFIG, pickled Config, log to syslog): the first message
+COMMAND = "cmd"            # (COMMAND, command bytes, source ip, local ip) -> REPLY text
+STATS = "stats"            # (STATS,) -> REPLY (G values by name, live sessions)
+DELETE_ALL = "delete_all"  # (DELETE_ALL,) -> REPLY None; X, not counted as a command
+DEORBIT = "deorbit"        # SIGHUP: no new sessions; IDLE once the last one ends
+STOP = "stop"              # close every session and exit
+METRICS = "metrics"        # (METRICS,) -> REPLY exposition text (--metrics), or None
+# worker -> front end
+READY = "ready"            # (READY, pid): serving
+REPLY = "reply"            # answers requests in the order they were sent
+NOTIFY = "notify"          # (NOTIFY, -n target text, tag, source ip, local ip)
+IDLE = "idle"              # deorbiting and the last session ended
+SNAPSHOT = "snapshot"      # (SNAPSHOT, G values): once a second, kept if the worker dies
+
+
+def pair():
+    """Two connected ends (front end's, worker's)."""
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+
+
+class Channel:
+    def __init__(self, sock):
+        sock.setblocking(False)
+        self.sock = sock
+        self.outbox = collections.deque()
+        self.closed = False
+        self._buffer = bytearray(RECV_BUFFER)
+
+    def send(self, *message):
+        if self.closed:
+            return
+        data = marshal.dumps(message)
+        if self.outbox:
+            self.outbox.append(data)
+            return
+        try:
+            self.sock.send(data)
+        except BlockingIOError:
+            self.outbox.append(data)
+            gevent.spawn(self._drain)
+        except OSError:
+            self.closed = True      # the other end is gone; its reader sees EOF
+
+    def _drain(self):
+        outbox = self.outbox
+        while outbox and not self.closed:
+            try:
+                wait_write(self.sock.fileno())
+                while outbox:
+                    self.sock.send(outbox[0])
+                    outbox.popleft()
+            except BlockingIOError:
+                continue
+            except OSError:
+                self.closed = True
+                outbox.clear()
+
+    def receive(self):
+        """The next message, waiting for it; None once the other end closed."""
+        sock, buffer = self.sock, self._buffer
+        while True:
+            try:
+                size = sock.recv_into(buffer)
+            except BlockingIOError:
+                try:
+                    wait_read(sock.fileno())
+                except OSError:
+                    return None
+                continue
+            except OSError:
+                return None
+            if not size:
+                return None
+            return marshal.loads(memoryview(buffer)[:size])
+
+    def close(self):
+        self.closed = True
+        self.sock.close()

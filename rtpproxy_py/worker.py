@@ -1,0 +1,161 @@
+"""One --workers worker process: the single-process daemon's relay and
+dispatcher, fed by the front end over a private channel instead of control
+sockets.
+
+Started by the front end (workers.py): forked at startup, or later a new
+interpreter running ``main([CHANNEL_FD, PORTS_FD, NUMBER])``; the first
+message on the channel carries the configuration. The packet path is exactly the single-process one (relay.py);
+the worker allocates ports from the table all workers share (ports.py), sends
+timeout notifications through the front end (which has the one connection per
+target upstream keeps), and exits when told to or when the front end is gone.
+"""
+
+import logging
+import marshal
+import os
+import pickle
+import signal
+import socket
+import sys
+
+from . import channel as ch
+from . import daemon
+from .dispatcher import CommandContext
+from .main import Daemon
+from .ports import PortAllocator, SharedPortTable
+
+log = logging.getLogger("rtpproxy")
+
+SNAPSHOT_INTERVAL = 1.0
+COMMAND_BURST = 8           # commands run before the packets waiting meanwhile are relayed
+
+
+class ChannelNotifier:
+    """Stands in for notify.Notifier: the front end sends the notification."""
+
+    def __init__(self, link):
+        self.link = link
+        self.sent = 0
+
+    def notify(self, target, tag, source_ip, local_ip):
+        self.link.send(ch.NOTIFY, target.text, tag, source_ip, local_ip)
+        self.sent += 1
+
+    def close(self):
+        pass
+
+
+class _Prefix(logging.Filter):
+    """Says which worker a log line comes from."""
+
+    def __init__(self, prefix):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record):
+        record.msg = self.prefix + str(record.msg)
+        return True
+
+
+class WorkerDaemon(Daemon):
+    """Daemon._start and _shutdown as they are (so every feature wired there
+    runs here too), with the channel in place of the control sockets."""
+
+    def __init__(self, config, link, ports, number):
+        super().__init__(config)
+        self.link = link
+        self.ports = ports
+        self.number = number
+
+    def run(self, to_syslog):
+        import gevent
+        daemon.setup_logging(self.config, to_syslog=to_syslog)
+        log.addFilter(_Prefix("worker %d: " % self.number))
+        _set_name("rtpproxy-w%d" % self.number)
+        self._start()
+        if os.geteuid() == 0:
+            # -u, as the front end does after its own start. A worker started
+            # again later (after one died) already runs as the front end's user.
+            daemon.drop_privileges(self.config)
+        # Ctrl-C and SIGHUP reach the front end, which tells the workers what
+        # to do; SIGTERM (systemd stops the whole unit) still stops a worker.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        config = self.config
+        self.relay.ports = PortAllocator(config.port_min, config.port_max, config.sequential_ports,
+                                         shared=self.ports, owner=self.number)
+        self.dispatcher.notifier = ChannelNotifier(self.link)
+        self.dispatcher.on_idle = lambda: self.link.send(ch.IDLE)
+        serving = gevent.spawn(self._serve)
+        gevent.spawn(self._snapshots)
+        self.link.send(ch.READY, os.getpid())
+        log.info("started, pid %d", os.getpid())
+        try:
+            self.stop_event.wait()
+        finally:
+            self._shutdown()
+            serving.kill(block=False)
+            self.link.close()
+        return 0
+
+    def _serve(self):
+        import gevent
+        dispatcher, link = self.dispatcher, self.link
+        served = 0
+        while True:
+            message = link.receive()
+            if message is None:          # the front end is gone
+                break
+            served += 1
+            if served % COMMAND_BURST == 0:
+                gevent.sleep(0)          # media waiting behind a burst of commands goes first
+            kind = message[0]
+            if kind == ch.COMMAND:
+                _, data, source_ip, local_ip = message
+                link.send(ch.REPLY, dispatcher.execute(data, CommandContext(source_ip, local_ip)))
+            elif kind == ch.STATS:
+                link.send(ch.REPLY, dispatcher.stat_values())
+            elif kind == ch.METRICS:
+                link.send(ch.REPLY, self.metrics.exposition() if self.metrics is not None else None)
+            elif kind == ch.DELETE_ALL:
+                dispatcher.close_all()
+                link.send(ch.REPLY, None)
+            elif kind == ch.DEORBIT:
+                dispatcher.start_deorbit()
+            elif kind == ch.STOP:
+                break
+        self.stop_event.set()
+
+    def _snapshots(self):
+        import gevent
+        while True:
+            gevent.sleep(SNAPSHOT_INTERVAL)
+            self.link.send(ch.SNAPSHOT, self.dispatcher.stat_values()[0])
+
+
+def _set_name(name):
+    """The name top and ps -o comm show for this worker (Linux)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)     # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
+
+
+def main(argv=None):
+    channel_fd, ports_fd, number = (int(a) for a in (sys.argv[1:] if argv is None else argv))
+    sock = socket.socket(fileno=channel_fd)
+    # The configuration comes first; read it before any event loop exists.
+    first = sock.recv(ch.RECV_BUFFER)
+    if not first:
+        return 0            # the front end did not start after all (its own error says why)
+    kind, pickled, to_syslog = marshal.loads(first)
+    if kind != ch.CONFIG:
+        raise SystemExit("rtpproxy worker: started without a configuration")
+    config = pickle.loads(pickled)
+    ports = SharedPortTable(config.port_min, config.port_max, fd=ports_fd)
+    return WorkerDaemon(config, ch.Channel(sock), ports, number).run(to_syslog)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

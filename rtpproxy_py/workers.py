@@ -1,0 +1,486 @@
+"""--workers N: a front end that owns the control sockets, and N worker processes.
+
+Each worker (worker.py) is the single-process relay with its own event loop:
+it holds the sessions of the Call-IDs that hash to it and relays their media.
+The front end reads every command, keeps the UDP reply cache, and
+
+* sends a command that names a Call-ID (U, L, D, P, S, R, C, N, Q) to the
+  worker holding that Call-ID, over that worker's channel (channel.py);
+  one worker runs its commands in the order they came;
+* answers V and VF itself, X by telling every worker, and I and G by adding
+  up every worker's counters (its own command counters included, since each
+  command is counted by whoever executed it);
+* sends the timeout notifications workers ask for, so each target keeps its
+  single connection.
+
+All workers take media ports from one table in shared memory
+(ports.SharedPortTable), so the port range behaves as in one process. They
+are forked when the daemon starts, before the front end has an event loop,
+and configured once it serves.
+
+A worker that dies is started again. The commands it had not answered run
+again on the new one (what the dead worker did is gone with it), so its lost
+calls get the answers upstream gives for sessions it does not know. While a
+worker cannot be started at all, the front end gives those answers itself.
+The other workers' calls are untouched.
+"""
+
+import collections
+import logging
+import os
+import pickle
+import signal
+import sys
+import time
+import zlib
+
+import gevent
+from gevent._hub_local import get_hub_if_exists
+from gevent.event import AsyncResult, Event
+
+from . import channel as ch
+from .dispatcher import CommandContext, Dispatcher
+from .main import Daemon
+from .ports import PortsExhausted, SharedPortTable
+from .protocol import reply
+from .protocol.parse import parse
+from .relay import Relay
+
+log = logging.getLogger("rtpproxy")
+
+START_TIMEOUT = 30.0        # for every worker to report ready at startup
+STOP_TIMEOUT = 5.0          # for a worker to exit after STOP, before SIGKILL
+RESTART_DELAYS = (0.0, 0.5, 1.0, 2.0, 5.0)   # after quick successive deaths
+STEADY = 10.0               # a worker that ran this long died "for the first time"
+
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def worker_for(call_id, count):
+    """The worker (0-based) that holds ``call_id``: stable across restarts."""
+    return zlib.crc32(call_id.encode("utf-8", "surrogateescape")) % count
+
+
+def add_values(total, values):
+    """Add one worker's G values into ``total`` (both dicts by counter name)."""
+    for name, value in values.items():
+        total[name] = total.get(name, 0) + value
+    return total
+
+
+def retire(values):
+    """What a dead worker's last counters leave behind: its live sessions count
+    as destroyed, so created - destroyed stays the number of live sessions."""
+    values = dict(values)
+    values["nsess_destroyed"] = values.get("nsess_created", 0)
+    return values
+
+
+class _Request:
+    __slots__ = ("message", "result", "retried")
+
+    def __init__(self, message):
+        self.message = message
+        self.result = AsyncResult()
+        self.retried = False
+
+
+class WorkerLink:
+    """One worker process as the front end sees it: its channel, the requests
+    still waiting for a reply (in the order they were sent), its restarts."""
+
+    def __init__(self, pool, number):
+        self.pool = pool
+        self.number = number             # 1..N; 0 is "free" in the port table
+        self.pid = None
+        self.exited = None
+        self.link = None
+        self.ready = False
+        self.down = False                # cannot be started now: answer locally
+        self.idle = False                # deorbiting and empty
+        self.pending = collections.deque()
+        self.started_at = 0.0
+        self.quick_deaths = 0
+        self.snapshot = {}
+
+    # --- process ------------------------------------------------------------
+
+    def start(self):
+        self.launch()
+        self.watch()
+
+    def launch(self):
+        front_end, worker_end = ch.pair()
+        fds = (worker_end.fileno(), self.pool.ports.fd)
+        argv = [str(fds[0]), str(fds[1]), str(self.number)]
+        try:
+            self.pid = _start_process(argv, fds)
+        except OSError as exc:
+            front_end.close()
+            worker_end.close()
+            log.error("cannot start worker %d: %s", self.number, exc)
+            self.link = None
+            self._mark_down()
+            gevent.spawn_later(RESTART_DELAYS[-1], self._restart)
+            return
+        worker_end.close()
+        self.link = ch.Channel(front_end)
+        self.ready = False
+        self.idle = False
+        self.exited = AsyncResult()
+        self.started_at = time.monotonic()
+
+    def watch(self):
+        """Configure the launched worker (it starts serving) and follow it."""
+        if self.link is not None:
+            self.link.send(ch.CONFIG, pickle.dumps(self.pool.config), self.pool.to_syslog)
+            gevent.spawn(self._read, self.link, self.pid, self.exited)
+
+    def _read(self, link, pid, exited):
+        while True:
+            message = link.receive()
+            if message is None:
+                break
+            kind = message[0]
+            if kind == ch.REPLY:
+                if self.pending:
+                    self.pending.popleft().result.set(message[1])
+            elif kind == ch.READY:
+                self._on_ready()
+            elif kind == ch.NOTIFY:
+                self.pool.notify(*message[1:])
+            elif kind == ch.IDLE:
+                self.idle = True
+                self.pool.check_idle()
+            elif kind == ch.SNAPSHOT:
+                self.snapshot = message[1]
+        link.close()
+        code = _reap(pid)
+        exited.set(code)
+        self._on_exit(code)
+
+    def _on_ready(self):
+        self.ready = True
+        self.down = False
+        for request in self.pending:
+            self.link.send(*request.message)
+        if self.pool.deorbiting:
+            self.link.send(ch.DEORBIT)
+        self.pool.worker_ready.set()
+
+    def _on_exit(self, code):
+        self.pool.ports.release_all(self.number)
+        self.pool.retired = add_values(self.pool.retired, retire(self.snapshot))
+        self.snapshot = {}
+        was_ready, self.ready = self.ready, False
+        if self.pool.stopping:
+            self._answer_pending()
+            return
+        lived = time.monotonic() - self.started_at
+        self.quick_deaths = self.quick_deaths + 1 if lived < STEADY else 1
+        # A worker that served and died for the first time in a while comes
+        # back at once; one that keeps dying, or cannot start, after a pause.
+        step = self.quick_deaths - 1 if was_ready else self.quick_deaths
+        delay = RESTART_DELAYS[min(step, len(RESTART_DELAYS) - 1)]
+        log.error("worker %d (pid %d) %s; starting it again%s", self.number, self.pid,
+                  "exited with code %d" % code if code >= 0 else "was killed by signal %d" % -code,
+                  " in %.1f s" % delay if delay else "")
+        if was_ready and not delay:
+            # Its sessions are gone: the commands it had not answered run again
+            # on the new worker, once (a command that kills workers is not retried).
+            kept = collections.deque()
+            for request in self.pending:
+                if request.message[0] == ch.COMMAND and not request.retried:
+                    request.retried = True
+                    kept.append(request)
+                else:
+                    request.result.set(None)
+            self.pending = kept
+            self.start()
+        else:
+            self._mark_down()
+            gevent.spawn_later(delay, self._restart)
+
+    def _restart(self):
+        if not self.pool.stopping:
+            self.start()
+
+    def _mark_down(self):
+        self.down = True
+        self._answer_pending()
+
+    def _answer_pending(self):
+        while self.pending:
+            self.pending.popleft().result.set(None)
+
+    # --- requests -------------------------------------------------------------
+
+    def request(self, *message):
+        """Send ``message`` and wait for the reply; None if the worker cannot
+        answer (it is down, or died twice with this command)."""
+        if self.down or self.pool.stopping:
+            return None
+        request = _Request(message)
+        self.pending.append(request)
+        if self.ready:
+            self.link.send(*message)
+        return request.result.get()
+
+    def send(self, *message):
+        """A message without a reply (sent now if the worker is up)."""
+        if self.ready:
+            self.link.send(*message)
+
+    def stop(self):
+        if self.pid is None:
+            return
+        self.send(ch.STOP)
+        self.exited.wait(STOP_TIMEOUT)
+        if not self.exited.ready():
+            log.error("worker %d (pid %d) did not stop; killing it", self.number, self.pid)
+            os.kill(self.pid, signal.SIGKILL)
+            self.exited.wait()
+
+
+def _start_process(argv, fds):
+    """A worker process; its pid. At startup, before this process has an event
+    loop (and before -u), a fork that runs the worker at once: no interpreter
+    start, and it drops privileges itself. Later (restarts) a fresh
+    interpreter running worker.main, as the user this process
+    runs as: with -u that user must be able to read the Python installation
+    (as the Debian package's user can). A fork of a process whose event loop
+    runs would carry that loop's greenlets and watchers along."""
+    if get_hub_if_exists() is None:
+        pid = os.fork()
+        if pid == 0:
+            _run_forked(argv, fds)
+        return pid
+    for fd in fds:
+        os.set_inheritable(fd, True)
+    null = os.open(os.devnull, os.O_RDWR)
+    # this very package, whatever the current directory holds
+    code = "import sys; sys.path.insert(0, %r); from rtpproxy_py.worker import main; sys.exit(main())" % (
+        _PACKAGE_PARENT)
+    try:
+        # stdin and stdout may be a stdio: control channel: not the worker's
+        return os.posix_spawn(sys.executable, [sys.executable, "-c", code] + argv, os.environ,
+                              file_actions=[(os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, null, 1)])
+    finally:
+        os.close(null)
+
+
+def _run_forked(argv, keep):
+    """In the forked child: keep stderr, the channel and the port table only
+    (not the control sockets, the pid file, a daemonizing parent's pipe)."""
+    code = 1
+    try:
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, 0)
+        os.dup2(null, 1)
+        keep = sorted(keep)
+        low = 3
+        for fd in keep:
+            os.closerange(low, fd)
+            low = fd + 1
+        os.closerange(low, 1 << 16)
+        from . import worker
+        code = worker.main(argv)
+    except BaseException:
+        log.exception("worker %s failed", argv[-1])
+    finally:
+        os._exit(code or 0)
+
+
+def _reap(pid):
+    """Wait (without blocking the loop) for ``pid`` to exit; its exit code,
+    negative for a signal."""
+    while True:
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return -1
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        gevent.sleep(0.02)
+
+
+class Workers:
+    """The worker processes, and what the front end asks of all of them."""
+
+    def __init__(self, config, notifier, to_syslog):
+        self.config = config
+        self.notifier = notifier
+        self.to_syslog = to_syslog
+        self.ports = SharedPortTable(config.port_min, config.port_max)
+        self.links = [WorkerLink(self, k + 1) for k in range(config.workers)]
+        self.retired = {}            # counters of workers that died
+        self.stopping = False
+        self.deorbiting = False
+        self.on_idle = None
+        self.worker_ready = Event()
+
+    def launch(self):
+        """Fork every worker, now that this process has no event loop yet.
+        They wait for their configuration (``watch``): a start that fails later
+        (-u, its checks) leaves them to exit without a word."""
+        for link in self.links:
+            link.launch()
+
+    def watch(self):
+        """Configure the workers and follow them; commands wait for a worker
+        until it is ready."""
+        for link in self.links:
+            link.watch()
+        deadline = time.monotonic() + START_TIMEOUT
+        while not all(link.ready for link in self.links):
+            if time.monotonic() > deadline:
+                log.error("workers %s are not ready after %d s", " ".join(
+                    str(link.number) for link in self.links if not link.ready), START_TIMEOUT)
+                return
+            self.worker_ready.clear()
+            self.worker_ready.wait(0.1)
+        log.info("%d workers serving, pids %s", len(self.links),
+                 " ".join(str(link.pid) for link in self.links))
+
+    def for_call(self, call_id):
+        return self.links[worker_for(call_id, len(self.links))]
+
+    def ask_all(self, *message):
+        """Send ``message`` to every worker at once; their replies (None for a
+        worker that cannot answer), in worker order."""
+        jobs = [gevent.spawn(link.request, *message) for link in self.links]
+        gevent.joinall(jobs)
+        return [job.value for job in jobs]
+
+    def stats(self, values, live):
+        """Add every worker's I/G figures (and dead workers' last ones) to the
+        front end's own ``values`` and ``live``."""
+        total = add_values(dict(values), self.retired)
+        for answer in self.ask_all(ch.STATS):
+            if answer is not None:
+                add_values(total, answer[0])
+                live += answer[1]
+        return total, live
+
+    def delete_all(self):
+        self.ask_all(ch.DELETE_ALL)
+
+    def deorbit(self, on_idle):
+        self.deorbiting = True
+        self.on_idle = on_idle
+        for link in self.links:
+            link.send(ch.DEORBIT)
+        self.check_idle()
+
+    def check_idle(self):
+        if self.deorbiting and self.on_idle is not None and all(
+                link.idle or link.down for link in self.links):
+            self.on_idle()
+
+    def notify(self, target_text, tag, source_ip, local_ip):
+        for target in self.config.notify_targets:
+            if target.text == target_text:
+                self.notifier.notify(target, tag, source_ip, local_ip)
+                return
+
+    def stop(self):
+        self.stopping = True
+        gevent.joinall([gevent.spawn(link.stop) for link in self.links])
+
+
+class _NoMedia:
+    """The front end's stand-in for a relay: it never holds a session, so the
+    commands it answers itself fail as they do for an unknown session."""
+
+    def open_leg(self, session, leg, local):
+        raise PortsExhausted()
+
+    def route_source(self, host, family):
+        return Relay.route_source(self, host, family)
+
+
+class FrontDispatcher(Dispatcher):
+    """Dispatcher.execute for the front end: a command naming a Call-ID runs on
+    that Call-ID's worker; V, VF, I, G, X and malformed commands run here."""
+
+    concurrent = True    # execute waits for workers: transports serve commands side by side
+
+    def __init__(self, config, workers, notifier, clock):
+        super().__init__(config, _NoMedia(), notifier, clock)
+        self.workers = workers
+
+    def execute(self, data, ctx=None):
+        try:
+            call_id = getattr(parse(data), "call_id", None)
+        except Exception:
+            call_id = None           # malformed: answered (and counted) here
+        if call_id is not None:
+            ctx = ctx or CommandContext()
+            text = self.workers.for_call(call_id).request(ch.COMMAND, bytes(data), ctx.source_ip,
+                                                          ctx.local_ip)
+            if text is not None:
+                return text
+        return super().execute(data, ctx)
+
+    def stat_values(self):
+        values, live = super().stat_values()
+        return self.workers.stats(values, live)
+
+    def handle_delete_all(self, cmd, ctx):
+        self.workers.delete_all()
+        return reply.number(0)
+
+    def start_deorbit(self):
+        self.deorbiting = True
+        self.workers.deorbit(lambda: self.on_idle and self.on_idle())
+
+    def close_all(self):
+        pass                 # the workers close their own sessions when stopped
+
+
+class FrontEnd(Daemon):
+    """The daemon with --workers N > 1: Daemon's process life, control sockets
+    and signals, with FrontDispatcher and the workers behind them."""
+
+    def _build(self):
+        from .notify import Notifier
+
+        config = self.config
+        if config.kernel_offload:
+            from .offload import unusable
+            why = unusable(config)
+            if why is not None:     # said once here rather than by every worker
+                log.warning("--kernel_offload: %s; relaying every stream in user space", why)
+                config.kernel_offload = False
+        self.notifier = Notifier()
+        to_syslog = not config.foreground and not config.no_redirect
+        self.workers = Workers(config, self.notifier, to_syslog)
+        self.workers.launch()
+        self.dispatcher = FrontDispatcher(config, self.workers, self.notifier, time.monotonic)
+        # Runs once the daemon waits for work, i.e. after -u and its checks passed.
+        gevent.spawn(self.workers.watch)
+
+    def _start_metrics(self):
+        """--metrics: the front end serves every process's figures added up."""
+        if self.config.metrics is None:
+            return
+        from .metrics import MergedCollector, Metrics
+        self.metrics = Metrics(self.dispatcher, None)      # the commands it answers itself
+        self.dispatcher.metrics = self.metrics
+
+        def fetch():
+            texts = [self.metrics.exposition()]
+            texts.extend(text for text in self.workers.ask_all(ch.METRICS) if text)
+            return texts
+
+        self.metrics.serve(self.metrics_sock, MergedCollector(fetch))
+
+    def _shutdown(self):
+        self.workers.stop()
+        for server in self.servers:
+            server.close()
+        self.notifier.close()
+        if self.metrics is not None:
+            self.metrics.close()
+        log.info("stopped")
+
