@@ -21,7 +21,7 @@ a=rtpab$$a; b=rtpab$$b
 ip netns add $a; ip netns add $b
 trap 'ip netns del $a 2>/dev/null || true; ip netns del $b 2>/dev/null || true' EXIT
 ip netns exec $a ip link set lo up; ip netns exec $b ip link set lo up
-py="$rtpproxy -f -F -s udp:127.0.0.1:22222 -l 127.0.0.1 -m 20000 -M 60000 -d ERR -p /dev/null"
+py="$rtpproxy -f -F -s udp:127.0.0.1:22222 -l 127.0.0.1 -m 20000 -M 60000 -d ERR -p /dev/null --workers 1"
 for r in $(seq "$rounds"); do
   echo '{"round_start":'$r'}'
   ip netns exec $a taskset -c 1 $py "$@" & pa=$!

@@ -27,7 +27,7 @@ run() {  # tag cmd...
   kill $pid; wait $pid 2>/dev/null || true
   sleep 0.5
 }
-py="$rtpproxy -f -F -s udp:127.0.0.1:22222 -l 127.0.0.1 -m 20000 -M 60000 -d ERR -p /dev/null"
+py="$rtpproxy -f -F -s udp:127.0.0.1:22222 -l 127.0.0.1 -m 20000 -M 60000 -d ERR -p /dev/null --workers 1"
 for r in $(seq "$rounds"); do
   run crelay "$out/crelay" -s 127.0.0.1:22222 -l 127.0.0.1 -m 20000 -M 60000
   if [ $((r % 2)) = 1 ]; then

@@ -34,8 +34,8 @@ relayed() {  # name cmd...: rtpbench at n/2 calls = n packets per 20 ms each way
 }
 for r in $(seq "$rounds"); do
   relayed crelay "$out/crelay" -s 127.0.0.1:22222 -l 127.0.0.1 -m 20000 -M 60000
-  relayed rtpproxy-py "$rtpproxy" -f -F -s udp:127.0.0.1:22222 -l 127.0.0.1 -m 20000 -M 60000 -d ERR -p /dev/null
-  ip netns exec $ns taskset -c 1 "$rtpproxy" -f -F -s udp:127.0.0.1:22222 -l 127.0.0.1 -m 20000 -M 60000 -d ERR -p /dev/null >/dev/null & pid=$!
+  relayed rtpproxy-py "$rtpproxy" -f -F -s udp:127.0.0.1:22222 -l 127.0.0.1 -m 20000 -M 60000 -d ERR -p /dev/null --workers 1
+  ip netns exec $ns taskset -c 1 "$rtpproxy" -f -F -s udp:127.0.0.1:22222 -l 127.0.0.1 -m 20000 -M 60000 -d ERR -p /dev/null --workers 1 >/dev/null & pid=$!
   sleep 1.5
   ip netns exec $ns taskset -c 0 "$py" "$here/playback_spacing.py" $pid "$out/prompt" "$n" 10 || true
   kill $pid; wait $pid 2>/dev/null || true

@@ -24,4 +24,4 @@ run() {
   sleep 0.5
 }
 run crelay "$out/crelay" -s 127.0.0.1:22222 -l 127.0.0.1 -m 20000 -M 60000
-run rtpproxy-py "$rtpproxy" -f -F -s udp:127.0.0.1:22222 -l 127.0.0.1 -m 20000 -M 60000 -d ERR -p /dev/null "$@"
+run rtpproxy-py "$rtpproxy" -f -F -s udp:127.0.0.1:22222 -l 127.0.0.1 -m 20000 -M 60000 -d ERR -p /dev/null --workers 1 "$@"

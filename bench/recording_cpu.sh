@@ -27,7 +27,7 @@ run() {  # name cmd...
   rm -rf "$rec"/*
   sleep 0.5
 }
-common=(-f -F -s udp:127.0.0.1:22222 -l 127.0.0.1 -m 20000 -M 60000 -d ERR -p /dev/null)
+common=(-f -F -s udp:127.0.0.1:22222 -l 127.0.0.1 -m 20000 -M 60000 -d ERR -p /dev/null --workers 1)
 for r in $(seq "$rounds"); do
   run crelay "$out/crelay" -s 127.0.0.1:22222 -l 127.0.0.1 -m 20000 -M 60000
   run rec-off "$rtpproxy" "${common[@]}"
