@@ -31,6 +31,7 @@ from .stats import Counters, format_counter
 log = logging.getLogger("rtpproxy")
 
 MAX_REPLY = 1024
+LOAD = "_average_load"   # in stat_values: I's load, not a G counter
 
 # Result of parsing a U/L remote address.
 IGNORED = object()   # implausible length: silently not applied
@@ -562,8 +563,11 @@ class Dispatcher:
 
     def stat_values(self):
         """(G counters by name, packet totals included; live sessions) for I and
-        G. The --workers front end (workers.py) sums them over its workers."""
-        return self.counters.values(self.table), len(self.table)
+        G. The --workers front end (workers.py) sums them over its workers.
+        LOAD is not a G counter: I's average load, which adds up too."""
+        values = self.counters.values(self.table)
+        values[LOAD] = self.counters.average_load
+        return values, len(self.table)
 
     def handle_info(self, cmd, ctx):
         values, live = self.stat_values()
@@ -575,14 +579,14 @@ class Dispatcher:
             "packets transmitted: %d" % (values["npkts_relayed"] + values["npkts_played"]),
         ]
         if cmd.load:
-            lines.append("average load: %f" % counters.average_load)
+            lines.append("average load: %f" % values[LOAD])
         return "\n".join(lines) + "\n"
 
     def handle_stats(self, cmd, ctx):
         values, _ = self.stat_values()
         out = []
         for name in cmd.names:
-            if name not in values:
+            if name not in values or name == LOAD:
                 raise CommandError(e.STATS_FAILED)
             text = format_counter(name, values[name])
             out.append("%s=%s" % (name, text) if cmd.verbose else text)

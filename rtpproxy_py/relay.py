@@ -44,6 +44,7 @@ its RTP to the kernel or takes it back; nothing of it is on the packet path.
 
 import errno
 import logging
+import os
 import resource
 import socket
 import time
@@ -65,7 +66,7 @@ _RETRY_BIND = (errno.EADDRINUSE, errno.EACCES)
 # A twin socket that could not be opened (no file descriptors) is not tried
 # again for the same address before this many seconds.
 TWIN_RETRY = 5.0
-NOFILE_WARN_SHARE = 0.8     # -L: warn once when media sockets reach 80 % of the limit
+NOFILE_WARN_SHARE = 0.8     # -L: warn once when descriptors in use reach 80 % of the limit
 
 # Packet arrival time as the packet path sees it: refreshed by a loop timer
 # rather than read per packet. Idle time-outs, the 10 s re-latch window and the
@@ -296,6 +297,7 @@ class Relay:
         self.open_sockets = 0
         self.throttle = LogThrottle(log)
         self._nofile_warned = False
+        self._other_fds = None       # descriptors that are not media sockets (counted once)
         if config.rtp_analysis:
             self._tick = self.loop.check()      # after every poll, before the I/O callbacks
         else:
@@ -377,14 +379,23 @@ class Relay:
                               port, host, exc.strerror)
 
     def _check_nofile_use(self):
-        """-L (cli.md): one warning when media sockets reach 80 % of the open-files limit."""
+        """-L (cli.md): one warning when media sockets and the process's other
+        descriptors (control sockets, event loop, a worker's channel: counted
+        at the first media socket) reach 80 % of the open-files limit."""
         if self._nofile_warned:
             return
+        if self._other_fds is None:
+            try:
+                self._other_fds = max(len(os.listdir("/proc/self/fd")) - 1 - self.open_sockets, 0)
+            except OSError:
+                self._other_fds = 0
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        if soft != resource.RLIM_INFINITY and self.open_sockets >= NOFILE_WARN_SHARE * soft:
+        if soft != resource.RLIM_INFINITY and (
+                self.open_sockets + self._other_fds >= NOFILE_WARN_SHARE * soft):
             self._nofile_warned = True
-            log.warning("%d media sockets open: 80%% of the open-files limit (%d) is in use; "
-                        "raise it with -L", self.open_sockets, soft)
+            log.warning("%d media sockets and %d other descriptors open: 80%% of the open-files "
+                        "limit (%d) is in use; raise it with -L", self.open_sockets,
+                        self._other_fds, soft)
 
     def _stream_tos(self, stream):
         return stream.tos if stream.tos is not None else self.config.tos

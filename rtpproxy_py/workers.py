@@ -39,7 +39,7 @@ from gevent._hub_local import get_hub_if_exists
 from gevent.event import AsyncResult, Event
 
 from . import channel as ch
-from .dispatcher import CommandContext, Dispatcher
+from .dispatcher import LOAD, CommandContext, Dispatcher
 from .main import Daemon
 from .ports import PortsExhausted, SharedPortTable
 from .protocol import reply
@@ -73,6 +73,7 @@ def retire(values):
     as destroyed, so created - destroyed stays the number of live sessions."""
     values = dict(values)
     values["nsess_destroyed"] = values.get("nsess_created", 0)
+    values.pop(LOAD, None)           # a dead process uses no CPU
     return values
 
 
@@ -356,10 +357,14 @@ class Workers:
         """Add every worker's I/G figures (and dead workers' last ones) to the
         front end's own ``values`` and ``live``."""
         total = add_values(dict(values), self.retired)
-        for answer in self.ask_all(ch.STATS):
+        for link, answer in zip(self.links, self.ask_all(ch.STATS)):
             if answer is not None:
                 add_values(total, answer[0])
                 live += answer[1]
+            else:
+                # stopping, or down: its last report (until it exits and
+                # its counters join the retired ones)
+                add_values(total, link.snapshot)
         return total, live
 
     def delete_all(self):
