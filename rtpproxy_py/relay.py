@@ -208,12 +208,7 @@ def _main_reader(relay, stream, handle, peer, dup):
     recvfrom = handle.sock.recvfrom
     on_packet = stream.on_packet
     check_twin = relay._sync_twins if stream.is_rtp else None
-    if peer is None:
-        send = sendto = None
-    elif peer.twin is not None:
-        send, sendto = peer.twin.send, None
-    else:
-        send, sendto = None, peer.sock.sendto
+    send, sendto = _sender(peer)
 
     def read():
         try:
@@ -239,17 +234,14 @@ def _main_reader(relay, stream, handle, peer, dup):
 
 
 def _twin_reader(relay, stream, handle, peer, dup):
-    """Callback for the connected twin: the latched party's packets only."""
+    """Callback for the connected twin: the latched party's packets only.
+    (The send block is written out in each reader rather than shared through
+    a function: a call per packet costs more than the lines it saves.)"""
     if stream.resizer is not None:
         return _resizing_reader(relay, stream, handle, peer, dup, main=False)
     recv = handle.twin.recv
     on_latched_packet = stream.on_latched_packet
-    if peer is None:
-        send = sendto = None
-    elif peer.twin is not None:
-        send, sendto = peer.twin.send, None
-    else:
-        send, sendto = None, peer.sock.sendto
+    send, sendto = _sender(peer)
 
     if send is not None and not dup:
         def read_fast():
