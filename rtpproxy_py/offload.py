@@ -13,7 +13,8 @@ queued in the relay's sockets are still relayed by the program without
 spoiling the kernel's translation. Nothing is lost in the switch.
 
 A feature that needs a stream's packets takes it back: recording and copying
-add taps, a prompt mutes the stream, re-packetizing sets ``resize_ptime``,
+add taps (a tap marked ``kernel_counts``, --metrics' byte count, does not:
+the kernel's counters give the bytes too), a prompt mutes the stream, re-packetizing sets ``resize_ptime``,
 --rtp_analysis gives every RTP stream an analyzer,
 strict latching is on for the session (``--latching strict``, U/L ``k``);
 anything else calls ``stream.veto_offload(reason)`` and later
@@ -80,7 +81,7 @@ def blocker(session):
             return "not latched" if not stream.latched else "asymmetric"
         if len(stream.rem_addr) != 2 or stream.local.ipv6:
             return "IPv6"
-        if stream.taps:
+        if stream.taps and not all(getattr(tap, "kernel_counts", False) for tap in stream.taps):
             return "recording or copying"
         if stream.muted:
             return "prompt playing"
@@ -140,22 +141,27 @@ def flow_of(session, route_source):
     return Flow(ends[0][0], ends[0][1], ends[1][0], ends[1][1])
 
 
-def credit(stream, packets, now):
-    """Packets the kernel relayed for ``stream``: counted as if the program had."""
+def credit(stream, packets, now, payload=0):
+    """Packets (and ``payload`` UDP payload bytes) the kernel relayed for
+    ``stream``: counted as if the program had."""
     stream.npkts_in += packets
     stream.nrelayed += packets
+    stream.nbytes_in += payload
     stream.last_rx = now
     if stream.ssrc is not None:
         # the latched sequence number keeps up, for a NAT re-latch later
         stream.seq = (stream.seq + packets) & 0xFFFF
 
 
-_COUNTER = re.compile(r"([\d.]+) \. (\d+) \. ([\d.]+) \. (\d+) counter packets (\d+)")
+_COUNTER = re.compile(r"([\d.]+) \. (\d+) \. ([\d.]+) \. (\d+) counter packets (\d+) bytes (\d+)")
+_IP_UDP_HEADERS = 28        # nft counts IPv4 packet bytes; the program counts UDP payload
 
 
 def parse_counters(text):
-    """{(src ip, src port, dst ip, dst port): packets} from ``list set ... flows``."""
-    return {(a, int(b), c, int(d)): int(n) for a, b, c, d, n in _COUNTER.findall(text)}
+    """{(src ip, src port, dst ip, dst port): (packets, UDP payload bytes)}
+    from ``list set ... flows``."""
+    return {(a, int(b), c, int(d)): (int(n), int(size) - _IP_UDP_HEADERS * int(n))
+            for a, b, c, d, n, size in _COUNTER.findall(text)}
 
 
 class _Offloaded:
@@ -163,7 +169,7 @@ class _Offloaded:
 
     def __init__(self, flow):
         self.flow = flow
-        self.counted = [0, 0]       # kernel counts already credited, per party
+        self.counted = [(0, 0), (0, 0)]   # kernel (packets, bytes) already credited, per party
 
 
 class KernelOffload:
@@ -312,9 +318,10 @@ class KernelOffload:
         for session, offloaded in self.sessions.items():
             for party, key in enumerate(offloaded.flow.counter_keys()):
                 total = counts.get(key)
-                if total is None or total <= offloaded.counted[party]:
+                counted = offloaded.counted[party]
+                if total is None or total[0] <= counted[0]:
                     continue
-                credit(session.rtp[party], total - offloaded.counted[party], now)
+                credit(session.rtp[party], total[0] - counted[0], now, total[1] - counted[1])
                 offloaded.counted[party] = total
                 active = True
         return active

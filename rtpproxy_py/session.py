@@ -601,6 +601,9 @@ def count_bytes(stream, data, source, now):
     stream.nbytes_in += len(data)
 
 
+count_bytes.kernel_counts = True    # --kernel_offload credits the bytes it relays (offload.py)
+
+
 def _media_suffix(tag):
     """``;N`` at the end of a tag (text after the last ';'), or None."""
     pos = tag.rfind(";")

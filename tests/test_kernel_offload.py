@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import socket
+import sys
 import time
 
 import pytest
@@ -116,6 +117,27 @@ def test_latched_call_moves_to_the_kernel_without_loss_and_keeps_counting(rtppro
     # the table goes at exit
     assert d.stop() == 0
     assert topo.tables() == []
+
+
+def test_metrics_byte_count_keeps_the_call_in_the_kernel_and_counts_its_bytes(rtpproxy, topo):
+    """--metrics counts bytes with a tap on every stream; the kernel's counters
+    stand in for it, so the call is still offloaded and its bytes counted."""
+    d = relay(rtpproxy, topo, "--workers", "1", "--metrics", "127.0.0.1:9464")
+    call = Call(d, topo)
+    try:
+        at_callee, at_caller = call.burst(200)
+        assert len(at_callee) == len(at_caller) == 200
+        assert sum(1 for _, ttl, _ in at_callee + at_caller if ttl == 63) > 300
+        time.sleep(1.2)          # the kernel's counters are read once a second
+        scrape = ("import urllib.request; print(urllib.request.urlopen("
+                  "'http://127.0.0.1:9464/metrics', timeout=5).read().decode())")
+        text = topo.run_in(topo.relay, sys.executable, "-c", scrape)
+        figures = dict(line.rsplit(" ", 1) for line in text.splitlines()
+                       if line.startswith("rtpproxy_") and " " in line)
+        assert float(figures["rtpproxy_packets_relayed_total"]) == 400
+        assert float(figures["rtpproxy_bytes_relayed_total"]) == 400 * len(rtp_packet(1, ssrc=0xA))
+    finally:
+        call.close()
 
 
 def test_a_feature_takes_the_stream_back_and_gives_it_again(rtpproxy, topo):

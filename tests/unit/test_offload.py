@@ -8,7 +8,8 @@ import struct
 from rtpproxy_py import netfilter
 from rtpproxy_py.config import BindAddress
 from rtpproxy_py.offload import Flow, blocker, credit, flow_of, parse_counters
-from rtpproxy_py.session import Session
+from rtpproxy_py.media.analyzer import RtpAnalyzer
+from rtpproxy_py.session import Session, count_bytes
 
 LOCAL = BindAddress(socket.AF_INET, "192.0.2.1")
 ANY = BindAddress(socket.AF_INET, "0.0.0.0", wildcard=True)
@@ -32,6 +33,7 @@ def test_only_a_plain_latched_ipv4_pair_may_go_to_the_kernel():
         (lambda s: s.rtp[0].add_tap(lambda *a: None), "recording or copying"),
         (lambda s: s.rtp[1].set_muted(True), "prompt playing"),
         (lambda s: setattr(s.rtp[0], "resize_ptime", 30), "re-packetizing"),
+        (lambda s: s.rtp[0].set_analyzer(RtpAnalyzer()), "RTP analysis"),
         (lambda s: s.rtp[1].veto_offload("strict latching"), "strict latching"),
         (lambda s: setattr(s.rtp[0], "rem_addr", ("2001:db8::1", 4000, 0, 0)), "IPv6"),
         (lambda s: setattr(s.rtp[0], "handle", None), "not set up"),
@@ -42,6 +44,13 @@ def test_only_a_plain_latched_ipv4_pair_may_go_to_the_kernel():
         session = latched_session()
         change(session)
         assert blocker(session) == reason
+    # --metrics' byte count is a tap the kernel's counters stand in for
+    session = latched_session()
+    for stream in session.rtp:
+        stream.add_tap(count_bytes)
+    assert blocker(session) is None
+    session.rtp[1].add_tap(lambda *a: None)
+    assert blocker(session) == "recording or copying"
 
 
 def test_features_tell_the_session_when_they_change():
@@ -102,12 +111,14 @@ def test_kernel_counts_become_stream_counts():
 			     203.0.113.9 . 5000 . 198.51.100.7 . 4000 counter packets 0 bytes 0 }
 	}
 }"""
-    assert parse_counters(text) == {("198.51.100.7", 4000, "203.0.113.9", 5000): 12,
-                                    ("203.0.113.9", 5000, "198.51.100.7", 4000): 0}
+    # packets, and UDP payload bytes (IPv4 and UDP headers taken off: 12 * 172)
+    assert parse_counters(text) == {("198.51.100.7", 4000, "203.0.113.9", 5000): (12, 1728),
+                                    ("203.0.113.9", 5000, "198.51.100.7", 4000): (0, 0)}
     stream = latched_session().rtp[0]
     stream.ssrc, stream.seq, stream.npkts_in, stream.nrelayed = 0x1234, 0xFFF0, 5, 5
-    credit(stream, 20, 42.5)
+    credit(stream, 20, 42.5, 20 * 172)
     assert (stream.npkts_in, stream.nrelayed, stream.last_rx) == (25, 25, 42.5)
+    assert stream.nbytes_in == 20 * 172
     assert stream.seq == 0x0004       # wrapped: a NAT re-latch compares against it
 
 
