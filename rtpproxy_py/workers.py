@@ -50,6 +50,7 @@ log = logging.getLogger("rtpproxy")
 
 START_TIMEOUT = 30.0        # for every worker to report ready at startup
 STOP_TIMEOUT = 5.0          # for a worker to exit after STOP, before SIGKILL
+STATS_AT_STOP_TIMEOUT = 1.0  # for the workers' last figures when the daemon stops
 RESTART_DELAYS = (0.0, 0.5, 1.0, 2.0, 5.0)   # after quick successive deaths
 STEADY = 10.0               # a worker that ran this long died "for the first time"
 
@@ -356,8 +357,11 @@ class Workers:
     def stats(self, values, live):
         """Add every worker's I/G figures (and dead workers' last ones) to the
         front end's own ``values`` and ``live``."""
+        answers = self.ask_all(ch.STATS)
+        # Added up only now: a worker that exited while we waited has moved
+        # its last figures from its snapshot to the retired ones.
         total = add_values(dict(values), self.retired)
-        for link, answer in zip(self.links, self.ask_all(ch.STATS)):
+        for link, answer in zip(self.links, answers):
             if answer is not None:
                 add_values(total, answer[0])
                 live += answer[1]
@@ -389,7 +393,15 @@ class Workers:
                 return
 
     def stop(self):
+        # Each worker's figures as it stops serving: what I and G answered
+        # meanwhile add up (a worker may not have sent its first snapshot yet).
+        jobs = [gevent.spawn(link.request, ch.STATS) for link in self.links]
+        gevent.joinall(jobs, timeout=STATS_AT_STOP_TIMEOUT)
+        for link, job in zip(self.links, jobs):
+            if job.ready() and job.value is not None:
+                link.snapshot = job.value[0]
         self.stopping = True
+        gevent.killall(jobs, block=False)
         gevent.joinall([gevent.spawn(link.stop) for link in self.links])
 
 
