@@ -224,12 +224,16 @@ class Daemon:
         self.stop_event.set()
 
     def _shutdown(self):
-        self.dispatcher.close_all()
-        self.recordings.shutdown()    # every recording flushed, closed and moved
-        self.relay.shutdown()
+        self._stop_media()
         for server in self.servers:
             server.close()
         self.notifier.close()
         if self.metrics is not None:
             self.metrics.close()
         log.info("stopped")
+
+    def _stop_media(self):
+        """Every session ended (the --workers front end stops its workers)."""
+        self.dispatcher.close_all()
+        self.recordings.shutdown()    # every recording flushed, closed and moved
+        self.relay.shutdown()

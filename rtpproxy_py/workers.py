@@ -492,12 +492,6 @@ class FrontEnd(Daemon):
 
         self.metrics.serve(self.metrics_sock, MergedCollector(fetch))
 
-    def _shutdown(self):
+    def _stop_media(self):
         self.workers.stop()
-        for server in self.servers:
-            server.close()
-        self.notifier.close()
-        if self.metrics is not None:
-            self.metrics.close()
-        log.info("stopped")
 
