@@ -27,7 +27,7 @@ import soundfile
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, TOP)
 
-from rtpproxy_py.media.codecs import ENCODABLE_PTS, get_codec  # noqa: E402
+from rtpproxy_py.media.codecs import ENCODABLE_PTS  # noqa: E402
 from rtpproxy_py.tools import makeann  # noqa: E402
 
 with warnings.catch_warnings():

@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -311,3 +312,52 @@ def relay_reader_calls(stats):
     (relay.py's read* callbacks)."""
     return sum(value[1] for (filename, _, function), value in stats.stats.items()
                if filename.endswith("relay.py") and function.startswith("read"))
+
+
+class NotifyListener:
+    """A timeout-notification listener (what a SIP proxy runs): a stream server
+    (TCP, or unix with family=AF_UNIX) that collects the lines it receives."""
+
+    def __init__(self, family=socket.AF_INET, address=None, reply=None):
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        if family != socket.AF_UNIX:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(address)
+        self.sock.listen(5)
+        self.port = self.sock.getsockname()[1] if family != socket.AF_UNIX else None
+        self.lines = []
+        self.connections = 0
+        self.peers = []
+        self.reply = reply
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, peer = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            self.peers.append(peer)
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn):
+        buf = b""
+        while True:
+            data = conn.recv(4096)
+            if not data:
+                return
+            buf += data
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                self.lines.append(line)
+                if self.reply:
+                    conn.sendall(self.reply)
+
+    @property
+    def data(self):
+        """Everything received, as bytes (whole lines only)."""
+        return b"".join(line + b"\n" for line in self.lines)
+
+    def close(self):
+        self.sock.close()

@@ -12,9 +12,8 @@ import time
 
 import pytest
 
-from helpers import free_port, rtp_packet, wait_for
-from netns_helpers import CALLEE_IP, CALLER_IP, RELAY_IP, Topology, sh
-from test_timeouts import Listener
+from helpers import NotifyListener as Listener, free_port, rtp_packet, wait_for
+from netns_helpers import CALLEE_IP, CALLER_IP, RELAY_IP, Topology
 
 ZONE = "29296"
 

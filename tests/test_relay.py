@@ -221,7 +221,7 @@ def test_burst_at_latch_time_stays_in_order(rtpproxy):
     a.sock.setsockopt(__import__("socket").SOL_SOCKET, __import__("socket").SO_RCVBUF, 1 << 20)
     for call in range(5):
         pb = int(d.command("U c%d 127.0.0.1 %d ft" % (call, a.port)).split()[0])
-        pa = int(d.command("L c%d 127.0.0.1 %d ft tt" % (call, b.port)).split()[0])
+        assert d.command("L c%d 127.0.0.1 %d ft tt" % (call, b.port)).split()[0].isdigit()
         for i in range(600):
             b.send(rtp_packet(i, i * 160, 0x2222), "127.0.0.1", pb)
             if i % 20 == 19:

@@ -10,9 +10,8 @@ import time
 
 import pytest
 
-from helpers import Endpoint, free_port, port_range, rtp_packet, wait_for
+from helpers import NotifyListener as Listener, Endpoint, free_port, port_range, rtp_packet, wait_for
 from test_control_commands import TRANSPORTS, worked_examples
-from test_timeouts import Listener
 
 HOST = "127.0.0.1"
 

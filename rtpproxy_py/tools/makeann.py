@@ -16,7 +16,6 @@ resampled to 8 kHz; G.722 gets 16 kHz audio when the source has more than
 """
 
 import getopt
-import os
 import sys
 from collections import namedtuple
 

@@ -6,8 +6,6 @@ PCMU audio; a capture on the loopback interface shows where every packet went.
 
 import re
 import signal
-import socket
-import threading
 import time
 from collections import Counter
 
@@ -15,6 +13,7 @@ import pytest
 
 from harness import (PHONE_A, PHONE_B, RELAY2_IP, RELAY_IP, Scenario, call_ids, relayed,
                      rtp_packets, sdp_to, sip_messages, wait_until)
+from helpers import NotifyListener
 
 TALK_MS = 2000
 
@@ -228,52 +227,13 @@ def test_hold_and_unhold_by_reinvite(lab, style):
     assert "active sessions: 0" in relay.command("I")
 
 
-class NotifyListener:
-    """A TCP server standing where Kamailio's timeout_socket points; records what arrives."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        self.data = b""
-        self.running = True
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        conns = []
-        while self.running:
-            try:
-                conn, _ = self.sock.accept()
-                conn.settimeout(0.1)
-                conns.append(conn)
-                self.connections += 1
-            except socket.timeout:
-                pass
-            for conn in conns:
-                try:
-                    self.data += conn.recv(4096)
-                except socket.timeout:
-                    pass
-        for conn in conns:
-            conn.close()
-
-    def close(self):
-        self.running = False
-        self.thread.join(5)
-        self.sock.close()
-
-
 def test_silent_call_times_out_kamailio_timeout_socket_never_armed(lab):
     """Both phones go silent: the relay ends the session after -T. Kamailio 5.6 sends its
     timeout_socket only in re-INVITE offers, after the to-tag and without a notify tag
     (`U ... FT;1 TT;1 SOCKET`, 7 tokens), which the reference reads as notify socket = the
     to-tag and notify tag = the socket: no -n target matches, so no notification is
     armed and none is sent. rtpproxy-py does the same (clients.md 1.3)."""
-    listener = NotifyListener()
+    listener = NotifyListener(address=("127.0.0.1", 0))
     try:
         target = "tcp:127.0.0.1:%d" % listener.port
         relay = lab.relay("-T", "2", "-n", target, "-d", "DBUG")

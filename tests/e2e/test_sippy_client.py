@@ -4,7 +4,6 @@ drives rtpproxy-py over UDP and over a unix socket."""
 import os
 import re
 import socket
-import threading
 import time
 from urllib.parse import quote
 
@@ -16,7 +15,7 @@ from sippy.Rtp_proxy.session import Rtp_proxy_session
 from sippy.Time.Timeout import Timeout
 
 from harness import PHONE_A, PHONE_B, RELAY_IP, sdp_media
-from helpers import Endpoint, rtp_packet
+from helpers import Endpoint, NotifyListener, rtp_packet
 
 TTL = 2
 
@@ -52,42 +51,6 @@ def sdp_change(handler, endpoint):
     return sdp_media(str(done["body"]))
 
 
-class UnixListener:
-    """The B2BUA's notification socket: a unix stream server that keeps what arrives."""
-
-    def __init__(self, path):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(path)
-        self.sock.listen(4)
-        self.sock.settimeout(0.1)
-        self.data = b""
-        self.running = True
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        conns = []
-        while self.running:
-            try:
-                conn, _ = self.sock.accept()
-                conn.settimeout(0.05)
-                conns.append(conn)
-            except socket.timeout:
-                pass
-            for conn in conns:
-                try:
-                    self.data += conn.recv(4096)
-                except socket.timeout:
-                    pass
-        for conn in conns:
-            conn.close()
-
-    def close(self):
-        self.running = False
-        self.thread.join(5)
-        self.sock.close()
-
-
 def relay_commands(relay):
     return [c.replace("\\n", "").strip() for c in re.findall(r"command b'([^']*)' ->", relay.log())]
 
@@ -95,7 +58,7 @@ def relay_commands(relay):
 @pytest.mark.parametrize("control", ["udp", "unix"])
 def test_sippy_b2bua_client(lab, control):
     notify_path = lab.path("b2bua.sock")
-    listener = UnixListener(notify_path)
+    listener = NotifyListener(socket.AF_UNIX, notify_path)
     relay = lab.relay("-T", str(TTL), "-n", "unix:" + notify_path, "-d", "DBUG", control=control)
     config = {"_sip_address": "127.0.0.1"}
     client = Rtp_proxy_client(config, spath=relay.control_spec)
