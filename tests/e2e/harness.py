@@ -750,6 +750,18 @@ def sdp_to(messages, call_id, ip, kind):
     return out
 
 
+def sdp_from(messages, call_id, ip, kind):
+    """The SDPs a phone at ``ip`` sent for a call (its own media address), as sdp_to."""
+    out = []
+    for m in messages:
+        if m.src[0] != ip or m.headers.get("call-id", [None])[0] != call_id or not m.body:
+            continue
+        if (kind == "offer" and is_request(m, "INVITE")) or (
+                kind == "answer" and is_reply(m, 200, "INVITE")):
+            out.append((m.time,) + sdp_media(m.body))
+    return out
+
+
 def relayed(rtp, src, relay_in, relay_out, dst):
     """RTP that ``src`` sent to the relay's ``relay_in``, and what the relay sent from
     ``relay_out`` to ``dst``: two lists of RtpPacket. Addresses are (ip, port); a port
