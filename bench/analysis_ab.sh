@@ -8,24 +8,13 @@
 # (tags off and on); bench/summarize_tags.py --base off turns them into ratios.
 # Steps last 30 s (BENCH_T) so that every stream settles its fast-path run
 # (every 1024 packets, about 20 s) inside the measured window.
-set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-top=$(dirname "$here")
-src=${BENCH_SRC:-$top/../shared/bench}
-out=${BENCH_OUT:-$here/out}
+source "$(dirname "$0")/common.sh"
 n=${1:-200}; rounds=${2:-10}; shift $(( $# > 2 ? 2 : $# )) || true
-mkdir -p "$out"
-[ -x "$out/rtpbench" ] || cc -O2 -Wall -o "$out/rtpbench" "$src/rtpbench.c" -lm
-rtpproxy=${RTPPROXY:-$top/.venv/bin/rtpproxy}
-a=rtpab$$a; b=rtpab$$b
-ip netns add $a; ip netns add $b
-trap 'ip netns del $a 2>/dev/null || true; ip netns del $b 2>/dev/null || true' EXIT
-ip netns exec $a ip link set lo up; ip netns exec $b ip link set lo up
-py="$rtpproxy -f -F -s udp:127.0.0.1:22222 -l 127.0.0.1 -m 20000 -M 60000 -d ERR -p /dev/null --workers 1"
+a=rtpab$$a; b=rtpab$$b; new_ns $a; new_ns $b
 for r in $(seq "$rounds"); do
   echo '{"round_start":'$r'}'
-  ip netns exec $a taskset -c 1 $py "$@" & pa=$!
-  ip netns exec $b taskset -c 1 $py --rtp_analysis "$@" & pb=$!
+  ip netns exec $a taskset -c 1 $rtpproxy "${PY_RELAY_ARGS[@]}" "$@" & pa=$!
+  ip netns exec $b taskset -c 1 $rtpproxy "${PY_RELAY_ARGS[@]}" --rtp_analysis "$@" & pb=$!
   sleep 1.5
   ip netns exec $a taskset -c 0 "$out/rtpbench" -c 127.0.0.1:22222 -n "$n" -t ${BENCH_T:-30} -p $pa -T off & ga=$!
   ip netns exec $b taskset -c 0 "$out/rtpbench" -c 127.0.0.1:22222 -n "$n" -t ${BENCH_T:-30} -p $pb -T on & gb=$!

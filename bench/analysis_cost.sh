@@ -6,19 +6,9 @@
 # Prints rtpbench's JSON lines; bench/summarize_tags.py --base off turns them
 # into ratios. Steps last 30 s (BENCH_T) so that every stream settles its
 # fast-path run (every 1024 packets, about 20 s) inside the measured window.
-set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-top=$(dirname "$here")
-src=${BENCH_SRC:-$top/../shared/bench}
-out=${BENCH_OUT:-$here/out}
+source "$(dirname "$0")/common.sh"
 n=${1:-200}; rounds=${2:-5}; shift $(( $# > 2 ? 2 : $# )) || true
-mkdir -p "$out"
-[ -x "$out/rtpbench" ] || cc -O2 -Wall -o "$out/rtpbench" "$src/rtpbench.c" -lm
-[ -x "$out/crelay" ] || cc -O2 -Wall -o "$out/crelay" "$src/crelay.c"
-rtpproxy=${RTPPROXY:-$top/.venv/bin/rtpproxy}
-ns=rtpbench$$
-ip netns add $ns; trap 'ip netns del $ns 2>/dev/null || true' EXIT
-ip netns exec $ns ip link set lo up
+ns=rtpbench$$; new_ns $ns
 run() {  # tag cmd...
   local tag=$1; shift
   ip netns exec $ns taskset -c 1 "$@" & local pid=$!
@@ -27,12 +17,11 @@ run() {  # tag cmd...
   kill $pid; wait $pid 2>/dev/null || true
   sleep 0.5
 }
-py="$rtpproxy -f -F -s udp:127.0.0.1:22222 -l 127.0.0.1 -m 20000 -M 60000 -d ERR -p /dev/null --workers 1"
 for r in $(seq "$rounds"); do
-  run crelay "$out/crelay" -s 127.0.0.1:22222 -l 127.0.0.1 -m 20000 -M 60000
+  run crelay "$out/crelay" "${CRELAY_ARGS[@]}"
   if [ $((r % 2)) = 1 ]; then
-    run off $py "$@"; run on $py --rtp_analysis "$@"
+    run off $rtpproxy "${PY_RELAY_ARGS[@]}" "$@"; run on $rtpproxy "${PY_RELAY_ARGS[@]}" --rtp_analysis "$@"
   else
-    run on $py --rtp_analysis "$@"; run off $py "$@"
+    run on $rtpproxy "${PY_RELAY_ARGS[@]}" --rtp_analysis "$@"; run off $rtpproxy "${PY_RELAY_ARGS[@]}" "$@"
   fi
 done

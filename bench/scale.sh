@@ -12,20 +12,9 @@
 #   bench/scale.sh control ROUNDS [SESSIONS] U+L+D per second and latency (bench/control_plane.py)
 #
 # Output: JSON lines on stdout (rtpbench's, control_plane.py's), tagged with the relay.
-set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-top=$(dirname "$here")
-src=${BENCH_SRC:-$top/../shared/bench}
-[ -d "$src" ] || src=$top/../../shared/bench        # from a worktree under /work/wt
-out=${BENCH_OUT:-$here/out}
-mkdir -p "$out"
-[ -x "$out/rtpbench" ] || cc -O2 -Wall -o "$out/rtpbench" "$src/rtpbench.c" -lm
-[ -x "$out/crelay" ] || cc -O2 -Wall -o "$out/crelay" "$src/crelay.c"
-rtpproxy=${RTPPROXY:-$top/.venv/bin/rtpproxy}
+source "$(dirname "$0")/common.sh"
 python=${PYTHON:-$top/.venv/bin/python}
-ns=rtpscale$$
-ip netns add $ns; trap 'ip netns del $ns 2>/dev/null || true' EXIT
-ip netns exec $ns ip link set lo up
+ns=rtpscale$$; new_ns $ns
 ip netns exec $ns sysctl -qw net.ipv4.ip_forward=1      # --kernel_offload checks it
 ctl=127.0.0.1:22222
 PY_ARGS=(-f -F -s udp:$ctl -l 127.0.0.1 -m 20000 -M 60000 -d ERR -p /dev/null)
