@@ -28,6 +28,7 @@ EXTENSIONS = (
     ("20251015", "Support for changing TTL and TOS of the stream with the S sub-command"),
     ("20260306", "Support for address labels in the Ul/Ll commands"),
     ("20260308", "Support for single-shot dual-leg setup with U && L"),
+    ("20260309", "Support for forking both streams of a session with the C sub-command"),
 )
 
 _NOTIFY = "20081224"

@@ -24,6 +24,21 @@ class _RelativeTimeFormatter(logging.Formatter):
         return "%.6f" % (record.created - self.start)
 
 
+def _show_raw_bytes(record):
+    """Log filter: bytes of a Call-ID or tag that are not UTF-8 (carried as
+    surrogates, see protocol.parse.tokenize) are written as ``\\xNN``;
+    the syslog handler would otherwise fail to encode the line."""
+    try:
+        text = record.getMessage()
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        record.msg = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        record.args = None
+    except Exception:   # a bad format string: the handler reports it as usual
+        pass
+    return True
+
+
 def setup_logging(config, to_syslog):
     logger = logging.getLogger("rtpproxy")
     for handler in list(logger.handlers):
@@ -46,6 +61,7 @@ def setup_logging(config, to_syslog):
             handler.setFormatter(_RelativeTimeFormatter(fmt, start))
         else:
             handler.setFormatter(logging.Formatter(fmt))
+    handler.addFilter(_show_raw_bytes)
     logger.addHandler(handler)
 
 

@@ -18,11 +18,12 @@ from .protocol import commands as c
 from .protocol import errors as e
 from .protocol import reply
 from .protocol.errors import CommandError
-from .protocol.parse import parse
+from .protocol.parse import parse, remote_sockaddr
 from .media.analyzer import RtpAnalyzer
 from .media.player import DEFAULT_PTIME, Player
 from .media.resizer import Resizer
 from .media.prompt_file import open_prompt
+from .forking import Forks
 from .ports import PortsExhausted
 from .recording import CopyFailed
 from .session import Session, SessionTable, count_bytes
@@ -70,6 +71,7 @@ class Dispatcher:
         self.on_idle = None          # called when deorbiting and the last session ends
         self.metrics = None          # metrics.Metrics when --metrics is given
         self.recorder = None         # recording.Recordings (R, C, N, -a), set by main
+        self.forks = Forks()         # the C sub-command (stream forking)
 
     # --- entry point ------------------------------------------------------
 
@@ -283,18 +285,9 @@ class Dispatcher:
 
     def _parse_remote(self, addr, port, ipv6):
         """The address a U/L carries -> sockaddr, HOLD, or IGNORED (section 5.7)."""
-        lo, hi = (2, 45) if ipv6 else (7, 15)
-        if not lo <= len(addr) <= hi:
+        sockaddr = remote_sockaddr(addr, port, ipv6)
+        if sockaddr is None:
             return IGNORED
-        family = socket.AF_INET6 if ipv6 else socket.AF_INET
-        try:
-            number = int(port, 10)
-            if not 0 <= number <= 65535:
-                raise ValueError
-            sockaddr = socket.getaddrinfo(addr, number, family, socket.SOCK_DGRAM, 0,
-                                          socket.AI_NUMERICHOST | socket.AI_NUMERICSERV)[0][4]
-        except (ValueError, socket.gaierror, UnicodeError):
-            raise CommandError(e.BAD_REMOTE_ADDR) from None
         if sockaddr[0] in ("0.0.0.0", "::"):
             return HOLD
         return sockaddr
@@ -373,8 +366,12 @@ class Dispatcher:
             lookup = c.Update(True, sub.mods, main.call_id, sub.addr, sub.port,
                               main.from_tag, main.to_tag)
             return self._update(lookup, ctx, subcommands=False), 1 - sidx
-        # SubCopy (stream forking) is not implemented: it fails like a missing session.
-        raise CommandError(e.SESSION_NOT_FOUND)
+        # SubCopy: fork both streams of the named session into this one
+        source, direction = self.table.find(sub.call_id, sub.from_tag, sub.to_tag)
+        if source is None or source is session or session.closed:
+            raise CommandError(e.SESSION_NOT_FOUND)
+        self.forks.fork(source, direction, session)
+        return None, sidx
 
     # --- D, X -------------------------------------------------------------------------
 
@@ -411,6 +408,7 @@ class Dispatcher:
             session.stop_playback(index)
         if self.recorder is not None:
             self.recorder.session_ended(session)
+        self.forks.session_ended(session)
         self.relay.session_ended(session)
         self.counters.session_destroyed(session, self.clock(), timed_out)
         if self.metrics is not None:
@@ -648,7 +646,7 @@ def _record_matches(table, call_id, from_tag, to_tag):
 def _parse_udp_target(target):
     """``udp:HOST:PORT`` -> (IPv4 address, port). Raises CopyFailed."""
     host, sep, port = target[4:].rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
         raise CopyFailed("a remote copy target must be udp:HOST:PORT")
     try:
         address = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_DGRAM)[0][4][0]
@@ -663,6 +661,6 @@ def _same_ip(a, b):
     for family in (socket.AF_INET, socket.AF_INET6):
         try:
             return socket.inet_pton(family, a) == socket.inet_pton(family, b)
-        except OSError:
+        except (OSError, UnicodeError):     # UnicodeError: l[...] with bytes that are not UTF-8
             continue
     return False

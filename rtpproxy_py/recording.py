@@ -17,6 +17,7 @@ unwritable directory is answered at once (R: E50, C: E65, as upstream).
 """
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -25,6 +26,7 @@ import gevent
 
 from .media.recorder import AdhocFormat, PcapFormat, RecordingFile, make_tap
 from .ports import PortsExhausted
+from .protocol.parse import raw
 
 log = logging.getLogger("rtpproxy")
 
@@ -110,7 +112,7 @@ class Recordings:
             log.warning("R %s: no recording directory (-r), not recording", session.call_id)
             return False
         state = self._state(session)
-        base = "%s=%s" % (session.call_id, _strip_media_number(session.from_tag))
+        base = _file_name("%s=%s" % (session.call_id, _strip_media_number(session.from_tag)))
         if single and self.config.record_pcap:
             return self._attach_single(session, state, leg, base + ".pcap") is not None
         if any(a.by_record for a in state.legs[leg]):
@@ -127,6 +129,7 @@ class Recordings:
         """C with a file name target. Raises CopyFailed."""
         if not self.config.record_dir:
             raise CopyFailed("no recording directory (-r)")
+        name = _file_name(name)
         state = self._state(session)
         if single and self.config.record_pcap:
             if state.single is not None:
@@ -345,6 +348,12 @@ def _yield_to_packets():
     not pile up) its recordings."""
     with gevent.Timeout(MAX_YIELD, False):
         gevent.idle()
+
+
+def _file_name(text):
+    """A file name made of command tokens, as the str that the file system
+    turns back into exactly the bytes the client sent (whatever the locale)."""
+    return os.fsdecode(raw(text))
 
 
 def _strip_media_number(tag):

@@ -41,12 +41,18 @@ _GRAMMAR = {
 
 
 def tokenize(data):
-    """Split a command into segments of str tokens (the first is the main one)."""
-    raw = [t for t in _SEPARATORS.split(data) if t]
-    if not raw:
+    """Split a command into segments of str tokens (the first is the main one).
+
+    Any byte is ordinary, as upstream has no UTF-8 check: a token is decoded
+    as UTF-8 with ``surrogateescape``, so bytes that are not UTF-8 become lone
+    surrogates and ``raw(token)`` gives back exactly the bytes the client sent
+    (Call-IDs and tags in file names, notifications, --workers routing).
+    """
+    tokens = [t for t in _SEPARATORS.split(data) if t]
+    if not tokens:
         raise CommandError(e.SYNTAX_ERROR)
     segments = [[]]
-    for token in raw:
+    for token in tokens:
         if token == b"&&":
             if not segments[-1] or len(segments) > MAX_SUBCOMMANDS:
                 raise CommandError(e.SYNTAX_ERROR)
@@ -54,16 +60,17 @@ def tokenize(data):
             continue
         if b"\0" in token:
             raise CommandError(e.SYNTAX_ERROR)
-        try:
-            text = token.decode("utf-8")
-        except UnicodeDecodeError:
-            raise CommandError(e.SYNTAX_ERROR) from None
         if len(segments[-1]) == MAX_TOKENS_PER_SEGMENT:
             raise CommandError(e.SYNTAX_ERROR)
-        segments[-1].append(text)
+        segments[-1].append(token.decode("utf-8", "surrogateescape"))
     if not segments[-1]:
         raise CommandError(e.SYNTAX_ERROR)
     return segments
+
+
+def raw(text):
+    """The bytes a token (or a string built from tokens) came from."""
+    return text.encode("utf-8", "surrogateescape")
 
 
 def parse(data):
@@ -310,7 +317,7 @@ def parse_update_modifiers(text):
             if kind == "addr6":
                 try:
                     socket.inet_pton(socket.AF_INET6, value)
-                except OSError:
+                except (OSError, UnicodeError):     # UnicodeError: bytes that are not UTF-8
                     raise CommandError(e.BAD_REMOTE_ADDR_SYNTAX) from None
             mods.route_to = value
         elif ch == "n":
@@ -342,13 +349,35 @@ def _parse_subcommand_tokens(tokens, main):
         return c.SubDelete(weak=bool(mods))
     if letter == "s" and len(tokens) == 2 and mods.lower() in ("", "r"):
         name, sep, value = tokens[1].partition("=")
-        if sep and name in ("ttl", "tos") and value.isdigit() and int(value) > 0:
+        if sep and name in ("ttl", "tos") and _DIGITS.match(value) and int(value) > 0:
             return c.SubSet(bool(mods), name, int(value))
     if letter == "l" and len(tokens) == 3 and _has_both_tags(main):
-        return c.SubLookup(parse_update_modifiers(mods), tokens[1], tokens[2])
+        lookup_mods = parse_update_modifiers(mods)
+        remote_sockaddr(tokens[1], tokens[2], lookup_mods.ipv6)   # E37 here: E3 for the whole command
+        return c.SubLookup(lookup_mods, tokens[1], tokens[2])
     if letter == "c" and len(tokens) == 4 and not mods and _has_both_tags(main):
         return c.SubCopy(*tokens[1:])
     raise CommandError(e.SUBCOMMAND_ERROR)
+
+
+_DIGITS = re.compile(r"[0-9]+\Z")
+
+
+def remote_sockaddr(addr, port, ipv6):
+    """The remote address a U/L (or an ``L`` sub-command) carries, section 5.7:
+    None when its length is implausible for the family (silently ignored),
+    else the numeric sockaddr; anything else is E37."""
+    lo, hi = (2, 45) if ipv6 else (7, 15)
+    if not lo <= len(addr) <= hi:
+        return None
+    family = socket.AF_INET6 if ipv6 else socket.AF_INET
+    try:
+        if not _DIGITS.match(port) or int(port) > 65535:
+            raise ValueError
+        return socket.getaddrinfo(addr, int(port), family, socket.SOCK_DGRAM, 0,
+                                  socket.AI_NUMERICHOST | socket.AI_NUMERICSERV)[0][4]
+    except (ValueError, socket.gaierror, UnicodeError):
+        raise CommandError(e.BAD_REMOTE_ADDR) from None
 
 
 # --- notify tags -----------------------------------------------------------
@@ -358,15 +387,15 @@ _HEX = "0123456789abcdefABCDEF"
 
 def url_decode(text):
     """Decode ``%XX`` escapes of a notify tag; a malformed escape is E10."""
-    raw = text.encode("utf-8")
-    if b"%" not in raw:
-        return raw
+    data = raw(text)
+    if b"%" not in data:
+        return data
     out = bytearray()
     i = 0
-    while i < len(raw):
-        ch = raw[i]
+    while i < len(data):
+        ch = data[i]
         if ch == 0x25:  # '%'
-            pair = raw[i + 1:i + 3].decode("ascii", "replace")
+            pair = data[i + 1:i + 3].decode("ascii", "replace")
             if len(pair) != 2 or pair[0] not in _HEX or pair[1] not in _HEX:
                 raise CommandError(e.BAD_NOTIFY_TAG)
             out.append(int(pair, 16))

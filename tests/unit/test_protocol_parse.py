@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from rtpproxy_py.protocol import commands as c
 from rtpproxy_py.protocol.errors import CommandError
-from rtpproxy_py.protocol.parse import parse, parse_update_modifiers, tokenize, url_decode
+from rtpproxy_py.protocol.parse import parse, parse_update_modifiers, raw, tokenize, url_decode
 
 
 def code_of(text):
@@ -34,10 +34,14 @@ def test_error_codes(text, code):
     assert code_of(text) == code
 
 
-def test_nul_and_invalid_utf8_are_syntax_errors():
+def test_nul_is_a_syntax_error_and_other_bytes_are_ordinary():
     assert code_of(b"U a\x00b 1.2.3.4 5 f") == 5
-    assert code_of(b"U c\xff\xfe 127.0.0.1 4000 f") == 5
     assert isinstance(parse("U cé 127.0.0.1 4000 f".encode()), c.Update)
+    # not UTF-8: no error (upstream has no UTF-8 check); the bytes come back whole
+    cmd = parse(b"U c\xff\xfe 127.0.0.1 4000 f\x80 unix:/n t\xfe%20x")
+    assert raw(cmd.call_id) == b"c\xff\xfe" and raw(cmd.from_tag) == b"f\x80"
+    assert cmd.notify_tag == b"t\xfe x"
+    assert code_of(b"\xff") == 0
 
 
 def test_token_limits():
@@ -79,6 +83,12 @@ def test_subcommands_parse():
     assert cmd.subcommands[2].reverse and cmd.subcommands[2].name == "tos"
     assert cmd.subcommands[3].weak
     assert isinstance(parse(b"Q c f t && D").subcommands[0], c.SubDelete)
+    # the L sub-command's address and port are checked like a U's (E37), at parse time
+    assert code_of(b"U c 1.2.3.4 5 f t && L 127.0.0.1 notaport") == 3
+    assert code_of(b"U c 1.2.3.4 5 f t && L6 ::zz 4000") == 3
+    assert code_of(b"U c 1.2.3.4 5 f t && L 127.0.0.1 65536") == 3
+    assert code_of(b"U c 1.2.3.4 5 f t && S ttl=\xd9\xa3") == 3     # an Arabic-Indic digit
+    assert parse(b"U c 1.2.3.4 5 f t && L garbage-address-way-too-long 5").subcommands   # ignored, as in U
 
 
 def test_other_commands():
