@@ -132,10 +132,15 @@ class Recordings:
         name = _file_name(name)
         state = self._state(session)
         if single and self.config.record_pcap:
-            if state.single is not None:
-                raise CopyFailed("the session is already recorded into a single file")
+            # One single file per session, as upstream: Cs on the other leg
+            # joins it (whatever name it gives). A leg already copied into
+            # per-direction files, or already in the single file, cannot.
+            if any(isinstance(a.target, RecordingFile) and a.target is not state.single
+                   for a in state.legs[leg]):
+                raise CopyFailed("this leg is already copied into per-direction files")
             if self._attach_single(session, state, leg, name) is None:
-                raise CopyFailed("cannot create %s" % name)
+                raise CopyFailed("this leg is already in the session's single file"
+                                 if state.single is not None else "cannot create %s" % name)
             return
         try:
             self._attach_per_direction(session, state, leg, name, False)

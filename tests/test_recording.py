@@ -198,7 +198,7 @@ def test_copy_to_named_files(rtpproxy, tmp_path):
     assert d.command("C %s mycopy ftag;1 ttag;1" % CID) == "0"   # leg of the caller (from-tag matches)
     assert d.command("Cp %s other ftag;1 ttag;1" % CID) == "E65"  # p needs a udp: target
     assert d.command("Cs %s single.pcap ttag;1 ftag;1" % CID) == "0"
-    assert d.command("Cs %s again.pcap ftag;1 ttag;1" % CID) == "E65"   # single file exists already
+    assert d.command("Cs %s again.pcap ftag;1 ttag;1" % CID) == "E65"   # that leg has a plain C
     assert d.command("Cx %s x ftag;1 ttag;1" % CID) == "E7"
     assert d.command("C nosuch x ftag;1 ttag;1") == "E50"
     from_caller, from_callee = call.talk(3)
@@ -206,6 +206,34 @@ def test_copy_to_named_files(rtpproxy, tmp_path):
     assert wait_for(lambda: sorted(os.listdir(tmp_path)) == ["mycopy.rtcp", "mycopy.rtp", "single.pcap"])
     assert [p.data for p in records(tmp_path / "mycopy.rtp", 3).packets] == from_caller
     assert [p.data for p in records(tmp_path / "single.pcap", 3).packets] == from_callee
+
+
+def test_single_file_copy_holds_both_legs(rtpproxy, tmp_path):
+    """Cs on the second leg joins the session's single file (its name is not
+    used); N then stops that leg; Cs on a leg with a plain C is refused."""
+    d = rtpproxy("-l", HOST, "-r", str(tmp_path), "-P", "-R")
+    call = Call(d)
+    assert d.command("Cs %s both.pcap ttag;1 ftag;1" % CID) == "0"       # callee's leg
+    assert d.command("Cs %s other.pcap ftag;1 ttag;1" % CID) == "0"      # caller's leg joins
+    assert d.command("Cs %s other.pcap ftag;1 ttag;1" % CID) == "E65"    # already in it
+    from_caller, from_callee = call.talk(10)
+    assert d.command("N %s ftag" % CID) == "0"                           # the caller's leg stops
+    more_caller, more_callee = call.talk(2)
+    assert d.command("D %s ftag ttag" % CID) == "0"
+    assert wait_for(lambda: os.listdir(tmp_path) == ["both.pcap"])
+    datas = [p.data for p in records(tmp_path / "both.pcap", 22).packets]
+    assert sorted(datas) == sorted(from_caller + from_callee + more_callee)
+    # an independent reader sees both directions
+    out = subprocess.run(["tshark", "-r", str(tmp_path / "both.pcap"), "-T", "fields",
+                          "-e", "udp.srcport"], capture_output=True, text=True, timeout=60)
+    ports = out.stdout.split()
+    assert sorted(set(ports)) == sorted({str(call.caller.port), str(call.callee.port)})
+    assert len(ports) == 22
+    # a leg already copied into per-direction files cannot go into a single file
+    call2 = Call(d, call_id="call2")
+    assert d.command("C call2 plain ftag;1 ttag;1") == "0"
+    assert d.command("Cs call2 single2.pcap ftag;1 ttag;1") == "E65"
+    assert d.command("Cs call2 single2.pcap ttag;1 ftag;1") == "0"       # the other leg can
 
 
 def test_copy_to_udp_listener(rtpproxy):
