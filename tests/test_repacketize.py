@@ -138,3 +138,31 @@ def test_bad_ptime_is_refused(rtpproxy):
     for mods in ("z0", "z1000", "z"):
         assert d.command("U%s c %s 4000 ft" % (mods, HOST)) == "E13"
     assert d.command("Uz999 c %s 4000 ft" % HOST).split()[0].isdigit()
+
+
+def test_datagrams_that_are_not_rtp_pass_unchanged(rtpproxy):
+    """With z20, what is not RTP (text, STUN, a runt, an empty datagram, RTCP
+    on the RTP port) is relayed at once and unchanged, as upstream, before the
+    party is latched and while the resizer holds audio; the audio around it
+    still comes out re-packetized."""
+    d = rtpproxy("-l", HOST, "--workers", "1")
+    caller, callee = Endpoint(), Endpoint()
+    d.command("Uz20 c %s %d ft" % (HOST, caller.port))
+    to_caller = int(d.command("L c %s %d ft tt" % (HOST, callee.port)).split()[0])
+    junk = [b"GET / HTTP/1.0\r\n\r\n", b"\x00\x01\x00\x00\x21\x12\xa4\x42" + bytes(12), b"\x80",
+            b"", b"\x81\xc8\x00\x06" + bytes(24)]
+    caller.send(junk[0], HOST, to_caller)                   # the first packet of the party
+    assert callee.recv()[0] == junk[0]
+    audio = [rtp_packet(200 + k, 80 * k, 0x99, payload=bytes([k]) * 80) for k in range(8)]
+    for k, packet in enumerate(audio):
+        caller.send(packet, HOST, to_caller)                # 10 ms: the resizer holds every other one
+        if k % 2 == 0:
+            caller.send(junk[1 + k // 2], HOST, to_caller)  # while a packet is held
+        time.sleep(0.01)
+    got = [data for data, _ in callee.drain(0.3)]
+    assert [p for p in got if p in junk] == junk[1:]
+    resized = [p for p in got if p not in junk]
+    assert [payload(p) for p in resized] == [bytes([k]) * 80 + bytes([k + 1]) * 80 for k in (0, 2, 4, 6)]
+    assert d.command("G npkts_resizer_in npkts_resizer_out") == "8 4"
+    caller.close()
+    callee.close()
