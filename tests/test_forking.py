@@ -1,10 +1,11 @@
 """The C sub-command: ``U cid2 ... f2 t2 && C cid1 f1 t1`` forks both streams
 of session cid1 into cid2 (capability 20260309, control-protocol.md 6.2)."""
 
+import os
 import subprocess
 import sys
 
-from helpers import Endpoint, rtp_packet
+from helpers import TOP, Endpoint
 from recording_helpers import RTCP_REPORT, Call, HOST, endpoint_pair
 
 
@@ -43,5 +44,5 @@ def test_c_subcommand_forks_both_streams_into_the_new_session(rtpproxy):
 
 def test_v_lists_stream_forking():
     out = subprocess.run([sys.executable, "-m", "rtpproxy_py", "-v"], capture_output=True,
-                         text=True, timeout=30)
+                         text=True, timeout=30, cwd=TOP, env=dict(os.environ, PYTHONPATH=TOP))
     assert "Extension 20260309:" in out.stdout
