@@ -36,6 +36,14 @@ def test_c_subcommand_forks_both_streams_into_the_new_session(rtpproxy):
     assert d.command("D cid2 f2") == "0"
     call.talk(2)
     assert srs_l.drain(0.2) == [] and srs_u.drain(0.05) == []
+    # C naming the tags the other way round swaps the sides
+    reply = d.command("U cid6 %s %d f6 t6 && L %s %d && C cid1 t1 f1"
+                      % (HOST, srs_u.port, HOST, srs_l.port))
+    to_u, to_l = (int(part.split()[0]) for part in reply.split(" && "))
+    from_caller, from_callee = call.talk(2)
+    assert srs_u.drain(0.2) == [(p, (HOST, to_l)) for p in from_caller]
+    assert srs_l.drain(0.05) == [(p, (HOST, to_u)) for p in from_callee]
+    assert d.command("D cid6 f6") == "0"
     # and a fork from a session that ends leaves the other session alone
     assert d.command("U cid5 %s %d f5 t5 && C cid1 f1 t1" % (HOST, srs_u.port)).endswith(" " + HOST)
     assert d.command("D cid1 f1") == "0"
