@@ -368,7 +368,7 @@ def remote_sockaddr(addr, port, ipv6):
     None when its length is implausible for the family (silently ignored),
     else the numeric sockaddr; anything else is E37."""
     lo, hi = (2, 45) if ipv6 else (7, 15)
-    if not lo <= len(addr) <= hi:
+    if not lo <= len(raw(addr)) <= hi:      # upstream counts bytes
         return None
     family = socket.AF_INET6 if ipv6 else socket.AF_INET
     try:

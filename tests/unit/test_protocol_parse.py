@@ -89,6 +89,7 @@ def test_subcommands_parse():
     assert code_of(b"U c 1.2.3.4 5 f t && L 127.0.0.1 65536") == 3
     assert code_of(b"U c 1.2.3.4 5 f t && S ttl=\xd9\xa3") == 3     # an Arabic-Indic digit
     assert parse(b"U c 1.2.3.4 5 f t && L garbage-address-way-too-long 5").subcommands   # ignored, as in U
+    assert code_of(b"U c 1.2.3.4 5 f t && L \xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9 5") == 3   # 8 bytes: a plausible length
 
 
 def test_other_commands():
