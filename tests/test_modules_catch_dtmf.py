@@ -85,6 +85,7 @@ def test_events_through_a_live_call_are_notified_once_and_h_drops(rtpproxy, dso,
         seq = digit(caller, to_caller, seq + 9, 5000, 16)              # space
         seq = digit(caller, to_caller, seq, 6000, 17)                  # NUL byte
         caller.send(rtp_packet(seq, 7000, 0xD7F, 0), HOST, to_caller)  # audio: not an event
+        assert wait_for(lambda: len(listener.lines) >= 4), listener.lines
         # callee (stream 0, side 1): H drops its events
         digit(callee, to_callee, 100, 9000, 11, ends=1)
         assert wait_for(lambda: len(listener.lines) >= 5), listener.lines
