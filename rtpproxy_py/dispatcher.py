@@ -59,6 +59,8 @@ class LookupMiss(Exception):
 
 
 class Dispatcher:
+    runs_modules = True      # the --workers front end leaves them to the workers
+
     def __init__(self, config, relay, notifier, clock):
         self.config = config
         self.relay = relay
@@ -71,7 +73,7 @@ class Dispatcher:
         self.metrics = None          # metrics.Metrics when --metrics is given
         self.recorder = None         # recording.Recordings (R, C, N, -a), set by main
         self.modules = None          # modules.host.ModuleHost with --dso/--config
-        if getattr(config, "modules", None):
+        if getattr(config, "modules", None) and self.runs_modules:
             from .modules.host import ModuleHost
             self.modules = ModuleHost(config.modules, self)
             self.modules.start()

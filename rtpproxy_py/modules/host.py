@@ -31,6 +31,8 @@ class ModuleHost:
                     other.close()
                 raise ConfigError("%s: dymanic module start has failed: %s" % (module.name, exc)) from None
             started.append(module)
+        if self.dispatcher is None:         # a check only (the --workers front end)
+            self.close()
 
     def handler(self, module_id: int, instance: int) -> Optional[Module]:
         """The module answering ``M<id>:<inst>``, or None (the command is E3)."""
