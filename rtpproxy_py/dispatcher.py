@@ -653,6 +653,12 @@ class Dispatcher:
         for session in list(self.table):
             self.destroy(session)
 
+    def close_modules(self):
+        """At shutdown, after close_all: modules close their files and sockets."""
+        if self.modules is not None:
+            self.modules.close()
+            self.modules = None
+
 
 _HANDLERS = {
     c.Version: "handle_version",
