@@ -160,15 +160,22 @@ class AcctRtcpHep(Module):
                 self._connect()
             except OSError:
                 return
-        try:
-            if not self.tcp:
+        if not self.tcp:
+            try:
                 self.sock.send(message)
-            else:
-                data = self.pending + message
-                if len(data) > MAX_PENDING:
-                    data = message
-                sent = self.sock.send(data)
-                self.pending = data[sent:]
-            self.sent += 1
+                self.sent += 1
+            except OSError:
+                self.errors += 1       # the message is lost, as upstream's
+            return
+        # (a full backlog loses the new message: the one partly sent must be finished first)
+        data = self.pending + message if len(self.pending) + len(message) <= MAX_PENDING else self.pending
+        try:
+            sent = self.sock.send(data)
+        except BlockingIOError:
+            sent = 0                   # the collector is slow: keep whole messages for later
         except OSError:
             self.errors += 1
+            self.pending = b""
+            return
+        self.pending = data[sent:]
+        self.sent += 1
