@@ -33,9 +33,11 @@ def _incompatible(path):
         "rtpp_mif_load: incompatible API version in the %s, consider recompiling the module" % path])
 
 
-def identify(path: str, debug_build: bool) -> str:
-    """The built-in module a file selects; LoadError as upstream's dlopen/mif checks."""
-    match = _FILE_NAME.match(os.path.basename(path))
+def identify(path: str, debug_build: bool, given: Optional[str] = None) -> str:
+    """The built-in module a file selects; LoadError as upstream's dlopen/mif checks.
+    ``given``: the path as named, when ``path`` is its realpath (a packaged
+    ``rtpp_x.so`` may be a symbolic link to a versioned file name)."""
+    match = _FILE_NAME.match(os.path.basename(given or path)) or _FILE_NAME.match(os.path.basename(path))
     if match is None:
         try:
             with open(path, "rb") as f:
@@ -86,7 +88,7 @@ class Loader:
         if not path or not os.path.exists(absolute):
             raise LoadError("realpath: %s: No such file or directory" % path)
         try:
-            name = identify(absolute, self.debug_build)
+            name = identify(absolute, self.debug_build, path)
         except LoadError as exc:
             raise self._fail(exc) from None
         if implementation(name).needs_config:
@@ -134,7 +136,7 @@ class Loader:
             path = os.path.realpath(os.path.join(self.workdir, load))
             if not os.path.exists(path):
                 raise LoadError("", ["realpath() failed: %s: No such file or directory" % load])
-            name = identify(path, self.debug_build)
+            name = identify(path, self.debug_build, load)
         else:
             path = os.path.join(MODULE_DIR, "rtpp_%s%s.so" % (section, "_debug" if self.debug_build else ""))
             name = section
