@@ -352,7 +352,7 @@ def _parse_subcommand_tokens(tokens, main):
         return c.SubLookup(parse_update_modifiers(mods), tokens[1], tokens[2])
     if letter == "c" and len(tokens) == 4 and not mods and _has_both_tags(main):
         return c.SubCopy(*tokens[1:])
-    module = _MODULE_WORD.match(word)
+    module = _MODULE_WORD.match(word if isinstance(word, str) else word.decode("latin-1"))
     if module and int(module.group(1)) > 0 and int(module.group(2)) > 0:
         return c.SubModule(int(module.group(1)), int(module.group(2)), list(tokens[1:]))
     raise CommandError(e.SUBCOMMAND_ERROR)
