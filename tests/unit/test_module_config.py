@@ -201,3 +201,20 @@ def test_config_build_turns_refusals_into_config_errors(moddir, monkeypatch, cap
     c = build(parse_args(["--config", "x.conf", "--config", "c.conf"]))     # the last one counts
     assert [s.name for s in c.modules] == ["acct_csv"]
     assert os.path.isabs(c.modules[0].workdir)
+
+
+# --- M<id>:<inst> sub-commands (modules.md 3) -----------------------------------
+
+def test_module_subcommand_syntax():
+    from rtpproxy_py.protocol import commands as c
+    from rtpproxy_py.protocol.errors import CommandError
+    from rtpproxy_py.protocol.parse import parse
+    cmd = parse(b"U c 1.2.3.4 5 f && m3:12 Hello%20x 101 h && M4:1 S")
+    assert cmd.subcommands == [c.SubModule(3, 12, ["Hello%20x", "101", "h"]), c.SubModule(4, 1, ["S"])]
+    assert parse(b"Q c f t && M3:1 z").subcommands == [c.SubModule(3, 1, ["z"])]
+    for bad in (b"MX:1", b"M3:Y", b"M0:1", b"M1:0", b"M", b"M3", b"M3:1x", b"M3:1:1"):
+        with pytest.raises(CommandError) as info:
+            parse(b"U c 1.2.3.4 5 f && " + bad + b" t")
+        assert info.value.code == 3
+    with pytest.raises(CommandError):
+        parse(b"D c f && M4:1 S")
