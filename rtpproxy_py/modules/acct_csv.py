@@ -173,9 +173,13 @@ def _first_packet_tap(record, index):
 
 
 def _analysis(analyzer, fallback_pt):
-    """([nsent, nrcvd, ndups, nlost, perrs, ssrc_last, ssrc_cnt, pt_last], [jitter last, max, avg])."""
+    """([nsent, nrcvd, ndups, nlost, perrs, ssrc_last, ssrc_cnt, pt_last], [jitter last, max, avg]).
+
+    pt_last: the analyzer keeps no payload type, but its fast path predicts
+    the next header (the last packet's PT) while the stream runs regularly;
+    otherwise the stream's first PT stands in."""
     if analyzer is None:
-        return ["0", "0", "0", "0", "0", "", "0", "%d" % fallback_pt], ["%f" % 0.0] * 3
+        return ["0", "0", "0", "0", "0", "", "0", "-1"], ["%f" % 0.0] * 3     # analysis off
     nsent, nrcvd, ndups = analyzer.sequence_totals()
     ssrc = analyzer.seg_ssrc
     pt = fallback_pt
