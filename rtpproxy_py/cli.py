@@ -17,7 +17,7 @@ USAGE = """\
 rtpproxy: a media relay for SIP proxies, controlled like Sippy's rtpproxy.
 
 Usage:
-  rtpproxy [options] [-l ADDR]... [--ipv6 ADDR]... [-s CTRL]... [-n TARGET]...
+  rtpproxy [options] [-l ADDR]... [--ipv6 ADDR]... [-s CTRL]... [-n TARGET]... [--dso PATH]...
   rtpproxy -V | -v | -C
   rtpproxy -h | --help
 
@@ -56,11 +56,12 @@ Options:
   -v                print the supported protocol extensions and exit
   -C                print the clock in use and exit
   -h --help         print this help and exit
-  --dso PATH        load a module (not supported: rtpproxy-py has no modules)
+  --dso PATH        load a module: rtpp_<name>.so selects the built-in acct_csv or
+                    catch_dtmf (repeatable; see the man page, MODULES)
   --bridge_symmetric  in bridging mode do not force asymmetric clients
   --nice N          process priority
   --overload_prot LIMIT  accepted for compatibility; no effect
-  --config FILE     configuration file for modules (not supported)
+  --config FILE     configuration file with a modules { ... } section (UCL)
   --force_asymmetric  treat every client as asymmetric
   --no_resolve      numeric addresses only, no DNS lookups
   --no_redirect     keep logging to stderr when daemonizing
@@ -142,7 +143,7 @@ def normalize_argv(argv):
     return _keep_last(out)
 
 
-_REPEATABLE = ("-l", "--ipv6", "-s", "-n")
+_REPEATABLE = ("-l", "--ipv6", "-s", "-n", "--dso")
 
 
 def _keep_last(tokens):

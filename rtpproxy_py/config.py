@@ -117,6 +117,7 @@ class Config:
     latch_window: float = 3.0     # strict: seconds after a U/L in which sources are learned
     workers: int = 1              # worker processes (1: the single-process daemon)
     kernel_offload: bool = False  # nftables forwards eligible latched streams
+    modules: list = field(default_factory=list)   # modules.ModuleSpec from --dso/--config
 
     def all_listen(self):
         return self.listen4 + self.listen6
@@ -318,8 +319,7 @@ def build(opts, debug_build=False):
     c.no_resolve = bool(opts["--no_resolve"])
     c.foreground = bool(opts["-f"])
     c.allow_root = bool(opts["-F"])
-    if opts["--dso"] or opts["--config"]:
-        raise ConfigError("--dso/--config load upstream modules, which rtpproxy-py does not have; remove the option.")
+    c.modules = _modules(opts, debug_build)
 
     # media addresses
     c.listen4, bridge4 = _parse_listen(opts["-l"], socket.AF_INET, "-l", c.no_resolve)
@@ -447,6 +447,23 @@ def build(opts, debug_build=False):
     c.kernel_offload = bool(opts["--kernel_offload"])
     c.no_redirect = bool(opts["--no_redirect"]) or debug_build
     return c
+
+
+def _modules(opts, debug_build):
+    """--dso (in command line order) then --config: the modules to run (modules.md 2)."""
+    dsos, config_file = opts["--dso"] or [], opts["--config"]
+    if not dsos and config_file is None:
+        return []
+    from .modules.loader import Loader, LoadError
+    loader = Loader(debug_build)
+    try:
+        for path in dsos:
+            loader.dso(path)
+        if config_file is not None:
+            loader.config_file(config_file)
+    except LoadError as exc:
+        raise ConfigError(str(exc)) from None
+    return loader.specs
 
 
 def _workers(value, debug_build):

@@ -60,6 +60,8 @@ class LookupMiss(Exception):
 
 
 class Dispatcher:
+    runs_modules = True      # the --workers front end leaves them to the workers
+
     def __init__(self, config, relay, notifier, clock):
         self.config = config
         self.relay = relay
@@ -72,6 +74,11 @@ class Dispatcher:
         self.metrics = None          # metrics.Metrics when --metrics is given
         self.recorder = None         # recording.Recordings (R, C, N, -a), set by main
         self.forks = Forks()         # the C sub-command (stream forking)
+        self.modules = None          # modules.host.ModuleHost with --dso/--config
+        if getattr(config, "modules", None) and self.runs_modules:
+            from .modules.host import ModuleHost
+            self.modules = ModuleHost(config.modules, self)
+            self.modules.start()
 
     # --- entry point ------------------------------------------------------
 
@@ -103,6 +110,8 @@ class Dispatcher:
         return text
 
     def run(self, command, ctx):
+        if getattr(command, "subcommands", None):
+            self._check_module_subcommands(command.subcommands)
         handler = getattr(self, _HANDLERS[type(command)])
         return handler(command, ctx)
 
@@ -191,6 +200,8 @@ class Dispatcher:
         self.table.add(session)
         self.counters.nsess_created += 1
         self.relay.session_started(session)
+        if self.modules is not None:
+            self.modules.session_created(session, now)
         if self.config.record_all and self.recorder is not None:
             self.recorder.record_all(session)
         log.info("new session %s, tag %s, port %d", cmd.call_id, cmd.from_tag, session.rtp[0].port)
@@ -366,12 +377,37 @@ class Dispatcher:
             lookup = c.Update(True, sub.mods, main.call_id, sub.addr, sub.port,
                               main.from_tag, main.to_tag)
             return self._update(lookup, ctx, subcommands=False), 1 - sidx
+        if isinstance(sub, c.SubModule):
+            return self._run_module_subcommand(sub, main, session, sidx, ctx), sidx
         # SubCopy: fork both streams of the named session into this one
         source, direction = self.table.find(sub.call_id, sub.from_tag, sub.to_tag)
         if source is None or source is session or session.closed:
             raise CommandError(e.SESSION_NOT_FOUND)
         self.forks.fork(source, direction, session)
         return None, sidx
+
+    def _check_module_subcommands(self, subcommands):
+        """Before the main command runs: every ``M<id>:<inst>`` names a loaded
+        module with a sub-command, else the whole command is E3 (modules.md 3)."""
+        for sub in subcommands:
+            if isinstance(sub, c.SubModule) and (
+                    self.modules is None or self.modules.handler(sub.module_id, sub.instance) is None):
+                raise CommandError(e.SUBCOMMAND_ERROR)
+
+    def _run_module_subcommand(self, sub, main, session, sidx, ctx):
+        """The addressed stream is the one whose remote address U/L carries
+        (the queried leg for Q); the opposite one is the stream whose port
+        the reply returns."""
+        from .modules import SubcommandFailed
+        if session.closed:
+            raise CommandError(e.SESSION_NOT_FOUND)
+        addressed = sidx if isinstance(main, c.Query) else 1 - sidx
+        module = self.modules.handler(sub.module_id, sub.instance)
+        try:
+            return module.subcommand(sub.args, session, session.rtp[addressed],
+                                     session.rtp[1 - addressed], ctx)
+        except SubcommandFailed:
+            raise CommandError(e.SUBCOMMAND_ERROR) from None
 
     # --- D, X -------------------------------------------------------------------------
 
@@ -409,6 +445,9 @@ class Dispatcher:
         if self.recorder is not None:
             self.recorder.session_ended(session)
         self.forks.session_ended(session)
+        if self.modules is not None:
+            self.relay.refresh_counters(session)
+            self.modules.session_ended(session, self.clock())
         self.relay.session_ended(session)
         self.counters.session_destroyed(session, self.clock(), timed_out)
         if self.metrics is not None:
@@ -611,6 +650,12 @@ class Dispatcher:
     def close_all(self):
         for session in list(self.table):
             self.destroy(session)
+
+    def close_modules(self):
+        """At shutdown, after close_all: modules close their files and sockets."""
+        if self.modules is not None:
+            self.modules.close()
+            self.modules = None
 
 
 _HANDLERS = {

@@ -235,5 +235,6 @@ class Daemon:
     def _stop_media(self):
         """Every session ended (the --workers front end stops its workers)."""
         self.dispatcher.close_all()
+        self.dispatcher.close_modules()     # after the last session's accounting
         self.recordings.shutdown()    # every recording flushed, closed and moved
         self.relay.shutdown()

@@ -124,7 +124,8 @@ class Stream:
             analyzer.feed(data, now)
         if self.taps is not None:
             for tap in self.taps:
-                tap(self, data, source, now)
+                if tap(self, data, source, now):
+                    return self._tap_dropped(data)
         target = self.peer.target
         if target is None:
             self.ndropped += 1
@@ -151,7 +152,8 @@ class Stream:
                 self.analyzer.feed_unexpected(data, h, now)
         if self.taps is not None:
             for tap in self.taps:
-                tap(self, data, self.rem_addr, now)
+                if tap(self, data, self.rem_addr, now):
+                    return self._tap_dropped(data)
         target = self.peer.target
         if target is None:
             self.ndropped += 1
@@ -159,6 +161,13 @@ class Stream:
             return None
         self.nrelayed += 1
         return target
+
+    def _tap_dropped(self, data):
+        """A tap said drop (catch_dtmf's h): counted as dropped and discarded."""
+        self.ndropped += 1
+        self.nignored += 1
+        self.nbytes_ignored += len(data)
+        return None
 
     def _check_source(self, data, source, now):
         """Latching rules of media-relay.md 3.2/3.3 (the slow path)."""
@@ -369,7 +378,8 @@ class Stream:
         self.analysis_run = analyzer.run if analyzer is not None else None
 
     def add_tap(self, tap):
-        """Call ``tap(stream, data, source, now)`` for every accepted packet."""
+        """Call ``tap(stream, data, source, now)`` for every accepted packet;
+        a tap returning a true value drops the packet."""
         self.taps = (self.taps or ()) + (tap,)
         self.session.media_changed()
 

@@ -421,6 +421,7 @@ class FrontDispatcher(Dispatcher):
     that Call-ID's worker; V, VF, I, G, X and malformed commands run here."""
 
     concurrent = True    # execute waits for workers: transports serve commands side by side
+    runs_modules = False     # each worker runs the modules for its sessions
 
     def __init__(self, config, workers, notifier, clock):
         super().__init__(config, _NoMedia(), notifier, clock)
@@ -469,6 +470,11 @@ class FrontEnd(Daemon):
             if why is not None:     # said once here rather than by every worker
                 log.warning("--kernel_offload: %s; relaying every stream in user space", why)
                 config.kernel_offload = False
+        if config.modules:
+            # Start and stop the modules once here, so that a module that cannot
+            # start (modules.md 2.5) stops the daemon before any worker runs.
+            from .modules.host import ModuleHost
+            ModuleHost(config.modules, None).start()
         self.notifier = Notifier()
         to_syslog = not config.foreground and not config.no_redirect
         self.workers = Workers(config, self.notifier, to_syslog)

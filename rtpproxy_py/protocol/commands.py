@@ -53,6 +53,15 @@ class SubCopy:
 
 
 @dataclass
+class SubModule:
+    """``M<id>:<inst> ARG...``: a loaded module's sub-command (modules.md 3)."""
+
+    module_id: int
+    instance: int
+    args: List[object] = field(default_factory=list)
+
+
+@dataclass
 class Version:
     pass
 

@@ -338,6 +338,10 @@ def _parse_subcommand(tokens, main):
         raise CommandError(e.SUBCOMMAND_ERROR) from None
 
 
+# M<id>:<inst>; whether such a module is loaded is the dispatcher's check
+_MODULE_WORD = re.compile(r"[Mm]([0-9]+):([0-9]+)\Z")
+
+
 def _has_both_tags(main):
     return isinstance(main, c.Update) and not main.lookup and main.to_tag is not None
 
@@ -357,6 +361,9 @@ def _parse_subcommand_tokens(tokens, main):
         return c.SubLookup(lookup_mods, tokens[1], tokens[2])
     if letter == "c" and len(tokens) == 4 and not mods and _has_both_tags(main):
         return c.SubCopy(*tokens[1:])
+    module = _MODULE_WORD.match(word if isinstance(word, str) else word.decode("latin-1"))
+    if module and int(module.group(1)) > 0 and int(module.group(2)) > 0:
+        return c.SubModule(int(module.group(1)), int(module.group(2)), list(tokens[1:]))
     raise CommandError(e.SUBCOMMAND_ERROR)
 
 
