@@ -111,7 +111,7 @@ class Config:
     no_redirect: bool = False
     debug_build: bool = False
     poll_batch: float = 0.002     # seconds libev gathers I/O events between polls
-    rtp_analysis: bool = False    # feed relayed RTP to the analyzer (rtpa_* counters)
+    rtp_analysis: bool = True     # feed relayed RTP to the analyzer (rtpa_* counters), as upstream
     metrics: Optional[Tuple[str, int]] = None   # (host, port) of the Prometheus endpoint
     latching: str = "upstream"    # "upstream" (media-relay.md 3) or "strict" (RTP Bleed)
     latch_window: float = 3.0     # strict: seconds after a U/L in which sources are learned
@@ -435,7 +435,8 @@ def build(opts, debug_build=False):
     if not 0 <= batch_ms <= 20:
         raise ConfigError("--poll_batch %s: give milliseconds from 0 to 20 (default 2)." % opts["--poll_batch"])
     c.poll_batch = batch_ms / 1000.0
-    c.rtp_analysis = bool(opts["--rtp_analysis"])
+    c.kernel_offload = bool(opts["--kernel_offload"])
+    c.rtp_analysis = _rtp_analysis(opts, c.kernel_offload)
     if opts["--metrics"] is not None:
         c.metrics = parse_metrics_address(opts["--metrics"])
     c.latching = opts["--latching"]
@@ -444,9 +445,20 @@ def build(opts, debug_build=False):
     c.latch_window = _int_option(opts["--latch_window"], "--latch_window", 1, 60,
                                  "the strict latching window in seconds")
     c.workers = _workers(opts["--workers"], debug_build)
-    c.kernel_offload = bool(opts["--kernel_offload"])
     c.no_redirect = bool(opts["--no_redirect"]) or debug_build
     return c
+
+
+def _rtp_analysis(opts, kernel_offload):
+    """On by default, as upstream always analyzes. --no_rtp_analysis turns it
+    off; so does --kernel_offload unless --rtp_analysis is given too, because
+    an analyzed stream needs its packets and would never go to the kernel."""
+    on, off = bool(opts["--rtp_analysis"]), bool(opts["--no_rtp_analysis"])
+    if on and off:
+        raise ConfigError("--rtp_analysis and --no_rtp_analysis contradict each other; give one of them.")
+    if off:
+        return False
+    return on or not kernel_offload
 
 
 def _workers(value, debug_build):
