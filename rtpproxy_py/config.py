@@ -266,6 +266,18 @@ def _check_local(host, family, flag):
         probe.close()
 
 
+def is_local_address(host, family):
+    """Can media sockets be bound to ``host`` (an address of this host)?"""
+    probe = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        probe.bind((host, 0))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
 def _parse_one_address(text, family, flag, no_resolve):
     """addr[=adv] -> BindAddress (label handled by the caller)."""
     host, _, adv = text.partition("=")
