@@ -39,7 +39,8 @@ Options:
   -f                stay in the foreground (log to stderr, default level DBUG)
   -F                allow running as root without -u
   -d LEVEL          log level DBUG|INFO|WARN|ERR|CRIT, optionally :facility
-  -p PIDFILE        pid file, /dev/null for none [default: /var/run/rtpproxy.pid]
+  -p PIDFILE        pid file, /dev/null for none (default /var/run/rtpproxy.pid;
+                    if that one cannot be written, a warning and none)
   -u USER           drop privileges to user[:group] (or :group) after binding
   -w MODE           permissions of the unix control socket, decimal (432 = 0660)
   -L NOFILE         raise the open-files limit to NOFILE

@@ -6,6 +6,7 @@ import grp
 import logging
 import os
 import pwd
+import re
 import socket
 import syslog
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from typing import List, Optional, Tuple
 
 DEFAULT_CONTROL = "unix:/var/run/rtpproxy.sock"
 DEFAULT_CONTROL_PORT = 22222
+DEFAULT_PIDFILE = "/var/run/rtpproxy.pid"
 LATCHING_MODES = ("upstream", "strict")
 
 
@@ -86,7 +88,8 @@ class Config:
     foreground: bool = False
     log_level: int = logging.WARNING
     log_facility: int = syslog.LOG_DAEMON
-    pidfile: Optional[str] = "/var/run/rtpproxy.pid"
+    pidfile: Optional[str] = DEFAULT_PIDFILE
+    pidfile_given: bool = False   # -p named it: not writable is an error, not a warning
     user: Optional[str] = None
     user_spec: Optional[str] = None    # the -u text, for messages
     uid: Optional[int] = None
@@ -221,6 +224,19 @@ def parse_control(text, no_resolve=False):
     return ControlSpec(text, prefix, host=_resolve(host, family, what, no_resolve), port=port)
 
 
+_HOST_PORT = re.compile(r"\[?[0-9A-Za-z.:-]*[0-9A-Za-z.\]]:[0-9]{1,5}\Z")
+
+
+def unix_path_meant_as_udp(spec):
+    """``-s 127.0.0.1:22222`` (no scheme) is a unix socket path for upstream and
+    for us, but was probably meant as udp: the text to suggest, or None."""
+    if spec.kind != "unix" or spec.text != spec.path or "/" in spec.text:
+        return None
+    if not _HOST_PORT.match(spec.text):
+        return None
+    return ("udp6:" if spec.text.count(":") > 1 else "udp:") + spec.text
+
+
 def parse_notify_target(text, no_resolve=False):
     what = "-n %s" % text
     if text.startswith("tcp:"):
@@ -293,6 +309,9 @@ def _parse_listen(values, family, flag, no_resolve):
     addresses = []
     bridge = None
     for n, value in enumerate(values):
+        if not value.strip():
+            # upstream refuses an empty address too; "*" is the way to say "all"
+            raise ConfigError("%s '': give an address (or '*' for all addresses of the family)." % flag)
         label, at, rest = value.partition("@")
         if not at:
             label, rest = None, value
@@ -401,7 +420,10 @@ def build(opts, debug_build=False):
         c.log_level = logging.DEBUG if (c.foreground or debug_build) else logging.WARNING
 
     pidfile = opts["-p"]
-    c.pidfile = None if pidfile in (None, "", "/dev/null") else pidfile
+    c.pidfile_given = pidfile is not None
+    if pidfile is None:
+        pidfile = DEFAULT_PIDFILE
+    c.pidfile = None if pidfile in ("", "/dev/null") else pidfile
 
     if opts["-u"]:
         _parse_user(c, opts["-u"])
