@@ -315,6 +315,10 @@ class Relay:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
             if family == socket.AF_INET:
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
+            else:
+                # IPv6 only: a "::" socket must not take the IPv4 port of the
+                # same number, which belongs to the IPv4 port table
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         except OSError:
             sock.close()
             raise

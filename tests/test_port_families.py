@@ -17,6 +17,16 @@ def test_each_address_family_has_its_own_port_table(rtpproxy, workers):
     assert d.command("L6 c4 ::1 30002 ft4 tt4") == "%d ::1 6" % (b + 4)
 
 
+def test_wildcard_ipv6_ports_do_not_take_the_ipv4_ones(rtpproxy):
+    """A "::" media socket is IPv6 only: with both families on wildcards the
+    IPv4 and IPv6 sessions still get the same port numbers."""
+    d = rtpproxy("-b", "-l", "0.0.0.0", "-6", "::")
+    b = d.ports[0]
+    assert [d.command(c) for c in ("U c1 127.0.0.1 4000 f", "U6 c2 ::1 4000 f",
+                                   "U6 c3 ::1 4000 f", "U c4 127.0.0.1 4000 f")] == \
+        [str(b), str(b), str(b + 2), str(b + 2)]
+
+
 def test_l_names_an_address_that_a_wildcard_covers(rtpproxy):
     d = rtpproxy("-l", "0.0.0.0", "-6", "/::")
     port, addr = d.command("Ul127.0.0.1 c 127.0.0.1 4000 f").split()
