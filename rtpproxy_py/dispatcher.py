@@ -307,6 +307,9 @@ class Dispatcher:
         same = self.config.listen6 if ipv6 else self.config.listen4
         if not same:
             raise CommandError(e.FAMILY_UNAVAILABLE)
+        bridge = self.config.bridge
+        if bridge is not None and bridge[0].family == family:
+            return bridge[0]            # bridging: no e/i letter means the internal side
         # the address given last on the command line, as upstream (its list
         # of listen addresses is last-in, first-out)
         return same[-1]

@@ -49,6 +49,9 @@ def test_u6_without_l_or_r_takes_the_ipv6_address_given_last(rtpproxy):
     assert d.command("U6 c ::1 4000 f").split()[1:] == ["::1", "6"]
     assert d.command("L6 c ::1 4002 f t").split()[1:] == ["::1", "6"]
     assert d.command("U c4 127.0.0.1 4000 f").split()[1:] == ["127.0.0.1"]
+    # an IPv6 bridge: no e/i letter still means its internal side
+    d = rtpproxy("-l", "127.0.0.1", "-6", "::1/::1=2001:db8::9")
+    assert d.command("U6 c ::1 4000 f").split()[1:] == ["::1", "6"]
 
 
 def test_an_ipv6_l_or_r_makes_the_leg_ipv6_without_6(rtpproxy):
