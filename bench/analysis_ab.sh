@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Relay CPU per packet with RTP analysis off (the default) and on
-# (--rtp_analysis), measured at the same time: two relays, each in its own
+# Relay CPU per packet with RTP analysis off (--no_rtp_analysis) and on
+# (the default), measured at the same time: two relays, each in its own
 # network namespace, both pinned to core 1, each loaded by its own rtpbench
 # (pinned to core 0), so whatever else the shared machine does hits both.
 # Usage: bench/analysis_ab.sh [SESSIONS] [ROUNDS] [extra rtpproxy args...]
@@ -13,7 +13,7 @@ n=${1:-200}; rounds=${2:-10}; shift $(( $# > 2 ? 2 : $# )) || true
 a=rtpab$$a; b=rtpab$$b; new_ns $a; new_ns $b
 for r in $(seq "$rounds"); do
   echo '{"round_start":'$r'}'
-  ip netns exec $a taskset -c 1 $rtpproxy "${PY_RELAY_ARGS[@]}" "$@" & pa=$!
+  ip netns exec $a taskset -c 1 $rtpproxy "${PY_RELAY_ARGS[@]}" --no_rtp_analysis "$@" & pa=$!
   ip netns exec $b taskset -c 1 $rtpproxy "${PY_RELAY_ARGS[@]}" --rtp_analysis "$@" & pb=$!
   sleep 1.5
   ip netns exec $a taskset -c 0 "$out/rtpbench" -c 127.0.0.1:22222 -n "$n" -t ${BENCH_T:-30} -p $pa -T off & ga=$!

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Relay CPU per packet with RTP analysis off (the default) and on
-# (--rtp_analysis), crelay as the floor, alternating in every round.
+# Relay CPU per packet with RTP analysis off (--no_rtp_analysis) and on
+# (the default), crelay as the floor, alternating in every round.
 # Usage: bench/analysis_cost.sh [SESSIONS] [ROUNDS] [extra rtpproxy args...]
 # Needs root (network namespace) and ../shared/bench (or BENCH_SRC) for the tools.
 # Prints rtpbench's JSON lines; bench/summarize_tags.py --base off turns them
@@ -20,8 +20,8 @@ run() {  # tag cmd...
 for r in $(seq "$rounds"); do
   run crelay "$out/crelay" "${CRELAY_ARGS[@]}"
   if [ $((r % 2)) = 1 ]; then
-    run off $rtpproxy "${PY_RELAY_ARGS[@]}" "$@"; run on $rtpproxy "${PY_RELAY_ARGS[@]}" --rtp_analysis "$@"
+    run off $rtpproxy "${PY_RELAY_ARGS[@]}" --no_rtp_analysis "$@"; run on $rtpproxy "${PY_RELAY_ARGS[@]}" --rtp_analysis "$@"
   else
-    run on $rtpproxy "${PY_RELAY_ARGS[@]}" --rtp_analysis "$@"; run off $rtpproxy "${PY_RELAY_ARGS[@]}" "$@"
+    run on $rtpproxy "${PY_RELAY_ARGS[@]}" --rtp_analysis "$@"; run off $rtpproxy "${PY_RELAY_ARGS[@]}" --no_rtp_analysis "$@"
   fi
 done

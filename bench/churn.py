@@ -19,6 +19,7 @@ again, with every session ended, after each quarter of the run.
 
 import os
 import re
+import resource
 import socket
 import sys
 import time
@@ -165,9 +166,23 @@ def churn(daemon, ns, sessions, batch=BATCH, warmup=None, checkpoints=4, report=
         callee.close()
 
 
+def nofile_limit():
+    """NOFILE, or the hard limit where this process may not raise it (no
+    CAP_SYS_RESOURCE, as in many containers): -L refuses to start beyond what
+    setrlimit grants, as upstream does."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard >= NOFILE:
+        return NOFILE
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, NOFILE))
+        return NOFILE
+    except (ValueError, OSError):
+        return hard
+
+
 def start_daemon(ns, port_min=PORT_MIN, port_max=PORT_MAX):
     debug = os.path.join(os.path.dirname(sys.executable), "rtpproxy_debug")
-    return Daemon("-l", "127.0.0.1", "-T", str(TTL), "-L", str(NOFILE), control="cunix",
+    return Daemon("-l", "127.0.0.1", "-T", str(TTL), "-L", str(nofile_limit()), control="cunix",
                   ports=(port_min, port_max), env={"RTPP_LOOP_HEALTH": "1", "RTPP_PROFILE": "off"},
                   command=ns.exec_argv([debug]))
 

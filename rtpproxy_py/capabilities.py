@@ -15,6 +15,9 @@ EXTENSIONS = (
     ("20081224", "Support for session timeouts notification"),
     ("20090810", "Support for automatic bridging"),
     ("20140323", "Support for tracking/reporting load"),
+    # -W: the setup TTL runs until the session is connected (its second leg
+    # allocated); from then on -T (control-protocol.md section 8)
+    ("20140617", "Support for anchoring session connect time"),
     ("20141004", "Support for extendable performance counters"),
     ("20150330", "Support for allocating a new port (\"Un\"/\"Ln\")"),
     ("20150420", "Support for SEQ tracking and new rtpa_ counters; Q handler takes extra args"),
@@ -32,7 +35,7 @@ EXTENSIONS = (
 )
 
 _NOTIFY = "20081224"
-# The dates whose counters need RTP analysis (--rtp_analysis).
+# The dates whose counters need RTP analysis (off with --no_rtp_analysis).
 _ANALYSIS = ("20150420", "20230205", "20230424")
 
 

@@ -39,7 +39,8 @@ Options:
   -f                stay in the foreground (log to stderr, default level DBUG)
   -F                allow running as root without -u
   -d LEVEL          log level DBUG|INFO|WARN|ERR|CRIT, optionally :facility
-  -p PIDFILE        pid file, /dev/null for none [default: /var/run/rtpproxy.pid]
+  -p PIDFILE        pid file, /dev/null for none (default /var/run/rtpproxy.pid;
+                    if that one cannot be written, a warning and none)
   -u USER           drop privileges to user[:group] (or :group) after binding
   -w MODE           permissions of the unix control socket, decimal (432 = 0660)
   -L NOFILE         raise the open-files limit to NOFILE
@@ -69,7 +70,10 @@ Options:
                     wake-ups under load, at most MS ms added delay; 0 = poll per
                     packet [default: 2]
   --rtp_analysis    analyze relayed RTP for Q's rtpa_* counters, jitter and
-                    longest_ipi (off by default: about 12 % more CPU per packet)
+                    longest_ipi: the default, as upstream (with --kernel_offload
+                    it must be given to keep analysis on)
+  --no_rtp_analysis  do not analyze relayed RTP (saves CPU per packet; Q's rtpa_*
+                    counters read 0 and VF 20150420/20230205/20230424 answer 0)
   --metrics ADDR    serve Prometheus metrics on http://ADDR/metrics; ADDR is
                     HOST:PORT, [IPv6]:PORT or just PORT (on 127.0.0.1)
   --latching MODE   how media sources are learned: upstream (media-relay.md rules)

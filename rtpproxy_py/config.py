@@ -6,6 +6,7 @@ import grp
 import logging
 import os
 import pwd
+import re
 import socket
 import syslog
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from typing import List, Optional, Tuple
 
 DEFAULT_CONTROL = "unix:/var/run/rtpproxy.sock"
 DEFAULT_CONTROL_PORT = 22222
+DEFAULT_PIDFILE = "/var/run/rtpproxy.pid"
 LATCHING_MODES = ("upstream", "strict")
 
 
@@ -86,7 +88,8 @@ class Config:
     foreground: bool = False
     log_level: int = logging.WARNING
     log_facility: int = syslog.LOG_DAEMON
-    pidfile: Optional[str] = "/var/run/rtpproxy.pid"
+    pidfile: Optional[str] = DEFAULT_PIDFILE
+    pidfile_given: bool = False   # -p named it: not writable is an error, not a warning
     user: Optional[str] = None
     user_spec: Optional[str] = None    # the -u text, for messages
     uid: Optional[int] = None
@@ -111,7 +114,7 @@ class Config:
     no_redirect: bool = False
     debug_build: bool = False
     poll_batch: float = 0.002     # seconds libev gathers I/O events between polls
-    rtp_analysis: bool = False    # feed relayed RTP to the analyzer (rtpa_* counters)
+    rtp_analysis: bool = True     # feed relayed RTP to the analyzer (rtpa_* counters), as upstream
     metrics: Optional[Tuple[str, int]] = None   # (host, port) of the Prometheus endpoint
     latching: str = "upstream"    # "upstream" (media-relay.md 3) or "strict" (RTP Bleed)
     latch_window: float = 3.0     # strict: seconds after a U/L in which sources are learned
@@ -222,6 +225,19 @@ def parse_control(text, no_resolve=False):
     return ControlSpec(text, prefix, host=_resolve(host, family, what, no_resolve), port=port)
 
 
+_HOST_PORT = re.compile(r"\[?[0-9A-Za-z.:-]*[0-9A-Za-z.\]]:[0-9]{1,5}\Z")
+
+
+def unix_path_meant_as_udp(spec):
+    """``-s 127.0.0.1:22222`` (no scheme) is a unix socket path for upstream and
+    for us, but was probably meant as udp: the text to suggest, or None."""
+    if spec.kind != "unix" or spec.text != spec.path or "/" in spec.text:
+        return None
+    if not _HOST_PORT.match(spec.text):
+        return None
+    return ("udp6:" if spec.text.count(":") > 1 else "udp:") + spec.text
+
+
 def parse_notify_target(text, no_resolve=False):
     what = "-n %s" % text
     if text.startswith("tcp:"):
@@ -267,6 +283,18 @@ def _check_local(host, family, flag):
         probe.close()
 
 
+def is_local_address(host, family):
+    """Can media sockets be bound to ``host`` (an address of this host)?"""
+    probe = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        probe.bind((host, 0))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
 def _parse_one_address(text, family, flag, no_resolve):
     """addr[=adv] -> BindAddress (label handled by the caller)."""
     host, _, adv = text.partition("=")
@@ -282,6 +310,9 @@ def _parse_listen(values, family, flag, no_resolve):
     addresses = []
     bridge = None
     for n, value in enumerate(values):
+        if not value.strip():
+            # upstream refuses an empty address too; "*" is the way to say "all"
+            raise ConfigError("%s '': give an address (or '*' for all addresses of the family)." % flag)
         label, at, rest = value.partition("@")
         if not at:
             label, rest = None, value
@@ -389,7 +420,10 @@ def build(opts, debug_build=False):
         c.log_level = logging.DEBUG if (c.foreground or debug_build) else logging.WARNING
 
     pidfile = opts["-p"]
-    c.pidfile = None if pidfile in (None, "", "/dev/null") else pidfile
+    c.pidfile_given = pidfile is not None
+    if pidfile is None:
+        pidfile = DEFAULT_PIDFILE
+    c.pidfile = None if pidfile in ("", "/dev/null") else pidfile
 
     if opts["-u"]:
         _parse_user(c, opts["-u"])
@@ -435,7 +469,8 @@ def build(opts, debug_build=False):
     if not 0 <= batch_ms <= 20:
         raise ConfigError("--poll_batch %s: give milliseconds from 0 to 20 (default 2)." % opts["--poll_batch"])
     c.poll_batch = batch_ms / 1000.0
-    c.rtp_analysis = bool(opts["--rtp_analysis"])
+    c.kernel_offload = bool(opts["--kernel_offload"])
+    c.rtp_analysis = _rtp_analysis(opts, c.kernel_offload)
     if opts["--metrics"] is not None:
         c.metrics = parse_metrics_address(opts["--metrics"])
     c.latching = opts["--latching"]
@@ -444,7 +479,6 @@ def build(opts, debug_build=False):
     c.latch_window = _int_option(opts["--latch_window"], "--latch_window", 1, 60,
                                  "the strict latching window in seconds")
     c.workers = _workers(opts["--workers"], debug_build)
-    c.kernel_offload = bool(opts["--kernel_offload"])
     c.no_redirect = bool(opts["--no_redirect"]) or debug_build
     return c
 
@@ -464,6 +498,18 @@ def _modules(opts, debug_build):
     except LoadError as exc:
         raise ConfigError(str(exc)) from None
     return loader.specs
+
+
+def _rtp_analysis(opts, kernel_offload):
+    """On by default, as upstream always analyzes. --no_rtp_analysis turns it
+    off; so does --kernel_offload unless --rtp_analysis is given too, because
+    an analyzed stream needs its packets and would never go to the kernel."""
+    on, off = bool(opts["--rtp_analysis"]), bool(opts["--no_rtp_analysis"])
+    if on and off:
+        raise ConfigError("--rtp_analysis and --no_rtp_analysis contradict each other; give one of them.")
+    if off:
+        return False
+    return on or not kernel_offload
 
 
 def _workers(value, debug_build):

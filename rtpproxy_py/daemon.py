@@ -120,8 +120,8 @@ def _nr_open():
 def set_open_files(limit):
     """-L: set RLIMIT_NOFILE soft and hard to ``limit``.
 
-    Returns None when granted, else a sentence saying what was granted and why
-    no more (the process keeps running with that)."""
+    Returns None when granted, else the sentence saying why not (the caller
+    refuses to start, as upstream does when setrlimit fails)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
@@ -140,12 +140,8 @@ def set_open_files(limit):
                "many containers); raise it where rtpproxy is started (ulimit -Hn, LimitNOFILE)" % finite_hard)
     else:
         why = "the system refused it (%s)" % error
-    granted = min(x for x in (limit, finite_hard, ceiling) if x is not None)
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (granted, hard))
-    except (ValueError, OSError):
-        granted = soft
-    return "-L %d: the open-files limit is %d instead: %s." % (limit, granted, why)
+    return "-L %d: cannot raise the open-files limit that far (it is %d now): %s." % (
+        limit, soft, why)
 
 
 class FdWatch:

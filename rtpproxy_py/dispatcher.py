@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from . import capabilities
+from .config import BindAddress, is_local_address
 from .protocol import commands as c
 from .protocol import errors as e
 from .protocol import reply
@@ -79,6 +80,7 @@ class Dispatcher:
             from .modules.host import ModuleHost
             self.modules = ModuleHost(config.modules, self)
             self.modules.start()
+        self._unlisted = {}          # (family, packed address) -> BindAddress (_unlisted_local)
 
     # --- entry point ------------------------------------------------------
 
@@ -270,7 +272,33 @@ class Dispatcher:
                     return address
             elif _same_ip(address.host, value):
                 return address
+        if kind == "addr":
+            address = self._unlisted_local(value)
+            if address is not None:
+                return address
         raise CommandError(e.LOCAL_ADDR_UNKNOWN)
+
+    def _unlisted_local(self, host):
+        """An address of this host that no -l/-6 names, bound as given, where
+        the operator did not restrict its family to named addresses: that
+        family's listen addresses are wildcards, or it has none and the primary
+        is the wildcard default (as upstream, e.g. ``Ul127.0.0.1`` with
+        ``-l 0.0.0.0 -6 /::``, ``Ul[::1]``/``Ur[::1]`` with no -l/-6 at all)."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            key = (family, socket.inet_pton(family, host))
+        except OSError:
+            return None
+        address = self._unlisted.get(key)
+        if address is not None:
+            return address
+        same = [a for a in self.config.all_listen() if a.family == family]
+        unrestricted = all(a.wildcard for a in same) if same else self.config.primary.wildcard
+        if not unrestricted or not is_local_address(host, family):
+            return None
+        address = BindAddress(family, socket.inet_ntop(family, key[1]))
+        self._unlisted[key] = address
+        return address
 
     def _routed_local(self, remote_host):
         family = socket.AF_INET6 if ":" in remote_host else socket.AF_INET
@@ -279,10 +307,10 @@ class Dispatcher:
         for address in candidates:
             if source is not None and _same_ip(address.host, source):
                 return address
-        for address in candidates:
-            if address.wildcard and source is not None:
-                return address
-        raise CommandError(e.NO_ROUTE_TO_REMOTE)
+        address = self._unlisted_local(source) if source is not None else None
+        if address is None:
+            raise CommandError(e.NO_ROUTE_TO_REMOTE)
+        return address
 
     def _default_local(self, ipv6):
         family = socket.AF_INET6 if ipv6 else socket.AF_INET
@@ -292,7 +320,12 @@ class Dispatcher:
         same = self.config.listen6 if ipv6 else self.config.listen4
         if not same:
             raise CommandError(e.FAMILY_UNAVAILABLE)
-        return same[0]
+        bridge = self.config.bridge
+        if bridge is not None and bridge[0].family == family:
+            return bridge[0]            # bridging: no e/i letter means the internal side
+        # the address given last on the command line, as upstream (its list
+        # of listen addresses is last-in, first-out)
+        return same[-1]
 
     def _parse_remote(self, addr, port, ipv6):
         """The address a U/L carries -> sockaddr, HOLD, or IGNORED (section 5.7)."""

@@ -7,7 +7,7 @@ import sys
 import time
 
 from . import capabilities, cli, daemon, version_string
-from .config import ConfigError
+from .config import ConfigError, unix_path_meant_as_udp
 
 log = logging.getLogger("rtpproxy")
 
@@ -92,15 +92,21 @@ class Daemon:
         if config.metrics is not None:
             from . import metrics
             self.metrics_sock = metrics.listen(config.metrics)
+        for spec in config.controls:
+            meant = unix_path_meant_as_udp(spec)
+            if meant:
+                log.warning("-s %s is a unix socket path (a file of that name in the working "
+                            "directory), as with upstream; for a UDP control socket write -s %s",
+                            spec.text, meant)
         for server in self.servers:
             if server.spec.kind in ("udp", "udp6", "tcp", "tcp6") and server.spec.host not in (
                     "127.0.0.1", "::1") and not server.spec.host.startswith("127."):
                 log.warning("control socket %s is reachable from the network and the protocol has "
                             "no authentication; firewall it", server.spec.text)
         if config.nofile is not None:
-            warning = daemon.set_open_files(config.nofile)
-            if warning:
-                log.warning(warning)
+            refused = daemon.set_open_files(config.nofile)
+            if refused:
+                raise ConfigError(refused)     # as upstream: -L it cannot have is fatal
         daemon.set_priority(config)
         pidfile = self._open_pidfile()
         ready_fd = None
@@ -141,11 +147,19 @@ class Daemon:
         return 0
 
     def _open_pidfile(self):
+        config = self.config
         try:
-            return daemon.PidFile(self.config.pidfile)
+            return daemon.PidFile(config.pidfile)
         except OSError as exc:
-            raise ConfigError("-p %s: cannot write the pid file (%s); choose a writable path or "
-                              "-p /dev/null." % (self.config.pidfile, exc.strerror)) from None
+            if config.pidfile_given:
+                # the operator named it (init scripts, monitors read it): refuse
+                raise ConfigError("-p %s: cannot write the pid file (%s); choose a writable path or "
+                                  "-p /dev/null." % (config.pidfile, exc.strerror)) from None
+            # the default path (an unprivileged user, a read-only /var/run): upstream
+            # logs it and runs on
+            log.warning("cannot write the pid file %s (%s); running without one (-p names "
+                        "another, -p /dev/null asks for none)", config.pidfile, exc.strerror)
+            return daemon.PidFile(None)
 
     def _start(self):
         import gevent

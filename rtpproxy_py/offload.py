@@ -15,7 +15,8 @@ spoiling the kernel's translation. Nothing is lost in the switch.
 A feature that needs a stream's packets takes it back: recording and copying
 add taps (a tap marked ``kernel_counts``, --metrics' byte count, does not:
 the kernel's counters give the bytes too), a prompt mutes the stream, re-packetizing sets ``resize_ptime``,
---rtp_analysis gives every RTP stream an analyzer,
+RTP analysis (on by default; --kernel_offload alone turns it off, see
+config._rtp_analysis) gives every RTP stream an analyzer,
 strict latching is on for the session (``--latching strict``, U/L ``k``);
 anything else calls ``stream.veto_offload(reason)`` and later
 ``stream.allow_offload(reason)``. Each of these tells the session

@@ -5,19 +5,26 @@ which are taken by us; the relay does the binding and reports back. Random
 order by default (a shuffled table walked from a moving cursor), strictly
 sequential and cyclic with -b.
 
+As upstream, each address family has its own table (FamilyPorts): with
+``-b -m 12000`` an IPv4 session takes 12000 and a following IPv6 session
+12000 too (control-protocol.md 5.6).
+
 With --workers, every worker process allocates from the whole range and a
 SharedPortTable (memory all workers map) says which pairs are held and by
-whom, and keeps the -b cursor: the range, the -b order and E71/E72 behave as
-in one process. Two workers racing for one port is settled by bind(): the
-loser gets EADDRINUSE and the relay tries the next candidate.
+whom, and keeps the -b cursor, per family: the range, the -b order and
+E71/E72 behave as in one process. Two workers racing for one port is settled
+by bind(): the loser gets EADDRINUSE and the relay tries the next candidate.
 """
 
 import mmap
 import os
 import random
+import socket
 import struct
+from typing import Dict, Optional
 
 _CURSOR = struct.Struct("=I")
+FAMILIES = (socket.AF_INET, socket.AF_INET6)
 
 
 class PortsExhausted(Exception):
@@ -26,20 +33,63 @@ class PortsExhausted(Exception):
 
 class SharedPortTable:
     """Owner (worker number, 0 = free) of each RTP port of the range, and the
-    sequential cursor, in a memfd every worker process maps."""
+    sequential cursor, per address family, in a memfd every worker process
+    maps. ``family(af)`` is one family's table; the methods here without a
+    family act on the IPv4 one (and release_all on both)."""
 
     def __init__(self, port_min, port_max, fd=None):
         self.port_min = port_min
         self.pairs = (port_max - port_min) // 2 + 1
-        size = _CURSOR.size + self.pairs
+        self.stride = _CURSOR.size + self.pairs
+        size = self.stride * len(FAMILIES)
         if fd is None:
             fd = os.memfd_create("rtpproxy-ports")
             os.ftruncate(fd, size)
         self.fd = fd
         self.mem = mmap.mmap(fd, size)
+        self._views = {af: _SharedFamily(self, n * self.stride) for n, af in enumerate(FAMILIES)}
+
+    def family(self, af) -> "_SharedFamily":
+        return self._views[af]
+
+    def owner(self, port):
+        return self._views[socket.AF_INET].owner(port)
+
+    def claim(self, port, owner):
+        self._views[socket.AF_INET].claim(port, owner)
+
+    def release(self, port, owner):
+        self._views[socket.AF_INET].release(port, owner)
+
+    def release_all(self, owner):
+        """A worker died: the kernel closed its sockets, its ports are free."""
+        for view in self._views.values():
+            view.release_all(owner)
+
+    def held(self):
+        return sum(view.held() for view in self._views.values())
+
+    @property
+    def cursor(self):
+        return self._views[socket.AF_INET].cursor
+
+    @cursor.setter
+    def cursor(self, value):
+        self._views[socket.AF_INET].cursor = value
+
+
+class _SharedFamily:
+    """One address family's part of a SharedPortTable."""
+
+    def __init__(self, table, base):
+        self.table = table
+        self.base = base
+        self.port_min = table.port_min
+        self.pairs = table.pairs
+        self.mem = table.mem
 
     def _slot(self, port):
-        return _CURSOR.size + (port - self.port_min) // 2
+        return self.base + _CURSOR.size + (port - self.port_min) // 2
 
     def owner(self, port):
         return self.mem[self._slot(port)]
@@ -53,22 +103,23 @@ class SharedPortTable:
             self.mem[slot] = 0
 
     def release_all(self, owner):
-        """A worker died: the kernel closed its sockets, its ports are free."""
         mem = self.mem
-        for slot in range(_CURSOR.size, _CURSOR.size + self.pairs):
+        first = self.base + _CURSOR.size
+        for slot in range(first, first + self.pairs):
             if mem[slot] == owner:
                 mem[slot] = 0
 
     def held(self):
-        return self.pairs - self.mem[_CURSOR.size:].count(0)
+        first = self.base + _CURSOR.size
+        return self.pairs - self.mem[first:first + self.pairs].count(0)
 
     @property
     def cursor(self):
-        return _CURSOR.unpack_from(self.mem, 0)[0]
+        return _CURSOR.unpack_from(self.mem, self.base)[0]
 
     @cursor.setter
     def cursor(self, value):
-        _CURSOR.pack_into(self.mem, 0, value)
+        _CURSOR.pack_into(self.mem, self.base, value)
 
 
 class PortAllocator:
@@ -129,3 +180,33 @@ class PortAllocator:
         self.in_use.discard(port)
         if self.shared is not None:
             self.shared.release(port, self.owner)
+
+
+class FamilyPorts:
+    """One PortAllocator per address family, as upstream keeps one port table
+    per family: what the relay holds as ``relay.ports``."""
+
+    def __init__(self, port_min, port_max, sequential=False, rng=None,
+                 shared: Optional[SharedPortTable] = None, owner=0):
+        self.tables: Dict[int, PortAllocator] = {
+            af: PortAllocator(port_min, port_max, sequential, rng,
+                              shared.family(af) if shared is not None else None, owner)
+            for af in FAMILIES}
+
+    def table(self, family) -> PortAllocator:
+        return self.tables[family]
+
+    def released(self, port, family):
+        self.tables[family].released(port)
+
+    @property
+    def in_use(self):
+        """(family, port) of every RTP port held."""
+        return {(af, port) for af, table in self.tables.items() for port in table.in_use}
+
+    @property
+    def free(self):
+        return sum(table.free for table in self.tables.values())
+
+    def __len__(self):
+        return sum(len(table) for table in self.tables.values())

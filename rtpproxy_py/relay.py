@@ -52,7 +52,7 @@ import time
 import gevent
 from gevent.event import Event
 
-from .ports import PortAllocator, PortsExhausted
+from .ports import FamilyPorts, PortsExhausted
 from .throttle import LogThrottle
 
 log = logging.getLogger("rtpproxy")
@@ -282,9 +282,8 @@ class Relay:
         self.config = config
         self.clock = clock
         self.loop = gevent.get_hub().loop
-        # One port table for both families, so numbers stay unique per host
-        # (the spec's worked example continues the -b sequence across U and U6).
-        self.ports = PortAllocator(config.port_min, config.port_max, config.sequential_ports)
+        # One port table per address family, as upstream (control-protocol.md 5.6).
+        self.ports = FamilyPorts(config.port_min, config.port_max, config.sequential_ports)
         self.on_expired = None       # dispatcher.expire, set by main
         self.open_sockets = 0
         self.throttle = LogThrottle(log)
@@ -316,6 +315,10 @@ class Relay:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
             if family == socket.AF_INET:
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
+            else:
+                # IPv6 only: a "::" socket must not take the IPv4 port of the
+                # same number, which belongs to the IPv4 port table
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         except OSError:
             sock.close()
             raise
@@ -410,7 +413,7 @@ class Relay:
 
     def _bind_pair(self, local, tos):
         """A free even/odd port pair bound on ``local``: (port, rtp sock, rtcp sock)."""
-        allocator = self.ports
+        allocator = self.ports.table(local.family)
         for port in allocator.candidates():
             try:
                 pair = self._bind_two(local.family, local.host, port, tos)
@@ -439,7 +442,7 @@ class Relay:
             handle.close()
             self.open_sockets -= 1
             if stream.is_rtp:
-                self.ports.released(handle.port)
+                self.ports.released(handle.port, handle.family)
             stream.handle = None
             stream.port = None
             stream.refresh_target()
@@ -687,6 +690,7 @@ class StreamCopy:
     def __init__(self, relay, port, rtp_sock, rtcp_sock, target):
         self.relay = relay
         self.port = port
+        self.family = rtp_sock.family
         self.socks = (rtp_sock, rtcp_sock)
         host, dport = target[0], target[1]
         self.targets = ((host, dport), (host, dport + 1) if dport < 65535 else None)
@@ -713,4 +717,4 @@ class StreamCopy:
             sock.close()
         self.socks = None
         self.relay.open_sockets -= 2
-        self.relay.ports.released(self.port)
+        self.relay.ports.released(self.port, self.family)

@@ -22,7 +22,7 @@ from . import channel as ch
 from . import daemon
 from .dispatcher import CommandContext
 from .main import Daemon
-from .ports import PortAllocator, SharedPortTable
+from .ports import FamilyPorts, SharedPortTable
 
 log = logging.getLogger("rtpproxy")
 
@@ -82,8 +82,8 @@ class WorkerDaemon(Daemon):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         config = self.config
-        self.relay.ports = PortAllocator(config.port_min, config.port_max, config.sequential_ports,
-                                         shared=self.ports, owner=self.number)
+        self.relay.ports = FamilyPorts(config.port_min, config.port_max, config.sequential_ports,
+                                       shared=self.ports, owner=self.number)
         self.dispatcher.notifier = ChannelNotifier(self.link)
         self.dispatcher.on_idle = lambda: self.link.send(ch.IDLE)
         serving = gevent.spawn(self._serve)

@@ -13,8 +13,8 @@ The front end reads every command, keeps the UDP reply cache, and
 * sends the timeout notifications workers ask for, so each target keeps its
   single connection.
 
-All workers take media ports from one table in shared memory
-(ports.SharedPortTable), so the port range behaves as in one process. They
+All workers take media ports from shared memory (ports.SharedPortTable, one
+table per address family), so the port range behaves as in one process. They
 are forked when the daemon starts, before the front end has an event loop,
 and configured once it serves.
 

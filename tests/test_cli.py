@@ -115,6 +115,10 @@ def test_usage_errors(args, fragment):
     (["--nice", "40"], "--nice 40"),
     (["--nice", "x"], "--nice x"),
     (["--overload_prot=x"], "--overload_prot=x: give a number"),
+    # refused at start as upstream does (an empty address is no wildcard: '*' is)
+    (["-6", ""], "-6 '': give an address"),
+    (["-l", ""], "-l '': give an address"),
+    (["-L", str(2 ** 31 - 1)], "sysctl fs.nr_open"),    # above any kernel's ceiling
 ])
 def test_startup_errors_are_one_sentence(args, fragment):
     out = run("-f", "-F", *args)

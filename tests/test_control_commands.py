@@ -115,7 +115,8 @@ def test_concrete_addresses_in_replies(rtpproxy):
     b = d.ports[0]
     assert d.command("U c1 127.0.0.7 30000 ft1;1") == "%d 127.0.0.1" % b
     assert d.command("L c1 127.0.0.9 40000 ft1;1 tt1;1") == "%d 127.0.0.1" % (b + 2)
-    assert d.command("U6 c2 ::1 30000 ft2;1") == "%d ::1 6" % (b + 4)
+    # IPv6 has its own port table, as upstream: its -b sequence starts at the base too
+    assert d.command("U6 c2 ::1 30000 ft2;1") == "%d ::1 6" % b
 
 
 def test_advertised_address(rtpproxy):

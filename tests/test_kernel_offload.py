@@ -289,3 +289,21 @@ def test_each_worker_offloads_its_calls_and_a_dead_workers_table_goes(rtpproxy, 
             call.close()
     assert d.stop() == 0
     assert topo.tables() == []
+
+
+def test_explicit_rtp_analysis_keeps_offloaded_relay_analyzing(rtpproxy, topo):
+    """Analysis is on by default, but --kernel_offload alone turns it off (the
+    operator chose the kernel path); with --rtp_analysis too, every call is
+    analyzed and so stays in the program."""
+    plain = relay(rtpproxy, topo, "--workers", "1")
+    assert plain.command("VF 20150420") == "0"
+    plain.stop()
+    d = relay(rtpproxy, topo, "--workers", "1", "--rtp_analysis")
+    assert d.command("VF 20150420") == "1"
+    call = Call(d, topo)
+    try:
+        call.burst(5)
+        assert call.ttls() == {64}
+        assert d.command("Qv call ft tt rtpa_nrcvd") == "rtpa_nrcvd=8"
+    finally:
+        call.close()

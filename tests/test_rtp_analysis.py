@@ -190,10 +190,25 @@ def test_capability_dates(rtpproxy, date):
     assert d.command("VF " + date) == "1"
 
 
-def test_analysis_is_off_by_default(rtpproxy):
-    """Without --rtp_analysis nothing is analyzed: the counters read 0 and VF
-    says so, so clients (OpenSIPS probes 20150420) do not rely on them."""
+def test_analysis_is_on_by_default_as_upstream(rtpproxy):
+    """Upstream always analyzes: without any option VF 20150420 (OpenSIPS
+    probes it before rtpproxy_all_stats()), 20230205 and 20230424 answer 1 and
+    Q and G carry real rtpa_* values."""
     d = rtpproxy("-l", HOST)
+    assert [d.command("VF " + date) for date in ("20150420", "20230205", "20230424")] == ["1", "1", "1"]
+    call = Call(d)
+    call.caller_sends([rtp_packet(k, 160 * k, 0x9) for k in range(20) if k != 5])
+    assert wait_for(lambda: values(call.q_caller("npkts_ina")) == {"npkts_ina": 19})
+    got = values(call.q_caller("rtpa_nsent", "rtpa_nrcvd", "rtpa_nlost"))
+    assert got == {"rtpa_nsent": 20, "rtpa_nrcvd": 19, "rtpa_nlost": 1}
+    assert d.command("G rtpa_nsent rtpa_nlost") == "20 1"
+    call.close()
+
+
+def test_no_rtp_analysis_turns_it_off(rtpproxy):
+    """--no_rtp_analysis: nothing is analyzed, the counters read 0 and VF
+    says so, so clients (OpenSIPS probes 20150420) do not rely on them."""
+    d = rtpproxy("-l", HOST, "--no_rtp_analysis")
     call = Call(d)
     call.caller_sends([rtp_packet(k, 160 * k, 0x9) for k in range(20) if k != 5])
     assert wait_for(lambda: values(call.q_caller("npkts_ina")) == {"npkts_ina": 19})

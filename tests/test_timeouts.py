@@ -105,6 +105,19 @@ def test_setup_ttl_until_second_leg(rtpproxy):
     assert d.command("Q full ft tt ttl").isdigit()
 
 
+def test_session_connect_time_is_anchored_and_announced(rtpproxy):
+    """VF 20140617 ("anchoring of session connect time") answers 1 as on the
+    reference: the setup TTL (-W) runs from the first U until the session is
+    connected by its second leg, whose allocation anchors the -T TTL, however
+    late it comes inside the setup window."""
+    d = rtpproxy("-T", "5", "-W", "2")
+    assert d.command("VF 20140617") == "1"
+    d.command("U late 127.0.0.1 4000 ft")
+    assert wait_for(lambda: d.command("Q late ft nosuchtag ttl") == "1", timeout=3)
+    d.command("L late 127.0.0.1 4002 ft tt")
+    assert d.command("Q late ft tt ttl") == "5"      # -T from the connect time on
+
+
 def test_unreachable_notify_target_does_not_block(rtpproxy):
     port = free_port(socket.SOCK_STREAM)      # nothing listens there
     target = "tcp:127.0.0.1:%d" % port

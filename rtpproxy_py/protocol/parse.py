@@ -281,6 +281,9 @@ def _take_address(text, pos, error):
     return ("addr", value), end
 
 
+_HEX_ADDRESS = re.compile(r"[0-9a-fA-F:.]+\Z")
+
+
 def parse_update_modifiers(text):
     mods = c.UpdateModifiers()
     pos = 0
@@ -318,7 +321,10 @@ def parse_update_modifiers(text):
                 try:
                     socket.inet_pton(socket.AF_INET6, value)
                 except (OSError, UnicodeError):     # UnicodeError: bytes that are not UTF-8
-                    raise CommandError(e.BAD_REMOTE_ADDR_SYNTAX) from None
+                    # hex digits and colons that are no address: no route (E32,
+                    # as upstream: r[1:2:3:4:5]); anything else is bad syntax
+                    bad = e.NO_ROUTE_TO_REMOTE if _HEX_ADDRESS.match(value) else e.BAD_REMOTE_ADDR_SYNTAX
+                    raise CommandError(bad) from None
             mods.route_to = value
         elif ch == "n":
             mods.new_port = True

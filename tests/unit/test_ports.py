@@ -78,3 +78,37 @@ def test_a_dead_workers_ports_are_released_and_the_table_is_shared_memory():
     other.release_all(3)
     assert (table.owner(100), table.owner(102), table.owner(104)) == (0, 1, 0)
     assert table.held() == 1
+
+
+def test_each_address_family_has_its_own_table():
+    import socket
+    from rtpproxy_py.ports import FamilyPorts
+    ports = FamilyPorts(12000, 12006, sequential=True)
+    v4, v6 = ports.table(socket.AF_INET), ports.table(socket.AF_INET6)
+    for table in (v4, v6, v4, v6):
+        table.taken(next(table.candidates()))
+    assert sorted(v4.in_use) == sorted(v6.in_use) == [12000, 12002]
+    assert len(ports.in_use) == 4 and ports.free == 4
+    ports.released(12000, socket.AF_INET6)
+    assert sorted(v4.in_use) == [12000, 12002] and sorted(v6.in_use) == [12002]
+
+
+def test_shared_table_has_a_part_per_family_across_workers():
+    import os
+    import socket
+    from rtpproxy_py.ports import FamilyPorts, SharedPortTable
+    table = SharedPortTable(12000, 12006)
+    worker = SharedPortTable(12000, 12006, fd=os.dup(table.fd))     # another process's map
+    one = FamilyPorts(12000, 12006, sequential=True, shared=table, owner=1)
+    two = FamilyPorts(12000, 12006, sequential=True, shared=worker, owner=2)
+    for ports, family, expected in ((one, socket.AF_INET, 12000), (two, socket.AF_INET6, 12000),
+                                    (two, socket.AF_INET, 12002), (one, socket.AF_INET6, 12002)):
+        allocator = ports.table(family)
+        port = next(allocator.candidates())
+        assert port == expected
+        allocator.taken(port)
+    assert table.family(socket.AF_INET).owner(12000) == 1
+    assert table.family(socket.AF_INET6).owner(12000) == 2
+    table.release_all(2)
+    assert table.family(socket.AF_INET6).owner(12000) == 0 and table.family(socket.AF_INET).owner(12002) == 0
+    assert table.held() == 2
