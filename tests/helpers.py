@@ -143,6 +143,17 @@ class Daemon:
     # --- control ------------------------------------------------------------
 
     def _wait_ready(self, timeout=15.0):
+        if self.control_kind.startswith("stdio"):
+            # A pipe keeps what was written until the daemon reads it: one V and
+            # one long wait (a V resent after a short wait would leave a late
+            # reply in the pipe, read as the answer to the next command).
+            try:
+                if self.command("V", timeout=timeout) == "20040107":
+                    return
+            except (OSError, TimeoutError):
+                pass
+            self.stop(signal.SIGKILL)
+            raise RuntimeError("rtpproxy did not answer V on stdio: %s" % self.log())
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
