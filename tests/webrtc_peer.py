@@ -73,7 +73,7 @@ class WebRtcPeer:
     # --- ICE ---------------------------------------------------------------
 
     def check(self, remote, ufrag, pwd, use_candidate=True, role=stun.ICE_CONTROLLING,
-              integrity=True, username=None, timeout=2.0):
+              integrity=True, username=None, fingerprint=True, timeout=2.0):
         """One connectivity check; returns the parsed answer (None: no answer)."""
         transaction = os.urandom(12)
         request = stun.Message(stun.BINDING_REQUEST, transaction)
@@ -82,7 +82,7 @@ class WebRtcPeer:
         request.add(role, os.urandom(8))
         if use_candidate:
             request.add(stun.USE_CANDIDATE)
-        self.sock.sendto(request.encode(pwd.encode() if integrity else None), remote)
+        self.sock.sendto(request.encode(pwd.encode() if integrity else None, fingerprint), remote)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.sock.settimeout(max(deadline - time.monotonic(), 0.01))
