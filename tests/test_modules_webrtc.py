@@ -221,3 +221,56 @@ def test_subcommand_replies(rtpproxy, webrtc_dso):
     assert d.command("U pcall %s 4000 ftag && M4:1 A SHA-256 %s" % (HOST, fp)).endswith(" && -1")
     # P on the creating U gave the caller's leg its port: the later L returns it, with "active"
     assert re.match(r"^\d+ %s && active SHA-256 " % HOST, d.command("L pcall %s 4002 ftag ttag && M4:1 S" % HOST))
+
+
+def test_three_relays_two_dtls_gateways_around_a_plain_forwarder(rtpproxy, webrtc_dso):
+    """Like upstream's dtls_gw/basic: phone A - relay 1 (plain -> DTLS) - relay 2
+    (forwards SRTP untouched) - relay 3 (DTLS -> plain) - phone B; relay 1 is
+    the DTLS client, relay 3 the server."""
+    r1, r2, r3 = (rtpproxy("-l", HOST, *webrtc_dso), rtpproxy("-l", HOST), rtpproxy("-l", HOST, *webrtc_dso))
+    phone_a, phone_b = Endpoint(), Endpoint()
+    try:
+        def port(reply):
+            return int(reply.split()[0])
+        reply = r1.command("U g1 %s %d ftag && M4:1 S" % (HOST, phone_a.port))
+        r1_0, offer = port(reply), reply.split(" && ")[1]
+        assert FP.match(offer).group(1) == "actpass"
+        r2_0 = port(r2.command("U g2 %s %d ftag" % (HOST, r1_0)))
+        r3_0 = port(r3.command("U g3 %s %d ftag && M4:1 A %s" % (HOST, r2_0, offer.split(" ", 1)[1])))
+        reply = r3.command("L g3 %s %d ftag ttag && M4:1 S" % (HOST, phone_b.port))
+        r3_1, answer = port(reply), reply.split(" && ")[1]
+        assert FP.match(answer).group(1) == "passive"
+        r2_1 = port(r2.command("L g2 %s %d ftag ttag" % (HOST, r3_1)))
+        r1_1 = port(r1.command("L g1 %s %d ftag ttag && M4:1 P %s" % (HOST, r2_1, answer.split(" ", 1)[1])))
+
+        a_tone, b_tone = tone(1.0, freq=500.0), tone(1.0, freq=700.0)
+        from_a, from_b = ulaw_packets(a_tone, 0xA1), ulaw_packets(b_tone, 0xB1)
+
+        probe = [0]
+
+        def a_reaches_b():      # probes of their own SSRC: SRTP's replay check drops repeats
+            probe[0] += 1
+            packet = rtp_packet(probe[0], ssrc=0xAA)
+            phone_a.send(packet, HOST, r1_1)
+            data, _ = phone_b.recv(0.2)
+            return data == packet
+        wait_for(a_reaches_b, timeout=8.0)        # the handshake runs through relay 2
+        phone_b.drain(0.2)
+        for packet in from_a:
+            phone_a.send(packet, HOST, r1_1)
+        heard_b = [data for data, _ in phone_b.drain(0.5)]
+        for packet in from_b:
+            phone_b.send(packet, HOST, r3_0)
+        heard_a = [data for data, _ in phone_a.drain(0.5)]
+        assert len(heard_b) == len(from_a) and len(heard_a) == len(from_b)
+        assert snr_db(a_tone, decode_ulaw(heard_b)) > 30
+        assert snr_db(b_tone, decode_ulaw(heard_a)) > 30
+        stats = r2.command("Qv g2 ftag ttag nrelayed ndropped")
+        assert stats.endswith(" ndropped=0")
+        # only probes sent before the handshake ended were dropped (by relay 1)
+        dropped = r1.command("Qv g1 ftag ttag ndropped")
+        assert int(dropped.split("=")[1]) < probe[0]
+        assert r3.command("Qv g3 ftag ttag ndropped") == "ndropped=0"
+    finally:
+        phone_a.close()
+        phone_b.close()
