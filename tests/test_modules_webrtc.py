@@ -274,3 +274,43 @@ def test_three_relays_two_dtls_gateways_around_a_plain_forwarder(rtpproxy, webrt
     finally:
         phone_a.close()
         phone_b.close()
+
+
+@pytest.mark.parametrize("profile", [b"SRTP_AES128_CM_SHA1_32", b"SRTP_AEAD_AES_128_GCM",
+                                     b"SRTP_AEAD_AES_256_GCM"])
+def test_every_srtp_profile_upstream_offers(rtpproxy, webrtc_dso, profile):
+    """(AES128_CM_SHA1_80 is the one the tests above use.)"""
+    d = rtpproxy("-l", HOST, *webrtc_dso)
+    peer, phone = WebRtcPeer(profiles=profile), Endpoint()
+    try:
+        phone_port = int(d.command("U pcall %s %d ftag && M4:1 A SHA-256 %s" % (
+            HOST, peer.address[1], peer.fingerprint)).split()[0])
+        port = int(d.command("L pcall %s %d ftag ttag && M4:1 S" % (HOST, phone.port)).split()[0])
+        peer.handshake((HOST, port), client=True)
+        assert peer.profile == profile
+        peer.send_rtp(rtp_packet(1, ssrc=0x11))
+        assert phone.recv(2.0)[0] == rtp_packet(1, ssrc=0x11)
+        phone.send(rtp_packet(7, ssrc=0x22), HOST, phone_port)
+        assert peer.receive(2.0) == (False, rtp_packet(7, ssrc=0x22))
+    finally:
+        peer.close()
+        phone.close()
+
+
+def test_dtls_flights_are_retransmitted(rtpproxy, webrtc_dso):
+    """The relay as DTLS client: its ClientHello goes at once to the peer's
+    address and again when no answer comes (the session greenlet's timer)."""
+    d = rtpproxy("-l", HOST, *webrtc_dso)
+    silent = Endpoint()
+    try:
+        fp = WebRtcPeer().fingerprint
+        reply = d.command("U rcall %s %d ftag && M4:1 P SHA-256 %s" % (HOST, silent.port, fp))
+        assert reply == "%s %s" % (reply.split()[0], HOST)
+        first, source = silent.recv(2.0)
+        assert first is not None and first[0] == 22 and first[13] == 1      # handshake, ClientHello
+        again, source_again = silent.recv(3.0)
+        assert again is not None and again[0] == 22 and again[13] == 1 and source_again == source
+        # the port it came from is the caller's leg, allocated by P: the L returns it
+        assert d.command("L rcall %s 4000 ftag ttag" % HOST).split()[0] == str(source[1])
+    finally:
+        silent.close()
