@@ -3,6 +3,7 @@ a WebRTC-style peer (tests/webrtc_peer.py: ICE checks, DTLS-SRTP with
 pyOpenSSL + pylibsrtp, rtcp-mux) calls a plain RTP phone through the relay;
 a tone goes both ways and must decode with a good SNR."""
 
+import os
 import re
 import socket
 import struct
@@ -20,14 +21,19 @@ HOST = "127.0.0.1"
 FP = re.compile(r"^(actpass|active|passive) SHA-256 ((?:[0-9A-F]{2}:){31}[0-9A-F]{2})$")
 
 
-@pytest.fixture
-def webrtc_dso(tmp_path):
+def webrtc_dso_paths(directory):
+    """``--dso`` arguments loading dtls_gw and ice_lite (marker files in ``directory``)."""
     paths = []
     for name in ("dtls_gw", "ice_lite"):
-        path = tmp_path / ("rtpp_%s.so" % name)
-        path.write_bytes(b"")
-        paths += ["--dso", str(path)]
+        path = os.path.join(str(directory), "rtpp_%s.so" % name)
+        open(path, "wb").close()
+        paths += ["--dso", path]
     return paths
+
+
+@pytest.fixture
+def webrtc_dso(tmp_path):
+    return webrtc_dso_paths(tmp_path)
 
 
 def rtcp_sr(ssrc):
