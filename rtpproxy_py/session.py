@@ -420,6 +420,16 @@ class Stream:
         elif self.filters is None:
             self.allow_offload("module filter")
 
+    def pin_remote(self, address):
+        """A module chose the party's address (ICE nomination): latched there,
+        and later U/L addresses do not move it."""
+        self.rem_addr = address
+        self.latched = True
+        self.untrusted = True
+        self.asymmetric = False
+        self.recheck_at = FOREVER
+        self.refresh_target()
+
     def count_dropped(self, data, now):
         """A filter refused a packet (e.g. SRTP before the DTLS handshake):
         received and dropped, as a failed source check counts it."""

@@ -128,14 +128,8 @@ class IceAgent(PacketFilter):
     def _complete(self, source, now):
         """Nominated: media flows from and to this source only."""
         self.selected = source
-        stream = self.stream
-        stream.rem_addr = source
-        stream.latched = True
-        stream.untrusted = True
-        stream.asymmetric = False
-        stream.recheck_at = float("inf")
-        stream.refresh_target()
-        self.module.host.media_changed(stream.session)
+        self.stream.pin_remote(source)
+        self.module.host.media_changed(self.stream.session)
 
 
 class IceLite(Module):
