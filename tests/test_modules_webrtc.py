@@ -5,7 +5,6 @@ a tone goes both ways and must decode with a good SNR."""
 
 import os
 import re
-import socket
 import struct
 
 import numpy as np

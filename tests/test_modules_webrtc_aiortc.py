@@ -11,7 +11,6 @@ import re
 from urllib.parse import unquote
 
 import numpy as np
-import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack
 from av import AudioFrame
@@ -19,7 +18,6 @@ from av import AudioFrame
 import aioice.ice
 from audio import snr_db, tone
 from helpers import Endpoint
-from rtpproxy_py.media.codecs import g711
 from test_modules_webrtc import decode_ulaw, ulaw_packets, webrtc_dso_paths
 
 HOST = "127.0.0.1"

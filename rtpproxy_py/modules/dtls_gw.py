@@ -24,7 +24,7 @@ from typing import Optional
 
 import pylibsrtp
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
@@ -115,7 +115,7 @@ class DtlsEndpoint(PacketFilter):
         self.remote_fp: Optional[str] = None
         self.ssrc: Optional[int] = None
         self.ssl: Optional[SSL.Connection] = None
-        self.flight_to = None                    # where handshake records go
+        self.flight_to = None                    # the peer's DTLS source, once it sent a record
         self.next_timeout = FOREVER
         self.tx = self.rx = None                 # pylibsrtp sessions once established
         self.dead = False
@@ -142,7 +142,6 @@ class DtlsEndpoint(PacketFilter):
         self.ssl.set_ciphertext_mtu(MTU)
         if client:
             self.ssl.set_connect_state()
-            self.flight_to = self.stream.rem_addr
         else:
             self.ssl.set_accept_state()
         self._step(now)
@@ -171,7 +170,11 @@ class DtlsEndpoint(PacketFilter):
         self._plan(now)
 
     def _flush(self):
+        """Send what OpenSSL wrote: to where the peer's records come from, or,
+        before any came, to the stream's current remote (which ICE may have
+        moved since the ClientHello first went out)."""
         ssl, host = self.ssl, self.module.host
+        destination = self.flight_to or self.stream.rem_addr
         while True:
             try:
                 out = ssl.bio_read(65536)
@@ -179,7 +182,7 @@ class DtlsEndpoint(PacketFilter):
                 return
             if not out:
                 return
-            host.send_from(self.stream, out, self.flight_to)
+            host.send_from(self.stream, out, destination)
 
     def _plan(self, now):
         timeout = None
@@ -217,8 +220,8 @@ class DtlsEndpoint(PacketFilter):
         self.tx, self.rx = srtp_sessions(profile, material, self.peer_role == "passive", self.ssrc)
         self.profile = profile
         self.next_timeout = FOREVER
-        log.info("dtls_gw: %s: DTLS-SRTP established (%s) with %s",
-                 self.stream.session.call_id, profile.decode(), self.flight_to)
+        log.info("dtls_gw: %s: DTLS-SRTP established (%s) with %s", self.stream.session.call_id,
+                 profile.decode(), self.flight_to or self.stream.rem_addr)
 
     def _die(self, why):
         """Upstream: the endpoint is dead, its media dropped; the call goes on."""
