@@ -6,6 +6,7 @@ a tone goes both ways and must decode with a good SNR."""
 import os
 import re
 import struct
+import sys
 
 import numpy as np
 import pytest
@@ -319,3 +320,28 @@ def test_dtls_flights_are_retransmitted(rtpproxy, webrtc_dso):
         assert d.command("L rcall %s 4000 ftag ttag" % HOST).split()[0] == str(source[1])
     finally:
         silent.close()
+
+
+def test_debug_build_leaves_nothing_after_a_webrtc_call(rtpproxy, tmp_path):
+    """rtpproxy_debug with the _debug modules (as upstream's dtls_gw/basic):
+    after an ICE + DTLS-SRTP call is deleted, the leak report is all clear."""
+    args = []
+    for name in ("dtls_gw", "ice_lite"):
+        path = tmp_path / ("rtpp_%s_debug.so" % name)
+        path.write_bytes(b"")
+        args += ["--dso", str(path)]
+    debug = [os.path.join(os.path.dirname(sys.executable), "rtpproxy_debug")]
+    d = rtpproxy("-l", HOST, *args, command=debug, env={"RTPP_PROFILE": "off"})
+    peer, phone = WebRtcPeer(), Endpoint()
+    try:
+        port, phone_port, ufrag, pwd, _ = setup_call(d, peer, phone, "active")
+        assert peer.check((HOST, port), ufrag, pwd).msg_type == stun.BINDING_SUCCESS
+        peer.handshake((HOST, port), client=True)
+        peer.send_rtp(rtp_packet(1, ssrc=0x31))
+        assert phone.recv(2.0)[0] == rtp_packet(1, ssrc=0x31)
+        assert d.command("D wcall ftag ttag") == "0"
+    finally:
+        peer.close()
+        phone.close()
+    assert d.stop() == 0
+    assert "leak report: all clear (sessions 0, ports 0, sockets 0, greenlets 0, fds 0)" in d.log(), d.log()
