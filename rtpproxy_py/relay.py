@@ -37,6 +37,12 @@ check watcher, which runs right after the poll and before the I/O
 callbacks), so it is the time the batch of packets was picked up: what the
 analyzer takes as the arrival time, at no cost per packet.
 
+A stream with module packet filters (dtls_gw, ice_lite: session.PacketFilter),
+or whose peer has them, is read by _filtering_reader: every datagram goes
+through Relay.deliver, which lets the filters consume, drop or transform it,
+demultiplexes (rtcp-mux) and encrypts on the way out. Streams without them
+keep the plain readers and never reach that code.
+
 With --kernel_offload, ``self.offload`` (offload.py) is told whenever a
 session's latching, addresses, ports or per-packet features change, and hands
 its RTP to the kernel or takes it back; nothing of it is on the packet path.
@@ -718,10 +724,11 @@ class Relay:
                 stream.unsent(data)
                 return
         if out.filters is not None:
+            plain = data
             for packet_filter in out.filters:
                 data = packet_filter.send(out, data, now)
                 if data is None:
-                    stream.unsent(b"")
+                    stream.unsent(plain)
                     return
         self.send_from(out, data, target)
 
