@@ -37,6 +37,12 @@ check watcher, which runs right after the poll and before the I/O
 callbacks), so it is the time the batch of packets was picked up: what the
 analyzer takes as the arrival time, at no cost per packet.
 
+A stream with module packet filters (dtls_gw, ice_lite: session.PacketFilter),
+or whose peer has them, is read by _filtering_reader: every datagram goes
+through Relay.deliver, which lets the filters consume, drop or transform it,
+demultiplexes (rtcp-mux) and encrypts on the way out. Streams without them
+keep the plain readers and never reach that code.
+
 With --kernel_offload, ``self.offload`` (offload.py) is told whenever a
 session's latching, addresses, ports or per-packet features change, and hands
 its RTP to the kernel or takes it back; nothing of it is on the packet path.
@@ -99,7 +105,7 @@ class MediaSocket:
     """A bound relay socket, its io watcher, and the optional connected twin."""
 
     __slots__ = ("sock", "watcher", "port", "family", "twin", "twin_watcher", "twin_addr",
-                 "twin_refused", "resizing")
+                 "twin_refused", "resizing", "filtering")
 
     def __init__(self, sock, watcher, port, family):
         self.sock = sock
@@ -111,6 +117,7 @@ class MediaSocket:
         self.twin_addr = None
         self.twin_refused = None     # (address, retry time) after a failed twin
         self.resizing = False        # the readers hand packets to a resizer
+        self.filtering = False       # the readers are _filtering_reader (module filters)
 
     def close_twin(self):
         if self.twin is not None:
@@ -201,8 +208,43 @@ def _resizing_reader(relay, stream, handle, peer, dup, main):
     return read
 
 
+def _filtering(stream):
+    """The stream's packets pass module filters or mux/demux (relay.deliver)."""
+    peer = stream.peer
+    return (stream.filters is not None or stream.demux is not None
+            or peer.filters is not None or peer.egress is not None)
+
+
+def _filtering_reader(relay, stream, handle, main):
+    """Callback for a stream with module filters (session.PacketFilter): every
+    datagram goes through Relay.deliver. Streams without them keep the plain
+    readers below and pay nothing for this."""
+    deliver = relay.deliver
+    session = stream.session
+    if main:
+        recvfrom = handle.sock.recvfrom
+        check_twin = relay._sync_twins if stream.is_rtp else None
+    else:
+        recv = handle.twin.recv
+
+    def read():
+        try:
+            if main:
+                data, source = recvfrom(RECV_SIZE)
+            else:
+                data, source = recv(RECV_SIZE), handle.twin_addr
+        except OSError:
+            return
+        deliver(stream, data, source, NOW)
+        if main and check_twin is not None and _wanted_twin(stream, handle) != handle.twin_addr:
+            check_twin(session)
+    return read
+
+
 def _main_reader(relay, stream, handle, peer, dup):
     """Callback for the main (unconnected) socket: full latching rules."""
+    if _filtering(stream):
+        return _filtering_reader(relay, stream, handle, main=True)
     if stream.resizer is not None:
         return _resizing_reader(relay, stream, handle, peer, dup, main=True)
     recvfrom = handle.sock.recvfrom
@@ -237,6 +279,8 @@ def _twin_reader(relay, stream, handle, peer, dup):
     """Callback for the connected twin: the latched party's packets only.
     (The send block is written out in each reader rather than shared through
     a function: a call per packet costs more than the lines it saves.)"""
+    if _filtering(stream):
+        return _filtering_reader(relay, stream, handle, main=False)
     if stream.resizer is not None:
         return _resizing_reader(relay, stream, handle, peer, dup, main=False)
     recv = handle.twin.recv
@@ -537,14 +581,17 @@ class Relay:
                 handle.twin_watcher.stop()
                 handle.twin_watcher.start(_twin_reader(self, stream, handle, peer, dup))
             handle.resizing = stream.resizer is not None
+            handle.filtering = _filtering(stream)
 
     def session_updated(self, session):
-        """A command changed addresses, latching or re-packetizing: refresh
-        twins and readers."""
+        """A command changed addresses, latching, re-packetizing or module
+        filters: refresh twins and readers."""
         if not session.closed:
             resizing_changed = any(s.handle is not None and s.handle.resizing != (s.resizer is not None)
                                    for s in session.rtp)
-            self._sync_twins(session, force_rewire=resizing_changed)
+            filtering_changed = any(s.handle is not None and s.handle.filtering != _filtering(s)
+                                    for s in session.streams())
+            self._sync_twins(session, force_rewire=resizing_changed or filtering_changed)
             if resizing_changed:
                 self.session_changed(session)
 
@@ -604,6 +651,9 @@ class Relay:
                 return
             wake_at = deadline
             resizing = session.rtp[0].resizer is not None or session.rtp[1].resizer is not None
+            if session.wakers is not None:
+                for waker in session.wakers:
+                    wake_at = min(wake_at, waker(now))
             if resizing:
                 wake_at = min(wake_at, self._send_resized(session, now))
             if session.players is not None:
@@ -646,6 +696,57 @@ class Relay:
             if next_at is not None and next_at < wake_at:
                 wake_at = next_at
         return wake_at
+
+    # --- module filters (session.PacketFilter) ----------------------------------
+
+    def deliver(self, stream, data, source, now):
+        """One datagram received on ``stream`` through its module filters,
+        the stream's own rules, and the outgoing filters of the stream that
+        sends it (the peer, or the peer's egress)."""
+        filters = stream.filters
+        if filters is not None:
+            received = data
+            for packet_filter in filters:
+                data = packet_filter.receive(stream, data, source, now)
+                if data is None:            # consumed by the module
+                    return
+                if data is False:           # session.DROP
+                    stream.count_dropped(received, now)
+                    return
+        demux = stream.demux
+        if demux is not None:
+            stream = demux(data) or stream
+        target = stream.on_packet(data, source, now)
+        if target is None:
+            return
+        out = stream.peer
+        if out.egress is not None:
+            out = out.egress
+            target = out.target
+            if target is None:
+                stream.unsent(data)
+                return
+        if out.filters is not None:
+            plain = data
+            for packet_filter in out.filters:
+                data = packet_filter.send(out, data, now)
+                if data is None:
+                    stream.unsent(plain)
+                    return
+        self.send_from(out, data, target)
+
+    @staticmethod
+    def send_from(stream, data, address):
+        """Send ``data`` from ``stream``'s own socket (a module's STUN answer,
+        a DTLS flight, a relayed packet); False if the stream has no socket."""
+        handle = stream.handle
+        if handle is None or address is None:
+            return False
+        try:
+            handle.sock.sendto(data, address)
+        except OSError:
+            return False
+        return True
 
     def refresh_counters(self, session):
         """Before Q: packets the kernel relayed for the session, counted now."""

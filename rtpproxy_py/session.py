@@ -57,6 +57,8 @@ class Stream:
         "port", "local", "handle",
         # per-packet features (None when off); reasons to keep it out of the kernel
         "taps", "analyzer", "analysis_run", "resizer", "offload_vetoes",
+        # module packet filters (PacketFilter), demultiplexing and muxing (relay.deliver)
+        "filters", "demux", "egress",
         # signalling state kept for other features
         "codecs", "resize_ptime", "prompt_ptime", "tos",
         # counters
@@ -94,6 +96,9 @@ class Stream:
         self.analysis_run = None    # its fast path's state (set_analyzer)
         self.resizer = None         # media.resizer.Resizer (z modifier); the relay feeds it
         self.offload_vetoes = None
+        self.filters = None
+        self.demux = None
+        self.egress = None
         self.codecs = None
         self.resize_ptime = None
         self.prompt_ptime = None
@@ -388,6 +393,59 @@ class Stream:
         self.taps = taps or None
         self.session.media_changed()
 
+    # --- module packet filters (dtls_gw, ice_lite) ----------------------------
+
+    def add_filter(self, packet_filter):
+        """Put a PacketFilter on this stream (kept sorted by its ``order``).
+        A stream with filters, or whose peer has filters or an egress, is
+        read by the relay's filtering reader (relay.deliver) and never offloaded."""
+        filters = tuple(f for f in (self.filters or ()) if f is not packet_filter) + (packet_filter,)
+        self.filters = tuple(sorted(filters, key=lambda f: f.order))
+        self.veto_offload("module filter")
+
+    def remove_filter(self, packet_filter):
+        filters = tuple(f for f in (self.filters or ()) if f is not packet_filter)
+        self.filters = filters or None
+        if self.filters is None and self.demux is None and self.egress is None:
+            self.allow_offload("module filter")
+
+    def set_mux(self, demux, egress):
+        """Module demultiplexing: ``demux(data)`` names the stream a received
+        packet is accounted and relayed as (None: this one); ``egress`` is the
+        stream whose socket and address send what would leave this one."""
+        self.demux = demux
+        self.egress = egress
+        if demux is not None or egress is not None:
+            self.veto_offload("module filter")
+        elif self.filters is None:
+            self.allow_offload("module filter")
+
+    def pin_remote(self, address):
+        """A module chose the party's address (ICE nomination): latched there,
+        and later U/L addresses do not move it."""
+        self.rem_addr = address
+        self.latched = True
+        self.untrusted = True
+        self.asymmetric = False
+        self.recheck_at = FOREVER
+        self.refresh_target()
+
+    def count_dropped(self, data, now):
+        """A filter refused a packet (e.g. SRTP before the DTLS handshake):
+        received and dropped, as a failed source check counts it."""
+        self.npkts_in += 1
+        self.last_rx = now
+        self.ndropped += 1
+        self.nignored += 1
+        self.nbytes_ignored += len(data)
+
+    def unsent(self, data):
+        """A packet this stream accepted could not go out (an outgoing filter
+        refused it): dropped, not relayed."""
+        self.nrelayed -= 1
+        self.ndropped += 1
+        self.nbytes_unsent += len(data)
+
     def veto_offload(self, reason):
         """A per-packet feature without a tap needs this stream's packets:
         --kernel_offload leaves the stream to the program until
@@ -431,12 +489,21 @@ class Session:
         self.npkts_played = 0
         self.nplrs_destroyed = 0
         self.on_media_change = None  # the relay's, with --kernel_offload
+        self.wakers = None          # module timers: callables now -> next wake-up time
 
     def __repr__(self):
         return "<Session %s %s>" % (self.call_id, self.from_tag)
 
     def streams(self):
         return self.rtp + self.rtcp
+
+    def add_waker(self, waker):
+        """``waker(now)`` runs in the session greenlet at each wake-up and returns
+        when it next needs to run (FOREVER: not until something changes)."""
+        self.wakers = (self.wakers or ()) + (waker,)
+
+    def remove_waker(self, waker):
+        self.wakers = tuple(w for w in (self.wakers or ()) if w is not waker) or None
 
     def media_changed(self):
         """A per-packet feature went on or off on one of its streams."""
@@ -604,6 +671,29 @@ class SessionTable:
             if exact:
                 break
         return matches
+
+
+DROP = False    # PacketFilter.receive: counted as received and dropped
+
+
+class PacketFilter:
+    """A module's transform of one stream's packets (dtls_gw, ice_lite).
+
+    ``receive`` sees every datagram arriving on the stream before anything is
+    counted: it returns the bytes to relay (the same or transformed), None
+    when it consumed the packet itself (a STUN check, a DTLS record: not
+    counted at all), or DROP (counted as received and dropped). ``send`` sees
+    every packet about to leave the stream's socket: the bytes to send, or
+    None to drop it (counted against the stream that received it).
+    """
+
+    order = 50      # filters run in ascending order on receive
+
+    def receive(self, stream, data, source, now):
+        return data
+
+    def send(self, stream, data, now):
+        return data
 
 
 def count_bytes(stream, data, source, now):

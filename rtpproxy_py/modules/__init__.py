@@ -81,13 +81,25 @@ class Module:
         """At shutdown, after every session ended."""
 
 
+def token_text(token) -> str:
+    return token.decode("utf-8", "surrogateescape") if isinstance(token, bytes) else token
+
+
+def mode_letter(token) -> str:
+    """The mode word of a dtls_gw/ice_lite sub-command, lower case. Upstream
+    ORs the word's first two characters (modules.md 7.1: ``SS`` works as ``S``)."""
+    word = token_text(token).lower()
+    code = ord(word[0]) | (ord(word[1]) if len(word) > 1 else 0)
+    return chr(code) if code < 0x110000 else ""
+
+
 # name -> (module id, "submodule:Class" of the implementation, or None: not built in yet)
 REGISTRY = {
     "acct_csv": (1, "acct_csv:AcctCsv"),
     "acct_rtcp_hep": (2, "acct_rtcp_hep:AcctRtcpHep"),
     "catch_dtmf": (3, "catch_dtmf:CatchDtmf"),
-    "dtls_gw": (4, None),
-    "ice_lite": (5, None),
+    "dtls_gw": (4, "dtls_gw:DtlsGateway"),
+    "ice_lite": (5, "ice_lite:IceLite"),
 }
 
 

@@ -68,6 +68,33 @@ class ModuleHost:
         """The dispatcher clock's time ``t`` as Unix time."""
         return time.time() - (self.dispatcher.clock() - t)
 
+    def send_from(self, stream, data: bytes, address) -> bool:
+        """Send ``data`` from ``stream``'s own socket (STUN answers, DTLS flights)."""
+        return self.dispatcher.relay.send_from(stream, data, address)
+
+    def media_changed(self, session):
+        """A module put or took filters/mux on the session's streams, or moved
+        a stream's remote: the relay re-installs its readers."""
+        self.dispatcher.relay.session_updated(session)
+
+    def open_port(self, session, stream):
+        """Give a stream that has no port yet (the caller's leg before its L)
+        its ports now; the session becomes complete, the later L returns them."""
+        from ..ports import PortsExhausted
+        from . import SubcommandFailed
+        dispatcher = self.dispatcher
+        try:
+            dispatcher._open_leg(session, stream.index, None, stream.local)
+        except PortsExhausted:
+            raise SubcommandFailed() from None
+        if not session.complete:
+            session.mark_complete(dispatcher.clock())
+            dispatcher.counters.nsess_complete += 1
+
+    def wake(self, session):
+        """A module timer (Session.add_waker) is due earlier than planned."""
+        self.dispatcher.relay.session_changed(session)
+
     def route_source(self, host: str, family: int) -> Optional[str]:
         return self.dispatcher.relay.route_source(host, family)
 
