@@ -60,8 +60,9 @@ class InheritedSocket:
 
 def listen_fds() -> List[InheritedSocket]:
     """The sockets systemd passed to this very process (empty if none). The
-    variables are left in place: a start script that checks the options first
-    and then execs the daemon is the same process."""
+    variables and the fds are left as they are: a start script that checks
+    the options first and then execs the daemon is the same process (the
+    daemon marks them close-on-exec when it adopts them)."""
     try:
         pid = int(os.environ.get("LISTEN_PID", ""))
         count = int(os.environ.get("LISTEN_FDS", ""))
@@ -73,7 +74,6 @@ def listen_fds() -> List[InheritedSocket]:
     found = []
     for n in range(count):
         fd = SD_LISTEN_FDS_START + n
-        os.set_inheritable(fd, False)
         probe = socket.socket(fileno=fd)
         try:
             found.append(InheritedSocket(fd, probe.family, probe.type, names[n] if n < len(names) else None,

@@ -403,11 +403,17 @@ def serve_lines(recv, send, ctx, execute, reply):
             return
 
 
+def adopt(spec):
+    """The socket systemd passed, as ours (not inherited by what we start)."""
+    os.set_inheritable(spec.inherited.fd, False)
+    return stdsocket.socket(fileno=spec.inherited.fd)
+
+
 class InheritedDatagram(UdpControl):
     """``systemd:``, a datagram socket (ListenDatagram=): served as ``udp:``."""
 
     def bind(self):
-        self.raw = stdsocket.socket(fileno=self.spec.inherited.fd)
+        self.raw = adopt(self.spec)
 
 
 class InheritedStream(_StreamListener):
@@ -420,7 +426,7 @@ class InheritedStream(_StreamListener):
     starts the service again on the next connection)."""
 
     def bind(self):
-        self.raw = stdsocket.socket(fileno=self.spec.inherited.fd)
+        self.raw = adopt(self.spec)
 
     def _context(self, peer):
         if self.spec.family == stdsocket.AF_INET:
