@@ -105,6 +105,19 @@ def test_build_dependencies_are_the_package_own(built):
     assert "apt-get build-dep ./" in readme and "dpkg-buildpackage" in readme
 
 
+def test_readme_and_example_use_the_packaged_control_socket():
+    """What an operator copies works with the package: the socket the service
+    listens on, and the group that opens it to the proxy."""
+    defaults = read_environment_file(os.path.join(TOP, "debian", "rtpproxy.default"))
+    socket_path = defaults["CONTROL_SOCK"]
+    example = open(os.path.join(TOP, "examples", "kamailio", "kamailio.cfg")).read()
+    assert '#!define RTPPROXY_SOCK "%s"' % socket_path in example
+    readme = open(os.path.join(TOP, "README.md")).read()
+    assert "adduser kamailio rtpproxy" in readme and "adduser kamailio rtpproxy" in example
+    assert "| `RTPPROXY_SOCK` | `\"%s\"`" % socket_path in readme
+    assert "python3-venv" in readme
+
+
 def test_lintian_reports_no_errors_or_warnings(built):
     deb, changes, _ = built
     out = subprocess.run(["lintian", "--fail-on", "error,warning", str(changes)], env=SYSTEM_ENV,
