@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 
-from helpers import TOP, port_range, relay_one_call
+from helpers import TOP, port_range, relay_one_call, wait_for
 
 # Binds each of $RTPP_TEST_LISTEN ("unix:PATH", "udp:HOST:PORT", "tcp:HOST:PORT")
 # as systemd does for a .socket unit, then becomes the daemon (same pid).
@@ -94,6 +94,12 @@ def stop(proc, log):
     assert "Traceback" not in read(log), read(log)
 
 
+def wait_started(d):
+    """The start line is logged once every worker serves (the front end
+    answers V before)."""
+    assert wait_for(lambda: " started, pid %d" % d.proc.pid in d.log(), timeout=30), d.log()
+
+
 def unix_command(path, text, line=False):
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(3)
@@ -158,6 +164,7 @@ def test_socket_activation_unix_and_udp_from_systemd(rtpproxy, tmp_path):
     udp.close()
     d = rtpproxy("-l", "127.0.0.1", "-s", "systemd:", command=[sys.executable, "-c", ACTIVATOR],
                  env={"RTPP_TEST_LISTEN": "unix:%s udp:127.0.0.1:%d" % (unix_path, udp_port)})
+    wait_started(d)
     log = d.log()
     assert "systemd:fd 3 (unix %s)" % unix_path in log and "systemd:fd 4 (udp 127.0.0.1:%d)" % udp_port in log
     # Kamailio's unix: client: one command without LF, one reply, closed
@@ -198,6 +205,7 @@ def test_socket_activation_without_sockets_is_one_sentence(tmp_path):
 
 def test_start_line_names_control_media_ports_and_processes(rtpproxy):
     d = rtpproxy("-l", "127.0.0.1=198.51.100.7", "-l", "lo2@127.0.0.2", "--workers", "2")
+    wait_started(d)
     line = [l for l in d.log().splitlines() if " started, pid %d" % d.proc.pid in l]
     assert len(line) == 1, d.log()
     line = line[0]
@@ -215,6 +223,7 @@ def test_start_line_single_process_all_addresses(rtpproxy):
 
 def test_journal_lines_carry_their_priority(rtpproxy):
     d = rtpproxy("-l", "127.0.0.1", command=[sys.executable, "-c", JOURNAL])
+    assert wait_for(lambda: " started, pid " in d.log(), timeout=30), d.log()
     d.command("U c1 10.0.0.1 5000 f1")
     d.command("X")
     assert d.stop() == 0
@@ -227,6 +236,7 @@ def test_journal_lines_carry_their_priority(rtpproxy):
 
     # JOURNAL_STREAM inherited but stderr redirected elsewhere: plain lines
     d = rtpproxy("-l", "127.0.0.1", env={"JOURNAL_STREAM": "1:1"})
+    wait_started(d)
     assert d.stop() == 0
     assert not any(line.startswith("<") for line in d.log().splitlines())
     assert re.search(r"^\d{4}-\d\d-\d\d .* INFO: rtpproxy-py ", d.log(), re.M)
