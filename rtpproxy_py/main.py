@@ -126,6 +126,9 @@ class Daemon:
             raise ConfigError(message) from None
         pidfile.write()
         daemon.report_ready(ready_fd)
+        for server in self.servers:
+            log.debug("control socket %s open", server.spec.text)
+        log.info("%s", self.start_line())
         self._serving()
         try:
             self.stop_event.wait()
@@ -142,8 +145,7 @@ class Daemon:
         self._announce()
 
     def _announce(self):
-        """The start line, and readiness to systemd (Type=notify)."""
-        log.info("%s", self.start_line())
+        """Readiness to systemd (Type=notify)."""
         sd_daemon.notify("READY=1\nSTATUS=serving %d control socket%s\nMAINPID=%d" % (
             len(self.servers), "" if len(self.servers) == 1 else "s", os.getpid()))
 
