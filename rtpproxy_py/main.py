@@ -93,8 +93,9 @@ class Daemon:
             from . import metrics
             self.metrics_sock = metrics.listen(config.metrics)
         for server in self.servers:
-            if server.spec.kind in ("udp", "udp6", "tcp", "tcp6") and server.spec.host not in (
-                    "127.0.0.1", "::1") and not server.spec.host.startswith("127."):
+            host = server.spec.host     # None for unix sockets, also those systemd passes
+            if server.spec.kind in ("udp", "udp6", "tcp", "tcp6", "systemd") and host and host not in (
+                    "127.0.0.1", "::1") and not host.startswith("127."):
                 log.warning("control socket %s is reachable from the network and the protocol has "
                             "no authentication; firewall it", server.spec.text)
         if config.nofile is not None:
