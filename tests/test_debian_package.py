@@ -12,7 +12,7 @@ The install-to-purge test holds a machine-wide lock, since it changes the
 machine: /usr/bin/rtpproxy and /etc/default/rtpproxy exist while it runs. It
 leaves none of them behind, whatever happens; the system user rtpproxy stays
 after the purge, as Debian does.
-About 40 s in all here (build ~10 s, install and checks ~25 s).
+About 30 s in all here (build ~13 s, install to purge ~11 s, lintian ~3 s).
 """
 
 import fcntl
