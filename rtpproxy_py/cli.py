@@ -17,7 +17,7 @@ USAGE = """\
 rtpproxy: a media relay for SIP proxies, controlled like Sippy's rtpproxy.
 
 Usage:
-  rtpproxy [options] [-l ADDR]... [--ipv6 ADDR]... [-s CTRL]... [-n TARGET]... [--dso PATH]...
+  rtpproxy [options] [-l ADDR]... [-6 ADDR]... [-s CTRL]... [-n TARGET]... [--dso PATH]...
   rtpproxy -V | -v | -C
   rtpproxy -h | --help
 
@@ -26,7 +26,7 @@ Options:
   -6 ADDR           IPv6 media address, same forms as -l
   -A ADV            address(es) to report to clients instead of the bound one: adv[/adv2]
   -s CTRL           control socket: unix:PATH cunix:PATH udp:HOST[:PORT] udp6:HOST:PORT
-                    tcp:HOST[:PORT] tcp6:HOST:PORT stdio: stdioc: (repeatable;
+                    tcp:HOST[:PORT] tcp6:HOST:PORT stdio: stdioc: systemd: (repeatable;
                     default unix:/var/run/rtpproxy.sock)
   -m PORT           lowest media port [default: 35000]
   -M PORT           highest media port [default: 65000]
@@ -51,7 +51,8 @@ Options:
   -R                do not record RTCP
   -P                record in pcap format
   -a                record all sessions
-  -c POLICY         real-time scheduling policy: fifo or rr
+  -c POLICY         real-time scheduling policy fifo or rr, at its lowest priority
+                    (needs root or CAP_SYS_NICE)
   -D                do not chdir to / when daemonizing
   -V                print the version and exit
   -v                print the supported protocol extensions and exit
@@ -96,7 +97,7 @@ _LONG = {m.group(1): bool(m.group(2)) for m in re.finditer(r"^  (--[a-z_]+)( [A-
 _LONG["--help"] = False
 
 _DOCOPT_USAGE = USAGE.replace("  -6 ADDR   ", "  --ipv6 ADDR").replace(
-    "  -2        ", "  --dup-small")
+    "[-6 ADDR]...", "[--ipv6 ADDR]...").replace("  -2        ", "  --dup-small")
 
 
 # docopt-ng calls the switch for its built-in -h handling default_help=; the

@@ -50,9 +50,12 @@ class ControlSpec:
     path: Optional[str] = None
     host: Optional[str] = None
     port: Optional[int] = None
+    inherited: Optional[object] = None    # systemd: the sd_daemon.InheritedSocket served
 
     @property
     def family(self):
+        if self.inherited is not None:
+            return self.inherited.family
         return socket.AF_INET6 if self.kind in ("udp6", "tcp6") else socket.AF_INET
 
 
@@ -219,7 +222,10 @@ def parse_control(text, no_resolve=False):
     if prefix in ("stdio", "stdioc"):
         return ControlSpec(text, prefix)
     if prefix == "systemd":
-        raise ConfigError("%s: systemd socket activation is not supported; use unix:, udp: or tcp:." % what)
+        if rest:
+            raise ConfigError("%s: write it as -s systemd: (the sockets come from systemd, "
+                              "configured in rtpproxy.socket)." % what)
+        return ControlSpec(text, prefix)
     host, port = _split_host_port(rest, DEFAULT_CONTROL_PORT, what)
     family = socket.AF_INET6 if prefix.endswith("6") else socket.AF_INET
     return ControlSpec(text, prefix, host=_resolve(host, family, what, no_resolve), port=port)
@@ -387,7 +393,7 @@ def build(opts, debug_build=False):
 
     # control sockets
     controls = opts["-s"] or [DEFAULT_CONTROL]
-    c.controls = [parse_control(text, c.no_resolve) for text in controls]
+    c.controls = _inherit_sockets([parse_control(text, c.no_resolve) for text in controls])
     stdio = [s for s in c.controls if s.kind in ("stdio", "stdioc")]
     if stdio and not c.foreground:
         raise ConfigError("-s %s: stdio control needs -f (stay in the foreground)." % stdio[0].text)
@@ -510,6 +516,40 @@ def _rtp_analysis(opts, kernel_offload):
     if off:
         return False
     return on or not kernel_offload
+
+
+def _inherit_sockets(controls):
+    """``-s systemd:`` stands for every socket systemd passed (socket
+    activation, sd_daemon.listen_fds): one ControlSpec each."""
+    wanted = [spec for spec in controls if spec.kind == "systemd"]
+    if not wanted:
+        return controls
+    if len(wanted) > 1:
+        raise ConfigError("-s systemd: is given twice; once takes every socket systemd passes.")
+    from .sd_daemon import listen_fds
+    try:
+        inherited = listen_fds()
+    except OSError as exc:
+        raise ConfigError("-s systemd:: a descriptor systemd passed is not a socket (%s); check "
+                          "rtpproxy.socket." % exc.strerror) from None
+    if not inherited:
+        raise ConfigError("-s systemd:: systemd passed no sockets to this process (no LISTEN_FDS "
+                          "for it); start it through rtpproxy.socket, or use unix:, udp: or tcp:.")
+    out = []
+    for spec in controls:
+        if spec.kind != "systemd":
+            out.append(spec)
+            continue
+        for sock in inherited:
+            host = port = None
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                host, port = sock.address[0], sock.address[1]
+            elif sock.family != socket.AF_UNIX:
+                raise ConfigError("-s systemd:: systemd passed %s, which is neither a unix nor an "
+                                  "IP socket; check rtpproxy.socket." % sock.describe())
+            out.append(ControlSpec("systemd:%s" % sock.describe(), "systemd", host=host, port=port,
+                                   inherited=sock))
+    return out
 
 
 def _workers(value, debug_build):

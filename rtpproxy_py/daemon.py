@@ -8,6 +8,7 @@ import resource
 import sys
 import time
 
+from . import sd_daemon
 from .config import ConfigError
 
 log = logging.getLogger("rtpproxy")
@@ -39,6 +40,15 @@ def _show_raw_bytes(record):
     return True
 
 
+class _JournalFormatter(logging.Formatter):
+    """sd-daemon(3) prefixes: every line of a record (a traceback's too)
+    starts with <priority>."""
+
+    def format(self, record):
+        prefix = "<%d>" % sd_daemon.priority(record.levelno)
+        return "\n".join(prefix + line for line in super().format(record).split("\n"))
+
+
 def setup_logging(config, to_syslog):
     logger = logging.getLogger("rtpproxy")
     for handler in list(logger.handlers):
@@ -56,7 +66,11 @@ def setup_logging(config, to_syslog):
     if handler is None:
         handler = logging.StreamHandler(sys.stderr)
         fmt = "%(asctime)s %(levelname)s: %(message)s"
-        if os.environ.get("RTPP_LOG_TFORM") == "rel":
+        if sd_daemon.stderr_is_journal():
+            # journald stamps the time itself and reads the priority from the
+            # <N> prefix, so `journalctl -p warning` finds the warnings
+            handler.setFormatter(_JournalFormatter("%(levelname)s: %(message)s"))
+        elif os.environ.get("RTPP_LOG_TFORM") == "rel":
             start = float(os.environ.get("RTPP_LOG_TSTART", time.time()))
             handler.setFormatter(_RelativeTimeFormatter(fmt, start))
         else:

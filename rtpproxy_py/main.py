@@ -6,7 +6,7 @@ import signal
 import sys
 import time
 
-from . import capabilities, cli, daemon, version_string
+from . import capabilities, cli, daemon, sd_daemon, version_string
 from .config import ConfigError, unix_path_meant_as_udp
 
 log = logging.getLogger("rtpproxy")
@@ -99,8 +99,9 @@ class Daemon:
                             "directory), as with upstream; for a UDP control socket write -s %s",
                             spec.text, meant)
         for server in self.servers:
-            if server.spec.kind in ("udp", "udp6", "tcp", "tcp6") and server.spec.host not in (
-                    "127.0.0.1", "::1") and not server.spec.host.startswith("127."):
+            host = server.spec.host     # None for unix sockets, also those systemd passes
+            if server.spec.kind in ("udp", "udp6", "tcp", "tcp6", "systemd") and host and host not in (
+                    "127.0.0.1", "::1") and not host.startswith("127."):
                 log.warning("control socket %s is reachable from the network and the protocol has "
                             "no authentication; firewall it", server.spec.text)
         if config.nofile is not None:
@@ -134,17 +135,48 @@ class Daemon:
         daemon.report_ready(ready_fd)
         for server in self.servers:
             log.debug("control socket %s open", server.spec.text)
-        for address in config.all_listen():
-            log.debug("media address %s%s%s", address.host,
-                      " (reported as %s)" % address.advertised if address.advertised else "",
-                      " label %s" % address.label if address.label else "")
-        log.info("rtpproxy-py %s started, pid %d", version_string(), os.getpid())
+        log.info("%s", self.start_line())
+        self._serving()
         try:
             self.stop_event.wait()
         finally:
+            sd_daemon.notify("STOPPING=1")
             self._shutdown()
             pidfile.remove()
         return 0
+
+    def _serving(self):
+        """Every control socket is bound and is served as soon as this
+        greenlet waits: say so (the --workers front end says it once its
+        workers serve)."""
+        self._announce()
+
+    def _announce(self):
+        """Readiness to systemd (Type=notify)."""
+        sd_daemon.notify("READY=1\nSTATUS=serving %d control socket%s\nMAINPID=%d" % (
+            len(self.servers), "" if len(self.servers) == 1 else "s", os.getpid()))
+
+    def start_line(self):
+        """What an operator checks first when audio is one-way: where the
+        proxy reaches the relay, where media is bound and which address
+        replies carry, the port range and the processes."""
+        c = self.config
+        roles = {}
+        if c.bridge is not None:
+            roles = {id(c.bridge[0]): "internal", id(c.bridge[1]): "external"}
+        media = []
+        for address in c.all_listen():
+            text = ("all %s addresses" % ("IPv6" if address.ipv6 else "IPv4")) if address.wildcard else address.host
+            notes = [roles[id(address)]] if id(address) in roles else []
+            if address.label:
+                notes.append("label %s" % address.label)
+            if address.advertised:
+                notes.append("advertised as %s" % address.advertised)
+            media.append(text + (" (%s)" % ", ".join(notes) if notes else ""))
+        processes = "%d workers" % c.workers if c.workers > 1 else "1 process"
+        return "rtpproxy-py %s started, pid %d; control %s; media on %s; ports %d-%d; %s" % (
+            version_string(), os.getpid(), ", ".join(server.spec.text for server in self.servers),
+            ", ".join(media), c.port_min, c.port_max + 1, processes)
 
     def _open_pidfile(self):
         config = self.config

@@ -330,7 +330,7 @@ class Workers:
 
     def watch(self):
         """Configure the workers and follow them; commands wait for a worker
-        until it is ready."""
+        until it is ready. True once every worker serves."""
         for link in self.links:
             link.watch()
         deadline = time.monotonic() + START_TIMEOUT
@@ -338,11 +338,12 @@ class Workers:
             if time.monotonic() > deadline:
                 log.error("workers %s are not ready after %d s", " ".join(
                     str(link.number) for link in self.links if not link.ready), START_TIMEOUT)
-                return
+                return False
             self.worker_ready.clear()
             self.worker_ready.wait(0.1)
         log.info("%d workers serving, pids %s", len(self.links),
                  " ".join(str(link.pid) for link in self.links))
+        return True
 
     def for_call(self, call_id):
         return self.links[worker_for(call_id, len(self.links))]
@@ -481,7 +482,14 @@ class FrontEnd(Daemon):
         self.workers.launch()
         self.dispatcher = FrontDispatcher(config, self.workers, self.notifier, time.monotonic)
         # Runs once the daemon waits for work, i.e. after -u and its checks passed.
-        gevent.spawn(self.workers.watch)
+        gevent.spawn(self._watch_workers)
+
+    def _watch_workers(self):
+        if self.workers.watch():
+            self._announce()         # ready only now that every worker serves
+
+    def _serving(self):
+        pass                         # _watch_workers announces it
 
     def _start_metrics(self):
         """--metrics: the front end serves every process's figures added up."""

@@ -88,7 +88,7 @@ def test_usage_errors(args, fragment):
     (["-A", "a b"], "-A 'a b'"),
     (["-A", "192.0.2.1/192.0.2.2"], "only make sense with a bridge"),
     (["-l", "127.0.0.1/127.0.0.2", "-A", "192.0.2.1"], "give both advertised addresses"),
-    (["-s", "systemd:"], "systemd socket activation is not supported"),
+    (["-s", "systemd:"], "systemd passed no sockets to this process"),
     (["-s", "unix:"], "give the path of the control socket"),
     (["-s", "udp6:127.0.0.1:5000"], "not a usable IPv6 address"),
     (["-s", "tcp:127.0.0.1:x"], "the port 'x' is not a number"),

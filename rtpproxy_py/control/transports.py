@@ -195,7 +195,8 @@ class UdpControl(ControlServer):
             self.counters.ncmds_rcvd_ndups += 1
             self._reply(send, cached)
             return
-        ctx = CommandContext(source[0] if self.spec.kind == "udp" else "127.0.0.1", self.local_ip)
+        ctx = CommandContext(source[0] if self.spec.family == stdsocket.AF_INET else "127.0.0.1",
+                             self.local_ip)
         if self.concurrent:
             running = self.running[cookie] = Event()
         text = execute(command, ctx)
@@ -402,6 +403,73 @@ def serve_lines(recv, send, ctx, execute, reply):
             return
 
 
+def adopt(spec):
+    """The socket systemd passed, as ours (not inherited by what we start)."""
+    os.set_inheritable(spec.inherited.fd, False)
+    return stdsocket.socket(fileno=spec.inherited.fd)
+
+
+class InheritedDatagram(UdpControl):
+    """``systemd:``, a datagram socket (ListenDatagram=): served as ``udp:``."""
+
+    def bind(self):
+        self.raw = adopt(self.spec)
+
+
+class InheritedStream(_StreamListener):
+    """``systemd:``, a listening stream socket (ListenStream=), unix or TCP.
+    Lines as the spec's ``systemd:``; but a connection whose first read holds
+    a command without a line end is served as ``unix:`` (that command, its
+    reply, close): Kamailio's and OpenSIPS's ``unix:`` clients send no LF, so
+    the packaged rtpproxy.socket keeps their configuration working. The socket
+    file is systemd's: it is not unlinked at exit (systemd keeps listening and
+    starts the service again on the next connection)."""
+
+    def bind(self):
+        self.raw = adopt(self.spec)
+
+    def _context(self, peer):
+        if self.spec.family == stdsocket.AF_INET:
+            return CommandContext(peer[0], self.spec.host)
+        return CommandContext("127.0.0.1", None)
+
+    def _serve_connection(self, conn, peer, execute):
+        try:
+            # no time limit: a line client may connect long before its first command
+            first = conn.recv(STREAM_BUFFER)
+        except OSError:
+            first = None
+        if not first:
+            conn.close()
+            return
+        if b"\n" not in first:
+            try:
+                self._reply(conn.sendall, execute(first, self._context(peer)))
+            except OSError:
+                pass
+            finally:
+                conn.close()
+            return
+        pending = [first]
+
+        class _Replay:
+            """The connection, with the first read handed out again."""
+
+            def recv(self, size):
+                return pending.pop() if pending else conn.recv(size)
+
+            def sendall(self, data):
+                conn.sendall(data)
+
+            def setsockopt(self, *args):
+                conn.setsockopt(*args)
+
+            def close(self):
+                conn.close()
+
+        super()._serve_connection(_Replay(), peer, execute)
+
+
 _KINDS = {
     "udp": UdpControl, "udp6": UdpControl,
     "tcp": TcpControl, "tcp6": TcpControl,
@@ -411,6 +479,11 @@ _KINDS = {
 
 
 def open_control(spec, config):
+    if spec.kind == "systemd":
+        kind = InheritedDatagram if spec.inherited.type == stdsocket.SOCK_DGRAM else InheritedStream
+        server = kind(spec, config)
+        server.bind()
+        return server
     server = _KINDS[spec.kind](spec, config)
     server.bind()
     return server
