@@ -27,7 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from OpenSSL import SSL
+from OpenSSL import SSL, crypto
 
 from ..session import DROP, FOREVER, PacketFilter
 from . import Module, SubcommandFailed, mode_letter, token_text
@@ -298,8 +298,13 @@ class DtlsGateway(Module):
         cert, key = make_certificate()
         self.fingerprint = fingerprint(cert)
         ctx = SSL.Context(SSL.DTLS_METHOD)
-        ctx.use_certificate(cert)
-        ctx.use_privatekey(key)
+        try:
+            ctx.use_certificate(cert)
+            ctx.use_privatekey(key)
+        except TypeError:
+            # Debian 12's pyOpenSSL (23.0) takes only its own X509/PKey wrappers
+            ctx.use_certificate(crypto.X509.from_cryptography(cert))
+            ctx.use_privatekey(crypto.PKey.from_cryptography_key(key))
         ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, lambda *args: True)
         ctx.set_tlsext_use_srtp(SRTP_PROFILES)
         ctx.set_options(SSL.OP_NO_QUERY_MTU)
