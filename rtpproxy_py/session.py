@@ -37,6 +37,18 @@ RELATCH_MAX_SEQ_DISTANCE = 536
 # The latched sequence number is refreshed at most this often.
 SEQ_RESYNC_INTERVAL = 1.0
 
+class RunningTotals:
+    """The packet counters of G and I as running totals over every stream of
+    one session table (SessionTable.add hands it to each stream), so G and I
+    cost the same at any session count. Relayed = received - dropped."""
+
+    __slots__ = ("npkts_rcvd", "npkts_dropped", "npkts_discard", "npkts_played", "nplrs_destroyed")
+
+    def __init__(self):
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+
 NEVER = float("-inf")
 FOREVER = float("inf")
 # A prompt waiting for its party's address checks this often whether it is known.
@@ -59,8 +71,8 @@ class Stream:
         "taps", "analyzer", "analysis_run", "resizer", "offload_vetoes",
         # signalling state kept for other features
         "codecs", "resize_ptime", "prompt_ptime", "tos",
-        # counters
-        "npkts_in", "nrelayed", "ndropped", "nignored", "last_rx",
+        # counters (totals: the table's RunningTotals)
+        "totals", "npkts_in", "nrelayed", "ndropped", "nignored", "last_rx",
         # bytes: of accepted packets (only with --metrics, by a tap), and of
         # dropped ones (counted on the drop paths only)
         "nbytes_in", "nbytes_ignored", "nbytes_unsent",
@@ -98,6 +110,7 @@ class Stream:
         self.resize_ptime = None
         self.prompt_ptime = None
         self.tos = None
+        self.totals = session.totals
         self.npkts_in = 0
         self.nrelayed = 0
         self.ndropped = 0
@@ -112,11 +125,14 @@ class Stream:
     def on_packet(self, data, source, now):
         """Account a packet received from ``source``; return where to send it."""
         self.npkts_in += 1
+        self.totals.npkts_rcvd += 1
         self.last_rx = now
         if source != self.rem_addr or now >= self.recheck_at:
             if not self._check_source(data, source, now):
                 self.ndropped += 1
                 self.nignored += 1
+                self.totals.npkts_dropped += 1
+                self.totals.npkts_discard += 1
                 self.nbytes_ignored += len(data)
                 return None
         analyzer = self.analyzer
@@ -128,6 +144,7 @@ class Stream:
         target = self.peer.target
         if target is None:
             self.ndropped += 1
+            self.totals.npkts_dropped += 1
             self.nbytes_unsent += len(data)
             return None
         self.nrelayed += 1
@@ -137,6 +154,7 @@ class Stream:
         """A packet the kernel already matched to ``rem_addr`` (the relay's
         connected socket for a latched stream): no source check needed."""
         self.npkts_in += 1
+        self.totals.npkts_rcvd += 1
         self.last_rx = now
         if now >= self.recheck_at:
             self._recheck(data, now)
@@ -155,6 +173,7 @@ class Stream:
         target = self.peer.target
         if target is None:
             self.ndropped += 1
+            self.totals.npkts_dropped += 1
             self.nbytes_unsent += len(data)
             return None
         self.nrelayed += 1
@@ -397,6 +416,7 @@ class Session:
         self.call_id = call_id
         self.from_tag = from_tag
         self.created_at = now
+        self.totals = UNCOUNTED      # SessionTable.add gives the table's
         self.rtp = [Stream(self, 0, True), Stream(self, 1, True)]
         self.rtcp = [Stream(self, 0, False), Stream(self, 1, False)]
         for k in (0, 1):
@@ -493,6 +513,7 @@ class Session:
             return False
         player.finish()
         self.nplrs_destroyed += 1
+        self.totals.nplrs_destroyed += 1
         self.rtp[index].set_muted(False)
         if not self.players:
             self.players = None
@@ -516,6 +537,7 @@ class Session:
             if player.finished:
                 self.stop_playback(index)
         self.npkts_played += len(out)
+        self.totals.npkts_played += len(out)
         return out
 
     def next_playback_at(self, now):
@@ -540,6 +562,7 @@ class SessionTable:
     def __init__(self):
         self.by_call_id = {}
         self.count = 0
+        self.totals = RunningTotals()
 
     def __len__(self):
         return self.count
@@ -549,6 +572,9 @@ class SessionTable:
             yield from list(sessions)
 
     def add(self, session):
+        session.totals = totals = self.totals
+        for stream in session.rtp + session.rtcp:
+            stream.totals = totals
         self.by_call_id.setdefault(session.call_id, []).append(session)
         self.count += 1
 
@@ -594,6 +620,9 @@ class SessionTable:
             if exact:
                 break
         return matches
+
+
+UNCOUNTED = RunningTotals()   # a session's until it joins a table (nothing reads it)
 
 
 def count_bytes(stream, data, source, now):
