@@ -25,6 +25,7 @@ DELETE_ALL = "delete_all"  # (DELETE_ALL,) -> REPLY None; X, not counted as a co
 DEORBIT = "deorbit"        # SIGHUP: no new sessions; IDLE once the last one ends
 STOP = "stop"              # close every session and exit
 METRICS = "metrics"        # (METRICS,) -> REPLY exposition text (--metrics), or None
+ADMIN = "admin"            # (ADMIN, call id or None, offset) -> REPLY [session dict] (admin.PAGE at most)
 # worker -> front end
 READY = "ready"            # (READY, pid): serving
 REPLY = "reply"            # answers requests in the order they were sent

@@ -117,6 +117,7 @@ class Config:
     latch_window: float = 3.0     # strict: seconds after a U/L in which sources are learned
     workers: int = 1              # worker processes (1: the single-process daemon)
     kernel_offload: bool = False  # nftables forwards eligible latched streams
+    admin_socket: Optional[str] = None   # unix socket rtpproxy-ctl talks to (admin.py)
 
     def all_listen(self):
         return self.listen4 + self.listen6
@@ -436,6 +437,8 @@ def build(opts, debug_build=False):
         raise ConfigError("--poll_batch %s: give milliseconds from 0 to 20 (default 2)." % opts["--poll_batch"])
     c.poll_batch = batch_ms / 1000.0
     c.rtp_analysis = bool(opts["--rtp_analysis"])
+    if opts.get("--admin_socket"):
+        c.admin_socket = os.path.abspath(opts["--admin_socket"])
     if opts["--metrics"] is not None:
         c.metrics = parse_metrics_address(opts["--metrics"])
     c.latching = opts["--latching"]

@@ -138,6 +138,8 @@ class Dispatcher:
             session, sidx = self._create(cmd, now), 0
         else:
             sidx = direction if not cmd.lookup else 1 - direction
+            if session.to_tag is None and cmd.to_tag is not None:
+                session.to_tag = cmd.to_tag if direction == 0 else cmd.from_tag
             stream = session.rtp[sidx]
             if stream.port is None or mods.new_port:
                 newly = stream.port is None

@@ -415,6 +415,7 @@ class Session:
     def __init__(self, call_id, from_tag, now, setup_ttl, established_ttl=None, unified_ttl=True):
         self.call_id = call_id
         self.from_tag = from_tag
+        self.to_tag = None          # the other party's tag, once a U/L named it (rtpproxy-ctl)
         self.created_at = now
         self.totals = UNCOUNTED      # SessionTable.add gives the table's
         self.rtp = [Stream(self, 0, True), Stream(self, 1, True)]

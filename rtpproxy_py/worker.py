@@ -142,6 +142,9 @@ class WorkerDaemon(Daemon):
                 link.send(ch.REPLY, dispatcher.stat_values(message[1] if len(message) > 1 else None))
             elif kind == ch.METRICS:
                 link.send(ch.REPLY, self.metrics.exposition() if self.metrics is not None else None)
+            elif kind == ch.ADMIN:
+                from .admin import PAGE, local_sessions
+                link.send(ch.REPLY, local_sessions(self, message[1], message[2], PAGE))
             elif kind == ch.DELETE_ALL:
                 dispatcher.close_all()
                 link.send(ch.REPLY, None)

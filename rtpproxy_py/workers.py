@@ -545,6 +545,24 @@ class FrontEnd(Daemon):
 
         self.metrics.serve(self.metrics_sock, MergedCollector(fetch))
 
+    def admin_sessions(self, call_id):
+        """rtpproxy-ctl's listing: every worker's sessions, a page at a time
+        (one Call-ID's: from the worker that holds it)."""
+        from .admin import PAGE
+        links = [self.workers.for_call(call_id)] if call_id is not None else self.workers.links
+        out = []
+        for link in links:
+            offset = 0
+            while True:
+                page = link.request(ch.ADMIN, call_id, offset)
+                if not page:
+                    break
+                out.extend(page)
+                if len(page) < PAGE:
+                    break
+                offset += PAGE
+        return out
+
     def _stop_media(self):
         self.workers.stop()
 
