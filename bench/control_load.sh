@@ -15,7 +15,8 @@
 source "$(dirname "$0")/common.sh"
 python=${PYTHON:-$top/.venv/bin/python}
 ns=ctlload$$; new_ns $ns
-tmp=$(mktemp -d); trap 'bench_cleanup; rm -rf "$tmp"' EXIT
+tmp=$(mktemp -d); PID=
+trap '[ -n "$PID" ] && kill $PID 2>/dev/null; bench_cleanup; rm -rf "$tmp"' EXIT
 port=22222
 mode=${1:-flood}; shift || true
 workers=${1:-2}; shift || true
@@ -29,7 +30,7 @@ start() {
   sleep 1
   PIDS=$(echo $PID $(cat /proc/$PID/task/*/children 2>/dev/null) | tr ' ' ',')
 }
-stop() { kill $PID; wait $PID 2>/dev/null || true; }
+stop() { kill $PID; wait $PID 2>/dev/null || true; PID=; }
 
 case $mode in
 gcost)
