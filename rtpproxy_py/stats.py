@@ -22,9 +22,11 @@ COUNTER_NAMES = (
     "ncmds_rcvd", "ncmds_rcvd_ndups", "ncmds_succd", "ncmds_errs", "ncmds_repld",
     "rtpa_nsent", "rtpa_nrcvd", "rtpa_ndups", "rtpa_nlost", "rtpa_perrs",
     "pps_in",
-    # not upstream's: commands dropped unanswered under overload (README "Hardening")
-    "ncmds_shed",
 )
+# Not upstream's, known to G all the same: commands dropped unanswered under
+# overload (README "Hardening").
+EXTRA_COUNTER_NAMES = ("ncmds_shed",)
+ALL_COUNTER_NAMES = COUNTER_NAMES + EXTRA_COUNTER_NAMES
 FLOAT_COUNTERS = ("total_duration", "pps_in")
 
 # The running totals (session.RunningTotals) and what G and I call them.
@@ -44,7 +46,7 @@ LOAD_WINDOW = 10.0
 
 class Counters:
     def __init__(self):
-        for name in COUNTER_NAMES:
+        for name in ALL_COUNTER_NAMES:
             setattr(self, name, 0.0 if name in FLOAT_COUNTERS else 0)
         # media totals of sessions already destroyed
         self.done = {name: 0 for name in _ANALYZER_SUMS}
@@ -121,7 +123,7 @@ class Counters:
     def values(self, table, names=None):
         """G counters by name (all, or at least ``names``), packet totals
         filled in. The media totals walk the live streams: only when asked."""
-        out = {name: getattr(self, name) for name in COUNTER_NAMES}
+        out = {name: getattr(self, name) for name in ALL_COUNTER_NAMES}
         out.update((name, value) for name, value in self.packet_totals(table).items()
                    if name in out)
         if names is None or not MEDIA_TOTALS.isdisjoint(names):
