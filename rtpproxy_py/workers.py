@@ -72,6 +72,7 @@ _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 _SESSION_REFUSED = reply.error(SESSION_CREATE_FAILED)
+QUEUE_FULL = object()       # WorkerLink.request: shed before it was sent
 
 
 def worker_for(call_id, count):
@@ -241,13 +242,13 @@ class WorkerLink:
 
     def request(self, *message, sheddable=False):
         """Send ``message`` and wait for the reply; None if the worker cannot
-        answer (it is down, or died twice with this command); ch.SHED if the
-        command was shed (``sheddable`` and MAX_PENDING commands wait, or the
-        worker found it past its deadline)."""
+        answer (it is down, or died twice with this command); QUEUE_FULL if
+        the command is ``sheddable`` and MAX_PENDING commands wait (not sent);
+        ch.SHED if the worker found it past its deadline (and counted it)."""
         if self.down or self.pool.stopping:
             return None
         if sheddable and len(self.pending) >= MAX_PENDING:
-            return ch.SHED
+            return QUEUE_FULL
         request = _Request(message)
         self.pending.append(request)
         if self.ready:
@@ -470,9 +471,11 @@ class FrontDispatcher(Dispatcher):
             text = link.request(*message, sheddable=bool(ctx.deadline))
             if text == _SESSION_REFUSED and isinstance(command, Update) and not command.lookup:
                 text = self._place_elsewhere(call_id, link, message) or text
-            if text is ch.SHED:
+            if text is QUEUE_FULL:
                 count_shed(self.counters, "a worker has %d commands waiting" % MAX_PENDING)
                 return None
+            if text is ch.SHED:
+                return None             # counted by the worker
             if text is not None:
                 return text
         return super().execute(data, ctx)

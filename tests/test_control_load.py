@@ -284,3 +284,43 @@ def test_open_files_limit_is_the_daemons_not_a_workers():
             assert d.command("Q %s ft" % call_id)[0].isdigit(), call_id
     finally:
         d.stop()
+
+
+def test_a_command_the_client_has_given_up_on_is_shed_not_answered():
+    """A worker stalls for longer than a client's retry time: the UDP commands
+    queued for it meanwhile are dropped and counted, not answered late; a
+    stream client's command waits and is answered."""
+    import re
+    import signal
+    where = tempfile.mkdtemp(prefix="rtpp-shed-")
+    cunix = os.path.join(where, "c.sock")
+    d = Daemon("--workers", "2", "-s", "cunix:" + cunix)
+    try:
+        pids = dict(re.findall(r"worker (\d+): started, pid (\d+)", d.log()))
+        stalled = int(pids["1"])
+        queued = call_ids_of_worker(0, 10, "late")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        stream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        stream.connect(cunix)
+        os.kill(stalled, signal.SIGSTOP)
+        try:
+            for k, call_id in enumerate(queued):
+                sock.sendto(b"late%d Q %s ft" % (k, call_id.encode()), (HOST, d.ctl_port))
+            stream.sendall(b"Q %s ft\n" % queued[0].encode())
+            time.sleep(1.3)          # past the 1 s a client waits before it retries
+        finally:
+            os.kill(stalled, signal.SIGCONT)
+        stream.settimeout(5.0)
+        assert stream.recv(100) == b"E50\n"
+        sock.settimeout(0.5)
+        try:
+            late = sock.recv(100)
+        except socket.timeout:
+            late = None
+        assert late is None, late
+        assert d.command("G ncmds_shed") == "10"
+        assert d.command("Q %s ft" % queued[0]) == "E50"      # the worker serves again
+        sock.close()
+        stream.close()
+    finally:
+        d.stop()
