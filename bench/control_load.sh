@@ -6,7 +6,7 @@
 #   bench/control_load.sh flood [WORKERS] [RATE] [SECONDS]
 #                         capacity without flood, then 20,000 commands/s for 10 s over UDP
 #                         (U, D and junk) beside a cunix: and a unix: client, and
-#                         rtpbench relaying MEDIA_CALLS (50) calls through it
+#                         rtpbench relaying MEDIA_CALLS (default 50; 0: none) calls
 #   bench/control_load.sh gburst [WORKERS] [SESSIONS] [RATE] [SECONDS]
 #                         5,000 idle sessions, rtpbench relaying 200 calls for 25 s, and
 #                         500 G/s for 5 s from 5 s into it: media loss, G answered/shed
@@ -41,11 +41,14 @@ gcost)
 flood)
   start
   # media beside it: MEDIA_CALLS calls, counted over the flood (after the 6.5 s capacity run)
-  ip netns exec $ns taskset -c 0 "$out/rtpbench" -c 127.0.0.1:$port -n "${MEDIA_CALLS:-50}" -w 6 -t "${2:-10}" \
-    -p "$PIDS" -T "workers$workers" & M=$!
+  M=
+  if [ "${MEDIA_CALLS:-50}" != 0 ]; then
+    ip netns exec $ns taskset -c 0 "$out/rtpbench" -c 127.0.0.1:$port -n "${MEDIA_CALLS:-50}" \
+      -w 6 -t "${2:-10}" -p "$PIDS" -T "workers$workers" & M=$!
+  fi
   ip netns exec $ns taskset -c 0 "$python" "$here/control_load.py" flood $port $tmp/c.sock \
     $tmp/u.sock "${1:-20000}" "${2:-10}"
-  wait $M || true
+  [ -z "$M" ] || wait $M || true
   stop ;;
 gburst)
   sessions=${1:-5000}; rate=${2:-500}; seconds=${3:-5}
