@@ -18,7 +18,6 @@ import json
 import os
 import select
 import socket
-import statistics
 import sys
 import threading
 import time

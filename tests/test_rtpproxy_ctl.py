@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from helpers import Daemon, Endpoint, console_scripts, rtp_packet, wait_for
+from helpers import Daemon, Endpoint, console_scripts, rtp_packet
 
 HOST = "127.0.0.1"
 
