@@ -61,25 +61,22 @@ def make_sessions(d, count, prefix="idle"):
     assert all(r is not None and r[0].isdigit() for r in replies), replies[:5]
 
 
-def g_round_trip(d, rounds=60):
-    """Median seconds of one G over UDP."""
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        assert d.command("G npkts_rcvd npkts_relayed nsess_created").count(" ") == 2
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def round_trip(d, text):
+    start = time.perf_counter()
+    d.command(text)
+    return time.perf_counter() - start
 
 
 def test_g_costs_the_same_at_any_session_count():
     d = Daemon("--workers", "1", "-d", "ERR", ports=(20000, 29999))
     try:
-        few = g_round_trip(d)
         make_sessions(d, 3000)
         assert d.command("I").count("active sessions: 3000") == 1
-        many = g_round_trip(d)
-        # Summing 3000 sessions' streams costs ~10 ms here; running totals nothing.
-        assert many < few + 0.002, (few, many)
+        # G beside V (which reads no counter), pair by pair so the machine's
+        # load cancels out: summing 3000 sessions' streams cost ~7-11 ms here.
+        extra = [round_trip(d, "G npkts_rcvd npkts_relayed nsess_created") - round_trip(d, "V")
+                 for _ in range(100)]
+        assert statistics.median(extra) < 0.0015, sorted(extra)[::10]
     finally:
         d.stop()
 
