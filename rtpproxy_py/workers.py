@@ -484,8 +484,8 @@ class FrontDispatcher(Dispatcher):
         """-L is per process: a new session its worker refused goes to the
         first other worker that takes it; None if none does."""
         workers = self.workers
-        if call_id in workers.placed:
-            return None
+        if call_id in workers.placed or refused.request(ch.ADMIN, call_id, 0):
+            return None         # the Call-ID has sessions there: they keep it there
         for link in workers.links:
             if link is refused or call_id in workers.placed:
                 continue
