@@ -21,6 +21,7 @@ import time
 
 from . import channel as ch
 from . import daemon
+from .admin import PAGE, local_sessions
 from .control.transports import CLIENT_RETRY, TURN_PAUSE, count_shed
 from .dispatcher import CommandContext
 from .main import Daemon
@@ -105,7 +106,7 @@ class WorkerDaemon(Daemon):
         """A call the front end placed here though its Call-ID hashes to
         another worker (that one was full): say when its last session ends,
         so the Call-ID goes back to its own worker."""
-        from .workers import worker_for
+        from .workers import worker_for       # imported at start, not when fds may be short
         dispatcher, link = self.dispatcher, self.link
         destroy, own, count = dispatcher.destroy, self.number - 1, self.config.workers
 
@@ -143,8 +144,12 @@ class WorkerDaemon(Daemon):
             elif kind == ch.METRICS:
                 link.send(ch.REPLY, self.metrics.exposition() if self.metrics is not None else None)
             elif kind == ch.ADMIN:
-                from .admin import PAGE, local_sessions
-                link.send(ch.REPLY, local_sessions(self, message[1], message[2], PAGE))
+                try:
+                    page = local_sessions(self, message[1], message[2], PAGE)
+                except Exception:        # rtpproxy-ctl must never stop a worker serving
+                    log.exception("admin listing failed")
+                    page = []
+                link.send(ch.REPLY, page)
             elif kind == ch.DELETE_ALL:
                 dispatcher.close_all()
                 link.send(ch.REPLY, None)

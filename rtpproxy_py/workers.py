@@ -49,6 +49,7 @@ from gevent._hub_local import get_hub_if_exists
 from gevent.event import AsyncResult, Event
 
 from . import channel as ch
+from .admin import PAGE
 from .dispatcher import LOAD, CommandContext, Dispatcher
 from .main import Daemon
 from .ports import PortsExhausted, SharedPortTable
@@ -551,7 +552,6 @@ class FrontEnd(Daemon):
     def admin_sessions(self, call_id):
         """rtpproxy-ctl's listing: every worker's sessions, a page at a time
         (one Call-ID's: from the worker that holds it)."""
-        from .admin import PAGE
         links = [self.workers.for_call(call_id)] if call_id is not None else self.workers.links
         out = []
         for link in links:
