@@ -316,6 +316,8 @@ def test_a_command_the_client_has_given_up_on_is_shed_not_answered():
             late = None
         assert late is None, late
         assert d.command("G ncmds_shed") == "10"
+        # said once per interval, not once per command
+        assert d.log().count("control commands shed unanswered") == 1
         assert d.command("Q %s ft" % queued[0]) == "E50"      # the worker serves again
         sock.close()
         stream.close()

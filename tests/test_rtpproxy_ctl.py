@@ -91,3 +91,15 @@ def test_without_a_daemon_one_sentence(tmp_path):
 def test_no_command_is_a_usage_error(tmp_path):
     result = ctl(str(tmp_path / "none.sock"))
     assert result.returncode == 2 and "list, show CALL-ID or counters" in result.stderr
+
+
+def test_lists_every_session_of_every_worker_page_by_page(tmp_path):
+    from test_control_load import make_sessions
+    admin = str(tmp_path / "admin.sock")
+    d = Daemon("--workers", "2", "--admin_socket", admin, "-d", "ERR", ports=(20000, 21999))
+    try:
+        make_sessions(d, 450)       # more than admin.PAGE on each worker
+        listed = json.loads(ctl(admin, "--json", "list").stdout)["sessions"]
+        assert sorted(s["call_id"] for s in listed) == sorted("idle%d" % k for k in range(450))
+    finally:
+        d.stop()
