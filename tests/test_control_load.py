@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 
-from helpers import Daemon, Endpoint, rtp_packet
+from helpers import Daemon, Endpoint, rtp_packet, wait_for
 
 HOST = "127.0.0.1"
 
@@ -291,9 +291,13 @@ def test_a_command_the_client_has_given_up_on_is_shed_not_answered():
     import signal
     where = tempfile.mkdtemp(prefix="rtpp-shed-")
     cunix = os.path.join(where, "c.sock")
-    d = Daemon("--workers", "2", "-s", "cunix:" + cunix)
+    from helpers import free_port
+    from test_metrics import scrape
+    mport = free_port(socket.SOCK_STREAM)
+    d = Daemon("--workers", "2", "-s", "cunix:" + cunix, "--metrics", "%s:%d" % (HOST, mport))
     try:
-        pids = dict(re.findall(r"worker (\d+): started, pid (\d+)", d.log()))
+        pids = wait_for(lambda: len(set(re.findall(r"worker (\d+): started, pid (\d+)", d.log()))) == 2
+                        and dict(re.findall(r"worker (\d+): started, pid (\d+)", d.log())))
         stalled = int(pids["1"])
         queued = call_ids_of_worker(0, 10, "late")
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -316,6 +320,7 @@ def test_a_command_the_client_has_given_up_on_is_shed_not_answered():
             late = None
         assert late is None, late
         assert d.command("G ncmds_shed") == "10"
+        assert scrape(mport)["rtpproxy_commands_shed_total"] == 10
         # said once per interval, not once per command
         assert d.log().count("control commands shed unanswered") == 1
         assert d.command("Q %s ft" % queued[0]) == "E50"      # the worker serves again
