@@ -18,18 +18,23 @@ RECV_BUFFER = 256 * 1024
 
 # front end -> worker
 CONFIG = "config"          # (CONFIG, pickled Config, log to syslog): the first message
-COMMAND = "cmd"            # (COMMAND, command bytes, source ip, local ip) -> REPLY text
-STATS = "stats"            # (STATS,) -> REPLY (G values by name, live sessions)
+COMMAND = "cmd"            # (COMMAND, command bytes, source ip, local ip, deadline) -> REPLY
+                           # text, or SHED: not run, the deadline (0: none) had passed
+STATS = "stats"            # (STATS, names or None) -> REPLY (G values by name, live sessions)
 DELETE_ALL = "delete_all"  # (DELETE_ALL,) -> REPLY None; X, not counted as a command
 DEORBIT = "deorbit"        # SIGHUP: no new sessions; IDLE once the last one ends
 STOP = "stop"              # close every session and exit
 METRICS = "metrics"        # (METRICS,) -> REPLY exposition text (--metrics), or None
+ADMIN = "admin"            # (ADMIN, call id or None, offset) -> REPLY [session dict] (admin.PAGE at most)
 # worker -> front end
 READY = "ready"            # (READY, pid): serving
 REPLY = "reply"            # answers requests in the order they were sent
 NOTIFY = "notify"          # (NOTIFY, -n target text, tag, source ip, local ip)
 IDLE = "idle"              # deorbiting and the last session ended
 SNAPSHOT = "snapshot"      # (SNAPSHOT, G values): once a second, kept if the worker dies
+GONE = "gone"              # (GONE, call id): the last session of a call placed here ended
+
+SHED = False               # a REPLY to a COMMAND that was shed unanswered
 
 
 def pair():

@@ -85,6 +85,8 @@ Options:
                     own event loop (default: one per core; 1 = a single process)
   --kernel_offload  let the kernel forward latched streams that use no per-packet
                     feature (nftables NAT; needs CAP_NET_ADMIN)
+  --admin_socket PATH  unix socket where rtpproxy-ctl lists the live sessions
+                    and counters (not a control socket; mode 0660)
 """
 
 # Short options that take an argument, as in upstream's getopt string.

@@ -124,6 +124,7 @@ class Config:
     workers: int = 1              # worker processes (1: the single-process daemon)
     kernel_offload: bool = False  # nftables forwards eligible latched streams
     modules: list = field(default_factory=list)   # modules.ModuleSpec from --dso/--config
+    admin_socket: Optional[str] = None   # unix socket rtpproxy-ctl talks to (admin.py)
 
     def all_listen(self):
         return self.listen4 + self.listen6
@@ -477,6 +478,8 @@ def build(opts, debug_build=False):
     c.poll_batch = batch_ms / 1000.0
     c.kernel_offload = bool(opts["--kernel_offload"])
     c.rtp_analysis = _rtp_analysis(opts, c.kernel_offload)
+    if opts.get("--admin_socket"):
+        c.admin_socket = os.path.abspath(opts["--admin_socket"])
     if opts["--metrics"] is not None:
         c.metrics = parse_metrics_address(opts["--metrics"])
     c.latching = opts["--latching"]

@@ -54,6 +54,9 @@ class CommandContext:
 
     source_ip: str = "127.0.0.1"
     local_ip: Optional[str] = None
+    # monotonic time after which the client has retried: the command may then
+    # be shed unanswered (--workers; 0: a stream client, always answered)
+    deadline: float = 0.0
 
 
 class LookupMiss(Exception):
@@ -148,6 +151,8 @@ class Dispatcher:
             session, sidx = self._create(cmd, now), 0
         else:
             sidx = direction if not cmd.lookup else 1 - direction
+            if session.to_tag is None and cmd.to_tag is not None:
+                session.to_tag = cmd.to_tag if direction == 0 else cmd.from_tag
             stream = session.rtp[sidx]
             if stream.port is None or mods.new_port:
                 newly = stream.port is None
@@ -631,16 +636,18 @@ class Dispatcher:
 
     # --- I, G ---------------------------------------------------------------------------
 
-    def stat_values(self):
+    def stat_values(self, names=None):
         """(G counters by name, packet totals included; live sessions) for I and
-        G. The --workers front end (workers.py) sums them over its workers.
-        LOAD is not a G counter: I's average load, which adds up too."""
-        values = self.counters.values(self.table)
+        G: every counter, or at least ``names`` (the media totals walk the live
+        streams, the rest cost the same at any session count). The --workers
+        front end (workers.py) sums them over its workers. LOAD is not a G
+        counter: I's average load, which adds up too."""
+        values = self.counters.values(self.table, names)
         values[LOAD] = self.counters.average_load
         return values, len(self.table)
 
     def handle_info(self, cmd, ctx):
-        values, live = self.stat_values()
+        values, live = self.stat_values(())
         lines = [
             "sessions created: %d" % values["nsess_created"],
             "active sessions: %d" % (values["nsess_created"] - values["nsess_destroyed"]),
@@ -653,7 +660,7 @@ class Dispatcher:
         return "\n".join(lines) + "\n"
 
     def handle_stats(self, cmd, ctx):
-        values, _ = self.stat_values()
+        values, _ = self.stat_values(cmd.names)
         out = []
         for name in cmd.names:
             if name not in values or name == LOAD:

@@ -59,6 +59,7 @@ class Daemon:
         self.config = config
         self.metrics_sock = self.metrics = None
         self.servers = []
+        self.admin = None               # admin.AdminServer with --admin_socket
         self.stopping = False
 
     def _check_root(self):
@@ -79,8 +80,9 @@ class Daemon:
         try:
             return self._run()
         except BaseException:
-            for server in self.servers:     # unix socket files go away on a failed start
-                server.close()
+            for server in self.servers + [self.admin]:   # unix socket files go away on a failed start
+                if server is not None:
+                    server.close()
             raise
 
     def _run(self):
@@ -88,6 +90,9 @@ class Daemon:
         from .control.transports import open_control
         for spec in config.controls:
             self.servers.append(open_control(spec, config))
+        if config.admin_socket is not None:
+            from .admin import AdminServer
+            self.admin = AdminServer(config.admin_socket, config)
         self.metrics_sock = self.metrics = None
         if config.metrics is not None:
             from . import metrics
@@ -208,6 +213,8 @@ class Daemon:
             if server.spec.kind == "stdioc" or (server.spec.kind == "stdio" and only_stdio):
                 on_eof = self._deorbit
             server.start(self.dispatcher, on_eof)
+        if self.admin is not None:
+            self.admin.start(self.admin_sessions, self.dispatcher)
         gevent.signal_handler(signal.SIGTERM, self._on_stop_signal, signal.SIGTERM)
         gevent.signal_handler(signal.SIGINT, self._on_stop_signal, signal.SIGINT)
         gevent.signal_handler(signal.SIGHUP, self._deorbit)
@@ -242,6 +249,11 @@ class Daemon:
         if self.metrics_sock is not None:
             self.metrics.serve(self.metrics_sock)
 
+    def admin_sessions(self, call_id):
+        """rtpproxy-ctl's session listing (all, or one Call-ID's)."""
+        from .admin import local_sessions
+        return local_sessions(self, call_id)
+
     def _stats_ticker(self):
         import gevent
         fd_watch = daemon.FdWatch()
@@ -273,6 +285,8 @@ class Daemon:
         self._stop_media()
         for server in self.servers:
             server.close()
+        if self.admin is not None:
+            self.admin.close()
         self.notifier.close()
         if self.metrics is not None:
             self.metrics.close()

@@ -228,7 +228,7 @@ class _StateCollector:
         d = self.dispatcher
         counters = d.counters
         sessions = list(d.table)
-        packets = counters.packet_totals(sessions)
+        packets = counters.packet_totals(d.table)
         media = counters.media_totals(sessions)
 
         def gauge(name, text, value):
@@ -278,5 +278,7 @@ class _StateCollector:
                       media["npkts_resizer_out"])
         yield counter("rtpproxy_resizer_packets_discarded", "Packets re-packetizers dropped "
                       "(late, or queued when z was removed)", media["npkts_resizer_discard"])
+        yield counter("rtpproxy_commands_shed", "Control commands dropped unanswered because "
+                      "the daemon was overloaded (G ncmds_shed)", counters.ncmds_shed)
         yield gauge("rtpproxy_average_load", "CPU used by the daemon, fraction of one core, "
                     "averaged over about 10 s (I's average load)", counters.average_load)

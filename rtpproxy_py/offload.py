@@ -146,6 +146,7 @@ def credit(stream, packets, now, payload=0):
     """Packets (and ``payload`` UDP payload bytes) the kernel relayed for
     ``stream``: counted as if the program had."""
     stream.npkts_in += packets
+    stream.totals.npkts_rcvd += packets
     stream.nrelayed += packets
     stream.nbytes_in += payload
     stream.last_rx = now

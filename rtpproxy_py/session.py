@@ -37,6 +37,18 @@ RELATCH_MAX_SEQ_DISTANCE = 536
 # The latched sequence number is refreshed at most this often.
 SEQ_RESYNC_INTERVAL = 1.0
 
+class RunningTotals:
+    """The packet counters of G and I as running totals over every stream of
+    one session table (SessionTable.add hands it to each stream), so G and I
+    cost the same at any session count. Relayed = received - dropped."""
+
+    __slots__ = ("npkts_rcvd", "npkts_dropped", "npkts_discard", "npkts_played", "nplrs_destroyed")
+
+    def __init__(self):
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+
 NEVER = float("-inf")
 FOREVER = float("inf")
 # A prompt waiting for its party's address checks this often whether it is known.
@@ -61,8 +73,8 @@ class Stream:
         "filters", "demux", "egress",
         # signalling state kept for other features
         "codecs", "resize_ptime", "prompt_ptime", "tos",
-        # counters
-        "npkts_in", "nrelayed", "ndropped", "nignored", "last_rx",
+        # counters (totals: the table's RunningTotals)
+        "totals", "npkts_in", "nrelayed", "ndropped", "nignored", "last_rx",
         # bytes: of accepted packets (only with --metrics, by a tap), and of
         # dropped ones (counted on the drop paths only)
         "nbytes_in", "nbytes_ignored", "nbytes_unsent",
@@ -103,6 +115,7 @@ class Stream:
         self.resize_ptime = None
         self.prompt_ptime = None
         self.tos = None
+        self.totals = session.totals
         self.npkts_in = 0
         self.nrelayed = 0
         self.ndropped = 0
@@ -117,11 +130,14 @@ class Stream:
     def on_packet(self, data, source, now):
         """Account a packet received from ``source``; return where to send it."""
         self.npkts_in += 1
+        self.totals.npkts_rcvd += 1
         self.last_rx = now
         if source != self.rem_addr or now >= self.recheck_at:
             if not self._check_source(data, source, now):
                 self.ndropped += 1
                 self.nignored += 1
+                self.totals.npkts_dropped += 1
+                self.totals.npkts_discard += 1
                 self.nbytes_ignored += len(data)
                 return None
         analyzer = self.analyzer
@@ -134,6 +150,7 @@ class Stream:
         target = self.peer.target
         if target is None:
             self.ndropped += 1
+            self.totals.npkts_dropped += 1
             self.nbytes_unsent += len(data)
             return None
         self.nrelayed += 1
@@ -143,6 +160,7 @@ class Stream:
         """A packet the kernel already matched to ``rem_addr`` (the relay's
         connected socket for a latched stream): no source check needed."""
         self.npkts_in += 1
+        self.totals.npkts_rcvd += 1
         self.last_rx = now
         if now >= self.recheck_at:
             self._recheck(data, now)
@@ -162,6 +180,7 @@ class Stream:
         target = self.peer.target
         if target is None:
             self.ndropped += 1
+            self.totals.npkts_dropped += 1
             self.nbytes_unsent += len(data)
             return None
         self.nrelayed += 1
@@ -171,6 +190,8 @@ class Stream:
         """A tap said drop (catch_dtmf's h): counted as dropped and discarded."""
         self.ndropped += 1
         self.nignored += 1
+        self.totals.npkts_dropped += 1
+        self.totals.npkts_discard += 1
         self.nbytes_ignored += len(data)
         return None
 
@@ -437,6 +458,10 @@ class Stream:
         self.last_rx = now
         self.ndropped += 1
         self.nignored += 1
+        totals = self.totals
+        totals.npkts_rcvd += 1
+        totals.npkts_dropped += 1
+        totals.npkts_discard += 1
         self.nbytes_ignored += len(data)
 
     def unsent(self, data):
@@ -444,6 +469,7 @@ class Stream:
         refused it): dropped, not relayed."""
         self.nrelayed -= 1
         self.ndropped += 1
+        self.totals.npkts_dropped += 1
         self.nbytes_unsent += len(data)
 
     def veto_offload(self, reason):
@@ -464,7 +490,9 @@ class Session:
     def __init__(self, call_id, from_tag, now, setup_ttl, established_ttl=None, unified_ttl=True):
         self.call_id = call_id
         self.from_tag = from_tag
+        self.to_tag = None          # the other party's tag, once a U/L named it (rtpproxy-ctl)
         self.created_at = now
+        self.totals = UNCOUNTED      # SessionTable.add gives the table's
         self.rtp = [Stream(self, 0, True), Stream(self, 1, True)]
         self.rtcp = [Stream(self, 0, False), Stream(self, 1, False)]
         for k in (0, 1):
@@ -570,6 +598,7 @@ class Session:
             return False
         player.finish()
         self.nplrs_destroyed += 1
+        self.totals.nplrs_destroyed += 1
         self.rtp[index].set_muted(False)
         if not self.players:
             self.players = None
@@ -593,6 +622,7 @@ class Session:
             if player.finished:
                 self.stop_playback(index)
         self.npkts_played += len(out)
+        self.totals.npkts_played += len(out)
         return out
 
     def next_playback_at(self, now):
@@ -617,6 +647,7 @@ class SessionTable:
     def __init__(self):
         self.by_call_id = {}
         self.count = 0
+        self.totals = RunningTotals()
 
     def __len__(self):
         return self.count
@@ -626,6 +657,9 @@ class SessionTable:
             yield from list(sessions)
 
     def add(self, session):
+        session.totals = totals = self.totals
+        for stream in session.rtp + session.rtcp:
+            stream.totals = totals
         self.by_call_id.setdefault(session.call_id, []).append(session)
         self.count += 1
 
@@ -694,6 +728,9 @@ class PacketFilter:
 
     def send(self, stream, data, now):
         return data
+
+
+UNCOUNTED = RunningTotals()   # a session's until it joins a table (nothing reads it)
 
 
 def count_bytes(stream, data, source, now):

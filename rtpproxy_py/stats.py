@@ -1,9 +1,12 @@
 """Global counters for G and I (control-protocol.md 5.15, 5.17).
 
-Packet counters are not touched per packet: they are the sum over live
-streams plus what destroyed sessions left behind, computed when asked. The
-same goes for the RTP analysis totals (``rtpa_*``), the re-packetizer
-counters and the byte counts the metrics endpoint shows.
+The packet counters (received, relayed, discarded, played, players ended)
+are running totals kept by the streams themselves (session.RunningTotals,
+one per session table), so ``G`` and ``I`` cost the same at any session
+count. The RTP analysis totals (``rtpa_*``), the re-packetizer counters and
+the byte counts the metrics endpoint shows are still the sum over live
+streams plus what destroyed sessions left behind: they are computed only
+when a ``G`` names one of them (or the metrics endpoint is scraped).
 """
 
 import math
@@ -20,17 +23,20 @@ COUNTER_NAMES = (
     "rtpa_nsent", "rtpa_nrcvd", "rtpa_ndups", "rtpa_nlost", "rtpa_perrs",
     "pps_in",
 )
+# Not upstream's, known to G all the same: commands dropped unanswered under
+# overload (README "Hardening").
+EXTRA_COUNTER_NAMES = ("ncmds_shed",)
+ALL_COUNTER_NAMES = COUNTER_NAMES + EXTRA_COUNTER_NAMES
 FLOAT_COUNTERS = ("total_duration", "pps_in")
 
-# Per-stream packet counters that are summed into the global ones.
-_STREAM_SUMS = (("npkts_rcvd", "npkts_in"), ("npkts_relayed", "nrelayed"),
-                ("npkts_discard", "nignored"), ("npkts_dropped", "ndropped"))
-# Per-session counters (prompt playback) summed the same way.
-_SESSION_SUMS = ("npkts_played", "nplrs_destroyed")
+# The running totals (session.RunningTotals) and what G and I call them.
+PACKET_TOTALS = ("npkts_rcvd", "npkts_relayed", "npkts_discard", "npkts_dropped",
+                 "npkts_played", "nplrs_destroyed")
 # RTP analysis (per RTP stream analyzer) and re-packetizer counters.
 _ANALYZER_SUMS = ("rtpa_nsent", "rtpa_nrcvd", "rtpa_ndups", "rtpa_nlost", "rtpa_perrs")
 _RESIZER_SUMS = (("npkts_resizer_in", "n_in"), ("npkts_resizer_out", "n_out"),
                  ("npkts_resizer_discard", "n_discard"))
+MEDIA_TOTALS = frozenset(_ANALYZER_SUMS + tuple(n for n, _ in _RESIZER_SUMS))
 # Not G counters: bytes (RTP and RTCP), for the metrics endpoint.
 BYTE_TOTALS = ("bytes_relayed", "bytes_dropped")
 # I's "average load" is the daemon's CPU use (fraction of one core), smoothed
@@ -40,12 +46,10 @@ LOAD_WINDOW = 10.0
 
 class Counters:
     def __init__(self):
-        for name in COUNTER_NAMES:
+        for name in ALL_COUNTER_NAMES:
             setattr(self, name, 0.0 if name in FLOAT_COUNTERS else 0)
-        # packet totals of sessions already destroyed
-        self.done = {name: 0 for name, _ in _STREAM_SUMS}
-        self.done.update({name: 0 for name in _SESSION_SUMS})
-        self.done.update({name: 0 for name in _ANALYZER_SUMS})
+        # media totals of sessions already destroyed
+        self.done = {name: 0 for name in _ANALYZER_SUMS}
         self.done.update({name: 0 for name, _ in _RESIZER_SUMS})
         self.done.update({name: 0 for name in BYTE_TOTALS})
         self._pps_mark = None      # (time, npkts_rcvd) at the last pps sample
@@ -64,10 +68,6 @@ class Counters:
             self.nsess_owrtp += rtp_dirs == 1
             self.nsess_nortcp += rtcp_dirs == 0
             self.nsess_owrtcp += rtcp_dirs == 1
-        for total, attr in _STREAM_SUMS:
-            self.done[total] += sum(getattr(s, attr) for s in session.streams())
-        for name in _SESSION_SUMS:
-            self.done[name] += getattr(session, name)
         for stream in session.rtp:
             if stream.resizer is not None:
                 self.resizer_done(stream.resizer)
@@ -80,19 +80,18 @@ class Counters:
         for total, attr in _RESIZER_SUMS:
             self.done[total] += getattr(resizer, attr)
 
-    def packet_totals(self, sessions):
-        totals = dict(self.done)
-        for session in sessions:
-            for name in _SESSION_SUMS:
-                totals[name] += getattr(session, name)
-            for stream in session.streams():
-                for total, attr in _STREAM_SUMS:
-                    totals[total] += getattr(stream, attr)
-        return totals
+    @staticmethod
+    def packet_totals(table):
+        """The packet counters of ``table`` (a session.SessionTable), live and
+        past sessions: read from its running totals, whatever its size."""
+        t = table.totals
+        return {"npkts_rcvd": t.npkts_rcvd, "npkts_relayed": t.npkts_rcvd - t.npkts_dropped,
+                "npkts_discard": t.npkts_discard, "npkts_dropped": t.npkts_dropped,
+                "npkts_played": t.npkts_played, "nplrs_destroyed": t.nplrs_destroyed}
 
-    def sample_pps(self, sessions, now):
+    def sample_pps(self, table, now):
         """Called once a second: recompute pps_in."""
-        received = self.packet_totals(sessions)["npkts_rcvd"]
+        received = table.totals.npkts_rcvd
         if self._pps_mark is not None:
             then, before = self._pps_mark
             if now > then:
@@ -121,11 +120,15 @@ class Counters:
                         totals[total] += getattr(stream.resizer, attr)
         return totals
 
-    def values(self, sessions):
-        """All G counters by name, with packet totals filled in."""
-        out = {name: getattr(self, name) for name in COUNTER_NAMES}
-        for totals in (self.packet_totals(sessions), self.media_totals(sessions)):
-            out.update((name, value) for name, value in totals.items() if name in out)
+    def values(self, table, names=None):
+        """G counters by name (all, or at least ``names``), packet totals
+        filled in. The media totals walk the live streams: only when asked."""
+        out = {name: getattr(self, name) for name in ALL_COUNTER_NAMES}
+        out.update((name, value) for name, value in self.packet_totals(table).items()
+                   if name in out)
+        if names is None or not MEDIA_TOTALS.isdisjoint(names):
+            out.update((name, value) for name, value in self.media_totals(table).items()
+                       if name in out)
         return out
 
 

@@ -17,9 +17,12 @@ import pickle
 import signal
 import socket
 import sys
+import time
 
 from . import channel as ch
 from . import daemon
+from .admin import PAGE, local_sessions
+from .control.transports import CLIENT_RETRY, TURN_PAUSE, count_shed
 from .dispatcher import CommandContext
 from .main import Daemon
 from .ports import FamilyPorts, SharedPortTable
@@ -86,6 +89,7 @@ class WorkerDaemon(Daemon):
                                        shared=self.ports, owner=self.number)
         self.dispatcher.notifier = ChannelNotifier(self.link)
         self.dispatcher.on_idle = lambda: self.link.send(ch.IDLE)
+        self._report_guest_calls()
         serving = gevent.spawn(self._serve)
         gevent.spawn(self._snapshots)
         self.link.send(ch.READY, os.getpid())
@@ -98,6 +102,21 @@ class WorkerDaemon(Daemon):
             self.link.close()
         return 0
 
+    def _report_guest_calls(self):
+        """A call the front end placed here though its Call-ID hashes to
+        another worker (that one was full): say when its last session ends,
+        so the Call-ID goes back to its own worker."""
+        from .workers import worker_for       # imported at start, not when fds may be short
+        dispatcher, link = self.dispatcher, self.link
+        destroy, own, count = dispatcher.destroy, self.number - 1, self.config.workers
+
+        def destroy_and_report(session, timed_out=False):
+            destroy(session, timed_out)
+            call_id = session.call_id
+            if call_id not in dispatcher.table.by_call_id and worker_for(call_id, count) != own:
+                link.send(ch.GONE, call_id)
+        dispatcher.destroy = destroy_and_report
+
     def _serve(self):
         import gevent
         dispatcher, link = self.dispatcher, self.link
@@ -108,15 +127,29 @@ class WorkerDaemon(Daemon):
                 break
             served += 1
             if served % COMMAND_BURST == 0:
-                gevent.sleep(0)          # media waiting behind a burst of commands goes first
+                # Media waiting behind a burst of commands goes first: a timer,
+                # since sleep(0) would run again before the loop polls the sockets.
+                gevent.sleep(TURN_PAUSE)
             kind = message[0]
             if kind == ch.COMMAND:
-                _, data, source_ip, local_ip = message
+                _, data, source_ip, local_ip, deadline = message
+                if deadline and time.monotonic() > deadline:
+                    count_shed(dispatcher.counters, "a command waited %.0f s for worker %d" % (
+                        CLIENT_RETRY, self.number))
+                    link.send(ch.REPLY, ch.SHED)
+                    continue
                 link.send(ch.REPLY, dispatcher.execute(data, CommandContext(source_ip, local_ip)))
             elif kind == ch.STATS:
-                link.send(ch.REPLY, dispatcher.stat_values())
+                link.send(ch.REPLY, dispatcher.stat_values(message[1] if len(message) > 1 else None))
             elif kind == ch.METRICS:
                 link.send(ch.REPLY, self.metrics.exposition() if self.metrics is not None else None)
+            elif kind == ch.ADMIN:
+                try:
+                    page = local_sessions(self, message[1], message[2], PAGE)
+                except Exception:        # rtpproxy-ctl must never stop a worker serving
+                    log.exception("admin listing failed")
+                    page = []
+                link.send(ch.REPLY, page)
             elif kind == ch.DELETE_ALL:
                 dispatcher.close_all()
                 link.send(ch.REPLY, None)

@@ -11,7 +11,17 @@ The front end reads every command, keeps the UDP reply cache, and
   up every worker's counters (its own command counters included, since each
   command is counted by whoever executed it);
 * sends the timeout notifications workers ask for, so each target keeps its
-  single connection.
+  single connection;
+* places a new call elsewhere when its worker is full: -L (the open-files
+  limit) is each process's, so a U that its Call-ID's worker refuses with
+  E72 is tried on the others, and the Call-ID is then routed to the worker
+  that took it until that worker reports its last session gone (GONE). A new
+  session fails only when every worker is full, as in one process.
+
+Every queue between the front end and a worker is bounded: a UDP socket has
+at most transports.MAX_INFLIGHT commands out, a worker at most MAX_PENDING
+sheddable ones waiting, and a worker sheds a command whose client has
+retried by the time its turn comes (README "Hardening").
 
 All workers take media ports from shared memory (ports.SharedPortTable, one
 table per address family), so the port range behaves as in one process. They
@@ -39,12 +49,16 @@ from gevent._hub_local import get_hub_if_exists
 from gevent.event import AsyncResult, Event
 
 from . import channel as ch
+from .admin import PAGE
 from .dispatcher import LOAD, CommandContext, Dispatcher
 from .main import Daemon
 from .ports import PortsExhausted, SharedPortTable
 from .protocol import reply
+from .protocol.commands import Update
+from .protocol.errors import SESSION_CREATE_FAILED
 from .protocol.parse import parse
 from .relay import Relay
+from .control.transports import count_shed
 
 log = logging.getLogger("rtpproxy")
 
@@ -53,8 +67,13 @@ STOP_TIMEOUT = 5.0          # for a worker to exit after STOP, before SIGKILL
 STATS_AT_STOP_TIMEOUT = 1.0  # for the workers' last figures when the daemon stops
 RESTART_DELAYS = (0.0, 0.5, 1.0, 2.0, 5.0)   # after quick successive deaths
 STEADY = 10.0               # a worker that ran this long died "for the first time"
+MAX_PENDING = 128           # sheddable commands waiting for one worker; beyond: shed
 
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+_SESSION_REFUSED = reply.error(SESSION_CREATE_FAILED)
+QUEUE_FULL = object()       # WorkerLink.request: shed before it was sent
 
 
 def worker_for(call_id, count):
@@ -156,6 +175,9 @@ class WorkerLink:
                 self.pool.check_idle()
             elif kind == ch.SNAPSHOT:
                 self.snapshot = message[1]
+            elif kind == ch.GONE:
+                if self.pool.placed.get(message[1]) is self:
+                    del self.pool.placed[message[1]]
         link.close()
         code = _reap(pid)
         exited.set(code)
@@ -172,6 +194,8 @@ class WorkerLink:
 
     def _on_exit(self, code):
         self.pool.ports.release_all(self.number)
+        for call_id in [k for k, link in self.pool.placed.items() if link is self]:
+            del self.pool.placed[call_id]       # its calls are gone with it
         self.pool.retired = add_values(self.pool.retired, retire(self.snapshot))
         self.snapshot = {}
         was_ready, self.ready = self.ready, False
@@ -217,11 +241,15 @@ class WorkerLink:
 
     # --- requests -------------------------------------------------------------
 
-    def request(self, *message):
+    def request(self, *message, sheddable=False):
         """Send ``message`` and wait for the reply; None if the worker cannot
-        answer (it is down, or died twice with this command)."""
+        answer (it is down, or died twice with this command); QUEUE_FULL if
+        the command is ``sheddable`` and MAX_PENDING commands wait (not sent);
+        ch.SHED if the worker found it past its deadline (and counted it)."""
         if self.down or self.pool.stopping:
             return None
+        if sheddable and len(self.pending) >= MAX_PENDING:
+            return QUEUE_FULL
         request = _Request(message)
         self.pending.append(request)
         if self.ready:
@@ -316,6 +344,7 @@ class Workers:
         self.ports = SharedPortTable(config.port_min, config.port_max)
         self.links = [WorkerLink(self, k + 1) for k in range(config.workers)]
         self.retired = {}            # counters of workers that died
+        self.placed = {}             # Call-ID -> WorkerLink: calls its hash worker could not take
         self.stopping = False
         self.deorbiting = False
         self.on_idle = None
@@ -346,6 +375,9 @@ class Workers:
         return True
 
     def for_call(self, call_id):
+        link = self.placed.get(call_id)
+        if link is not None:
+            return link
         return self.links[worker_for(call_id, len(self.links))]
 
     def ask_all(self, *message):
@@ -355,10 +387,10 @@ class Workers:
         gevent.joinall(jobs)
         return [job.value for job in jobs]
 
-    def stats(self, values, live):
+    def stats(self, values, live, names=None):
         """Add every worker's I/G figures (and dead workers' last ones) to the
         front end's own ``values`` and ``live``."""
-        answers = self.ask_all(ch.STATS)
+        answers = self.ask_all(ch.STATS, None if names is None else list(names))
         # Added up only now: a worker that exited while we waited has moved
         # its last figures from its snapshot to the retired ones.
         total = add_values(dict(values), self.retired)
@@ -374,6 +406,7 @@ class Workers:
 
     def delete_all(self):
         self.ask_all(ch.DELETE_ALL)
+        self.placed.clear()
 
     def deorbit(self, on_idle):
         self.deorbiting = True
@@ -430,20 +463,44 @@ class FrontDispatcher(Dispatcher):
 
     def execute(self, data, ctx=None):
         try:
-            call_id = getattr(parse(data), "call_id", None)
+            command = parse(data)
+            call_id = getattr(command, "call_id", None)
         except Exception:
-            call_id = None           # malformed: answered (and counted) here
+            command = call_id = None     # malformed: answered (and counted) here
         if call_id is not None:
             ctx = ctx or CommandContext()
-            text = self.workers.for_call(call_id).request(ch.COMMAND, bytes(data), ctx.source_ip,
-                                                          ctx.local_ip)
+            message = (ch.COMMAND, bytes(data), ctx.source_ip, ctx.local_ip, ctx.deadline)
+            link = self.workers.for_call(call_id)
+            text = link.request(*message, sheddable=bool(ctx.deadline))
+            if text == _SESSION_REFUSED and isinstance(command, Update) and not command.lookup:
+                text = self._place_elsewhere(call_id, link, message) or text
+            if text is QUEUE_FULL:
+                count_shed(self.counters, "a worker has %d commands waiting" % MAX_PENDING)
+                return None
+            if text is ch.SHED:
+                return None             # counted by the worker
             if text is not None:
                 return text
         return super().execute(data, ctx)
 
-    def stat_values(self):
-        values, live = super().stat_values()
-        return self.workers.stats(values, live)
+    def _place_elsewhere(self, call_id, refused, message):
+        """-L is per process: a new session its worker refused goes to the
+        first other worker that takes it; None if none does."""
+        workers = self.workers
+        if call_id in workers.placed or refused.request(ch.ADMIN, call_id, 0):
+            return None         # the Call-ID has sessions there: they keep it there
+        for link in workers.links:
+            if link is refused or call_id in workers.placed:
+                continue
+            text = link.request(*message)
+            if isinstance(text, str) and not text.startswith("E"):
+                workers.placed[call_id] = link
+                return text
+        return None
+
+    def stat_values(self, names=None):
+        values, live = super().stat_values(names)
+        return self.workers.stats(values, live, names)
 
     def handle_delete_all(self, cmd, ctx):
         self.workers.delete_all()
@@ -505,6 +562,23 @@ class FrontEnd(Daemon):
             return texts
 
         self.metrics.serve(self.metrics_sock, MergedCollector(fetch))
+
+    def admin_sessions(self, call_id):
+        """rtpproxy-ctl's listing: every worker's sessions, a page at a time
+        (one Call-ID's: from the worker that holds it)."""
+        links = [self.workers.for_call(call_id)] if call_id is not None else self.workers.links
+        out = []
+        for link in links:
+            offset = 0
+            while True:
+                page = link.request(ch.ADMIN, call_id, offset)
+                if not page:
+                    break
+                out.extend(page)
+                if len(page) < PAGE:
+                    break
+                offset += PAGE
+        return out
 
     def _stop_media(self):
         self.workers.stop()

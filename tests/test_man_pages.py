@@ -18,7 +18,8 @@ from rtpproxy_py.protocol import errors, parse
 from rtpproxy_py.protocol.errors import CommandError
 
 MAN = os.path.join(TOP, "man")
-PAGES = {"rtpproxy": "rtpproxy.8", "makeann": "makeann.1", "extractaudio": "extractaudio.1"}
+PAGES = {"rtpproxy": "rtpproxy.8", "makeann": "makeann.1", "extractaudio": "extractaudio.1",
+         "rtpproxy-ctl": "rtpproxy-ctl.8"}
 
 # From /work/shared/spec/makeann.md and extractaudio.md section 1, for as long
 # as the program is not declared in setup.cfg.

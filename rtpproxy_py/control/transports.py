@@ -8,6 +8,16 @@ command thread does. The --workers front end's execute waits for a worker
 (its dispatcher says ``concurrent``): then each UDP datagram is served by a
 greenlet of its own, so commands for different workers run side by side.
 
+Under overload each source gets its share and nothing is answered too late
+(README "Hardening"): with --workers a UDP socket has at most MAX_INFLIGHT
+commands waiting for workers; what arrives beyond that is shed (dropped
+unanswered and counted in G ``ncmds_shed``, the client retransmits), and a
+command still queued CLIENT_RETRY seconds after it arrived is shed by the
+worker rather than answered after the client has retried. A stream
+connection has one command in flight at a time and is never shed; its
+commands pass every queue bound, so a UDP flood cannot starve the SIP
+proxy's stream socket.
+
 Hostile or broken clients cost the others nothing: each stream connection has
 its own greenlet, a reply that cannot be written within WRITE_TIMEOUT (a
 client that never reads) drops that connection, a listener holds at most
@@ -49,6 +59,17 @@ MAX_CONNECTIONS = 256     # open stream connections per listener
 STREAM_SNDBUF = 64 * 1024
 YIELD_EVERY = 16          # commands (or connections) handled in a row before the loop gets a turn
 TURN_PAUSE = 1e-6         # seconds: wakes up right after the loop's next poll
+MAX_INFLIGHT = 64         # UDP commands of one socket waiting for workers (--workers)
+CLIENT_RETRY = 1.0        # seconds: Kamailio's rtpproxy_tout; a reply after it is useless
+
+SHED = None               # what execute returns for a command shed unanswered
+
+
+def count_shed(counters, how):
+    """One command shed: counted, and logged at most once per interval."""
+    counters.ncmds_shed += 1
+    throttle.log(logging.WARNING, "shed", "overloaded: control commands shed unanswered (%s; "
+                 "G ncmds_shed counts them)", how)
 
 
 class Turns:
@@ -151,6 +172,7 @@ class UdpControl(ControlServer):
         self.local_ip = self.spec.host
         self.cache = ReplyCache()
         self.running = {}       # cookie -> Event, commands still executing (concurrent only)
+        self.inflight = 0       # commands spawned and not answered yet (concurrent only)
         self.greenlets = [gevent.spawn(self._serve, execute), gevent.spawn(self._sweep)]
 
     def _sweep(self):
@@ -169,12 +191,37 @@ class UdpControl(ControlServer):
                 gevent.sleep(0.01)
                 continue
             if self.concurrent:
-                gevent.spawn(self.handle_datagram, data, source, execute)
+                if self.inflight < MAX_INFLIGHT:
+                    self.inflight += 1
+                    gevent.spawn(self._handle_counted, data, source, execute, time.monotonic())
+                else:
+                    self._shed_or_repeat(data, source)
             else:
                 self.handle_datagram(data, source, execute)
             turns.done()
 
-    def handle_datagram(self, data, source, execute):
+    def _handle_counted(self, data, source, execute, received):
+        try:
+            self.handle_datagram(data, source, execute, received)
+        finally:
+            self.inflight -= 1
+
+    def _shed_or_repeat(self, data, source):
+        """MAX_INFLIGHT commands are waiting: a retransmission whose reply is
+        cached still gets it; anything else is shed, unparsed."""
+        match = _COOKIE.match(data)
+        cached = self.cache.get(match.group(1)) if match is not None else None
+        if cached is not None:
+            self.counters.ncmds_rcvd_ndups += 1
+            try:
+                self.sock.sendto(cached, source)
+                self.counters.ncmds_repld += 1
+            except OSError:
+                pass
+            return
+        count_shed(self.counters, "%s: more than %d commands waiting" % (self.spec.text, MAX_INFLIGHT))
+
+    def handle_datagram(self, data, source, execute, received=None):
         match = _COOKIE.match(data)
 
         def send(payload):
@@ -197,9 +244,16 @@ class UdpControl(ControlServer):
             return
         ctx = CommandContext(source[0] if self.spec.family == stdsocket.AF_INET else "127.0.0.1",
                              self.local_ip)
+        if received is not None:
+            ctx.deadline = received + CLIENT_RETRY      # may be shed: the client retransmits
         if self.concurrent:
             running = self.running[cookie] = Event()
         text = execute(command, ctx)
+        if text is SHED:
+            if running is not None:
+                del self.running[cookie]
+                running.set()
+            return
         payload = cookie + b" " + text.encode("utf-8")
         self.cache.put(cookie, payload, time.monotonic())
         if running is not None:
@@ -330,11 +384,13 @@ class UnixControl(_StreamListener):
         if self.spec.kind == "cunix":
             return super()._serve_connection(conn, peer, execute)
         try:
+            data = None
             with gevent.Timeout(ONE_SHOT_TIMEOUT, False):
                 data = conn.recv(MAX_COMMAND)
-                if data:
-                    text = execute(data, CommandContext())
-                    self._reply(conn.sendall, text)   # one short reply: fits the socket buffer
+            if data:
+                # the time-out is the client's: the command, once sent, is answered
+                text = execute(data, CommandContext())
+                self._reply(conn.sendall, text)   # one short reply: fits the socket buffer
         except OSError:
             pass
         finally:
