@@ -450,6 +450,10 @@ def test_install_run_as_the_unit_does_and_purge(built):
             assert command("V") == "20040107"
             got_callee, got_caller, sent = relay_one_call(command)
             assert got_callee == sent and got_caller == sent
+            # rtpproxy-ctl finds the packaged daemon on its default admin socket
+            ctl = subprocess.run(["/usr/bin/rtpproxy-ctl", "--json", "counters"], env=SYSTEM_ENV,
+                                 capture_output=True, text=True, timeout=60)
+            assert ctl.returncode == 0 and '"nsess_created"' in ctl.stdout, ctl
             assert re.search(r"started, pid %d; control unix:%s; media on all IPv4 addresses; ports 35000-64999; "
                              % (daemon.pid, control), _read(log)), _read(log)
 
