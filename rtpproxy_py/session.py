@@ -228,7 +228,7 @@ class Stream:
         if source == self.signalled:
             # The party sends from exactly the address it signalled: it takes
             # its stream back from whoever held it (beyond upstream).
-            was = current
+            was = current if self.untrusted else None     # None: first learned address
             self._try_latch(data, now)
             self._learn(source)
             self._confirm(data, now)
@@ -243,10 +243,10 @@ class Stream:
                 # RTCP not yet heard while the party's RTP comes from exactly
                 # its signalled address: its RTCP comes from that host too.
                 return False
-            was = current
+            was = current if self.untrusted else None
             self._try_latch(data, now)
             self._learn(source)
-            self._moved(was, "not latched yet", now)
+            self._moved(was, "not latched (within %d s of a U/L update)" % RELATCH_WINDOW, now)
             return True
         if self._relatch_allowed(data, now):
             was = current
@@ -751,6 +751,25 @@ class Session:
 
     def duration(self, now):
         return now - self.created_at
+
+    def summary(self):
+        """The end-of-session log lines (INFO), one per stream: what the party
+        sent (RTP analysis: by sequence numbers) and what the relay did with it."""
+        lines = []
+        for stream in self.rtp + self.rtcp:
+            counts = []
+            analyzer = stream.analyzer
+            if analyzer is not None:
+                sent, received, _ = analyzer.sequence_totals()
+                counts += ["sent %d" % sent, "received %d" % stream.npkts_in,
+                           "lost %d" % max(0, sent - received)]
+            else:
+                counts.append("received %d" % stream.npkts_in)
+            counts += ["relayed %d" % stream.nrelayed, "dropped %d" % stream.ndropped]
+            lines.append("session %s, tag %s: %s %s from %s: %s" % (
+                self.call_id, self.from_tag, stream._who(), stream._kind(),
+                _format_addr(stream.rem_addr), ", ".join(counts)))
+        return lines
 
 
 class SessionTable:

@@ -231,3 +231,16 @@ def test_burst_at_latch_time_stays_in_order(rtpproxy):
         assert seqs == sorted(seqs), "reordered at latch time: %s" % seqs[:60]
         assert len(seqs) >= 590
         d.command("D c%d ft" % call)
+
+
+def test_asymmetric_party_from_another_port_is_counted_once(rtpproxy):
+    """Issue 14: an asymmetric caller (`Ua`) sending from another port of its
+    signalled host: relayed, and counted once, on its own leg, as upstream."""
+    d = rtpproxy("-l", "127.0.0.1")
+    a, b, a_other_port = Endpoint(), Endpoint(), Endpoint()
+    pa, pb = setup_call(d, a, b, mods_u="a")
+    for i in range(2):
+        a_other_port.send(rtp_packet(i, ssrc=0x1111), "127.0.0.1", pa)
+        assert b.recv()[0] == rtp_packet(i, ssrc=0x1111)
+    assert d.command("Qv call ftag ttag") == "ttl=60 npkts_ina=2 npkts_ino=0 nrelayed=2 ndropped=0"
+    assert d.command("G npkts_rcvd npkts_relayed npkts_discard") == "2 2 0"
