@@ -1,18 +1,34 @@
 """UDP reply cache (control-protocol.md 1.2): a retransmitted cookie gets the
 reply it got before, and the command does not run twice.
 
-Entries live LIFETIME seconds, but the cache never holds more than MAX_BYTES:
-a flood of datagrams with new cookies (up to 8 KiB each) would otherwise grow
-it without bound for 35 s. Legitimate load stays far below it (2000 commands
-a second keep about 10 MiB); past it the oldest replies are forgotten first.
+Bounded by time and by memory. Entries live LIFETIME seconds, but the cache
+never holds more than MAX_BYTES (entries counted at what they really cost,
+ENTRY_OVERHEAD measured): a flood of new cookies, or a busy proxy, would
+otherwise keep 35 s of replies (at 10,000 commands a second, 350,000 entries,
+about 95 MB). Past the bound the oldest replies are forgotten first; at
+10,000 commands a second the cache still answers retransmissions for about
+13 s, far beyond a SIP proxy's retry time (Kamailio: 1 s, 5 retries).
+
+A dict never gives back the table it grew to when entries are deleted, so
+after a sweep that left it much smaller than its peak it is copied into a
+fresh one: the memory of a busy minute comes back once its replies expire
+(bench/churn.py --udp measures it).
 """
 
 import collections
 
 LIFETIME = 35.0
 SWEEP_INTERVAL = 3.0
-MAX_BYTES = 64 * 1024 * 1024
-ENTRY_OVERHEAD = 120        # bytes a dict slot, a deque slot and two bytes objects cost besides their data
+MAX_BYTES = 32 * 1024 * 1024
+# What one entry costs besides the cookie's and reply's bytes, measured with
+# tracemalloc on 350,000 entries (3.11: about 255 bytes in all with a
+# 10-byte cookie and a 25-byte reply): two bytes objects, the (expiry,
+# cookie) tuple and its float, the dict slot and the deque slot.
+ENTRY_OVERHEAD = 220
+# Rebuild the dict when a sweep leaves it with fewer than 1/SHRINK_RATIO of
+# the entries it held at its peak (and the peak was worth it).
+SHRINK_RATIO = 4
+SHRINK_MIN_PEAK = 4096
 
 
 class ReplyCache:
@@ -23,6 +39,7 @@ class ReplyCache:
         self.expiry = collections.deque()       # (expires at, cookie), oldest first
         self.size = 0                           # bytes held, overhead included
         self.evicted = 0                        # entries forgotten before their time
+        self.peak = 0                           # most entries since the dict was last rebuilt
 
     def __len__(self):
         return len(self.replies)
@@ -31,23 +48,30 @@ class ReplyCache:
         return self.replies.get(cookie)
 
     def put(self, cookie, data, now):
-        old = self.replies.get(cookie)
+        replies = self.replies
+        old = replies.get(cookie)
         if old is None:
             self.expiry.append((now + self.lifetime, cookie))
             self.size += len(cookie) + ENTRY_OVERHEAD
         else:
             self.size -= len(old)
-        self.replies[cookie] = data
+        replies[cookie] = data
         self.size += len(data)
         while self.size > self.max_bytes and len(self.expiry) > 1:
             self._forget(self.expiry.popleft()[1])
             self.evicted += 1
+        if len(replies) > self.peak:
+            self.peak = len(replies)
 
     def sweep(self, now):
-        """Forget replies older than the lifetime (run every SWEEP_INTERVAL)."""
+        """Forget replies older than the lifetime (run every SWEEP_INTERVAL);
+        give the dict's table back once it has shrunk well below its peak."""
         expiry = self.expiry
         while expiry and expiry[0][0] <= now:
             self._forget(expiry.popleft()[1])
+        if self.peak >= SHRINK_MIN_PEAK and len(self.replies) * SHRINK_RATIO < self.peak:
+            self.replies = dict(self.replies)
+            self.peak = len(self.replies)
 
     def _forget(self, cookie):
         data = self.replies.pop(cookie, None)

@@ -1,3 +1,5 @@
+import tracemalloc
+
 from rtpproxy_py.control.reply_cache import ReplyCache
 
 
@@ -24,3 +26,50 @@ def test_a_flood_of_new_cookies_is_bounded_in_bytes():
     assert cache.evicted == 10000 - len(cache)
     cache.sweep(35.0)
     assert len(cache) == 0 and cache.size == 0
+
+
+def _traced(build):
+    """Bytes that ``build()``'s result holds, by tracemalloc."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = build()
+        return kept, tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+def test_the_memory_bound_counts_what_entries_really_cost():
+    """Many small replies (a busy proxy: short cookies, short replies) stay
+    within the bound as Python really allocates them, not only as counted."""
+    bound = 2 * 1024 * 1024
+
+    def fill():
+        cache = ReplyCache(lifetime=35, max_bytes=bound)
+        for n in range(60000):
+            cache.put(b"%d_1" % (4000000 + n), b"%d_1 30012 127.0.0.1\n" % (4000000 + n), n / 10000.0)
+        return cache
+    cache, held = _traced(fill)
+    assert cache.evicted > 0
+    assert held <= bound * 1.15, (held, len(cache))
+
+
+def test_memory_comes_back_once_replies_expire():
+    """After a busy spell every reply expires and the sweep gives the dict's
+    table back: what the cache holds then is back to almost nothing."""
+    def fill_and_sweep():
+        cache = ReplyCache(lifetime=35)
+        for n in range(100000):
+            cache.put(b"%d_1" % n, b"%d_1 30012 127.0.0.1\n" % n, n / 10000.0)
+        cache.sweep(10 + 35.0 + 1)
+        return cache
+    cache, held = _traced(fill_and_sweep)
+    assert len(cache) == 0
+    assert held < 64 * 1024, held
+    # and a cache that only shrank a little keeps its dict (no copy per sweep)
+    cache = ReplyCache(lifetime=35)
+    for n in range(10000):
+        cache.put(b"%d" % n, b"0\n", n / 1000.0)
+    replies = cache.replies
+    cache.sweep(35.0 + 2.0)
+    assert cache.replies is replies and len(cache) > 5000
