@@ -49,8 +49,9 @@ RELATCH_MAX_SEQ_DISTANCE = 536
 # The latched sequence number is refreshed at most this often.
 SEQ_RESYNC_INTERVAL = 1.0
 # Default mode: a party that sent from exactly its signalled address keeps its
-# stream against strangers until it has been silent this long (NAT rebinding of
-# such a party, or a new device behind the address, then latches as upstream).
+# stream against strangers until it has been silent this long (a new device
+# behind the address then latches as upstream; its own NAT rebinding, the same
+# SSRC continuing from a new port, is followed as soon as the old port is silent).
 PREFER_LAPSE = 10.0
 # Address events (latch, re-latch) logged per stream per LOG_INTERVAL; beyond
 # that they are counted and the count goes with the next line.
@@ -75,7 +76,7 @@ class Stream:
         "rem_addr", "target", "latched", "untrusted", "asymmetric", "prev_addr", "signalled",
         # default mode: the party sent from exactly ``signalled`` (preferred), and
         # when it was last known to send (accepted-packet count, time)
-        "confirmed", "pref_count", "pref_seen",
+        "confirmed", "pref_count", "pref_seen", "pref_candidate",
         # log rate limits: (window end, lines left, lines held) for address
         # events, (next line time, refusals held) for refused sources
         "log_window", "log_refusals",
@@ -111,6 +112,7 @@ class Stream:
         self.confirmed = False
         self.pref_count = 0
         self.pref_seen = NEVER
+        self.pref_candidate = None   # (source, accepted count) of the last same-SSRC stranger
         self.log_window = None
         self.log_refusals = None
         self.last_update = NEVER
@@ -237,8 +239,21 @@ class Stream:
             self._confirm(data, now)
             self._moved(was, "the party sends from its signalled address", now)
             return True
-        if self.confirmed and self._preferred_sending(now):
-            return False
+        if self.confirmed:
+            if self._continues_ssrc(data):
+                # The party's own SSRC from a new address: NAT rebinding once
+                # nothing came from the signalled address between two of its
+                # packets; a second sender of the same SSRC is never followed.
+                accepted = self.npkts_in - 1 - self.nignored
+                if self.pref_candidate == (source, accepted):
+                    was = current
+                    self._learn(source)
+                    self._moved(was, "same SSRC, sequence continues, the signalled address "
+                                "fell silent", now)
+                    return True
+                self.pref_candidate = (source, accepted)
+            if self._preferred_sending(now):
+                return False
         if not self.latched:
             twin = self.twin
             if (not self.is_rtp and twin.confirmed and twin.signalled is not None
@@ -260,6 +275,16 @@ class Stream:
             return True
         return False
 
+    def _continues_ssrc(self, data):
+        """RTP with the latched SSRC and a sequence number close to the latched one."""
+        if not self.is_rtp or self.ssrc is None:
+            return False
+        header = rtp.parse(data)
+        if header is None or header.ssrc != self.ssrc:
+            return False
+        distance = (header.seq - self.seq) & 0xFFFF
+        return min(distance, 0x10000 - distance) <= RELATCH_MAX_SEQ_DISTANCE
+
     def _parses(self, data):
         """``data`` is RTP (RTP stream) or RTCP (RTCP stream) that may teach an address."""
         if self.is_rtp:
@@ -273,7 +298,7 @@ class Stream:
             if not self._parses(data):
                 return
             self.confirmed = True
-        self.pref_count = self.npkts_in - self.nignored
+            self.pref_count = self.npkts_in - self.nignored    # then moved by strangers only
         self.pref_seen = now
 
     def _preferred_sending(self, now):

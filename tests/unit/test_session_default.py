@@ -102,20 +102,39 @@ def test_signalled_party_is_preferred_while_it_sends():
     assert s.rtcp[1].rem_addr == (CALLER[0], 4005)
 
 
-def test_preference_lapses_when_the_party_falls_silent():
-    """NAT rebinding of a preferred party: once its address has been silent
-    PREFER_LAPSE seconds, the same SSRC continuing from a new port re-latches
-    as upstream."""
+def test_nat_rebinding_of_a_preferred_party_is_followed_once_its_address_is_silent():
+    """The same SSRC continuing from a new port: while the signalled address
+    still sends (a second stream), never followed; once a packet from the new
+    port finds that nothing came from the old one since the previous, followed."""
     s = call()
     for t in range(1, 4):
         s.rtp[1].on_packet(rtp(t), CALLER, float(t))
-    moved = (CALLER[0], 4444)
-    assert s.rtp[1].on_packet(rtp(4), moved, 3.5) is None           # still sending
-    late = 3.0 + PREFER_LAPSE + 0.1
-    assert s.rtp[1].on_packet(rtp(5), moved, late) == CALLEE
+    second = (CALLER[0], 4444)
+    for seq in range(4, 10):                  # both send: the second stream is dropped
+        assert s.rtp[1].on_packet(rtp(seq), CALLER, 4.0 + seq / 50) == CALLEE
+        assert s.rtp[1].on_packet(rtp(seq), second, 4.01 + seq / 50) is None
+    assert s.rtp[1].rem_addr == CALLER
+    moved = (CALLER[0], 5555)                 # then the old port falls silent: rebinding
+    assert s.rtp[1].on_packet(rtp(10), CALLER, 4.98) == CALLEE
+    assert s.rtp[1].on_packet(rtp(11), moved, 5.0) is None       # the old port sent since
+    assert s.rtp[1].on_packet(rtp(12), moved, 5.02) == CALLEE
     assert s.rtp[1].rem_addr == moved and not s.rtp[1].confirmed
-    # a stranger with another SSRC outside the window: dropped, as upstream
-    assert s.rtp[1].on_packet(rtp(9, 0xEEEE), STRANGER, late + 1) is None
+    # the signalled address takes it back when it sends again
+    assert s.rtp[1].on_packet(rtp(13), CALLER, 6.0) == CALLEE and s.rtp[1].rem_addr == CALLER
+
+
+def test_preference_lapses_when_the_party_falls_silent():
+    """Silent PREFER_LAPSE seconds, a preferred party is latched over as
+    upstream would (within 10 s of a U/L, any RTP) until it sends again."""
+    s = call()
+    for t in range(1, 4):
+        s.rtp[1].on_packet(rtp(t), CALLER, float(t))
+    s.rtp[1].signal_address(CALLER, False, 5.0)
+    assert s.rtp[1].on_packet(rtp(1, 0xEEEE), STRANGER, 5.5) is None
+    assert s.rtp[1].on_packet(rtp(2, 0xEEEE), STRANGER, 3.0 + PREFER_LAPSE - 0.1) is None
+    assert s.rtp[1].on_packet(rtp(3, 0xEEEE), STRANGER, 3.0 + PREFER_LAPSE + 0.1) == CALLEE
+    assert s.rtp[1].rem_addr == STRANGER
+    assert s.rtp[1].on_packet(rtp(4), CALLER, 14.0) == CALLEE and s.rtp[1].rem_addr == CALLER
 
 
 def test_signalled_party_takes_its_stream_back():
