@@ -4,6 +4,14 @@ daemon's resident memory, open file descriptors and greenlets come back to
 where they were (tests/test_churn.py runs a small version).
 
     bench/churn.py [SESSIONS]          (default 100000; needs root)
+    bench/churn.py --udp [SESSIONS] [WORKERS]   (default 300000, the default workers)
+
+``--udp`` measures what the UDP control socket's reply cache leaves behind
+(issue 18.6): the production daemon (``--workers`` as given), U, L and D of
+every session over UDP with a cookie each, a window of commands in flight;
+the resident memory of the daemon and its workers (VmRSS from /proc, summed)
+at start, after a warm-up once the cache window (35 s) has passed, at the end
+of the churn, and once the cache window has passed again.
 
 The daemon is ``rtpproxy_debug`` (the production code plus a line every
 second saying what the process holds; its profiler off) in a network
@@ -187,7 +195,125 @@ def start_daemon(ns, port_min=PORT_MIN, port_max=PORT_MAX):
                   command=ns.exec_argv([debug]))
 
 
+class UdpControl:
+    """Commands over UDP with cookies, WINDOW in flight, retransmitted (same
+    cookie: the reply cache answers) when no reply came within RETRY."""
+
+    WINDOW = 16
+    RETRY = 0.5
+
+    def __init__(self, sock, target):
+        self.sock = sock
+        self.target = target
+        self.cookie = 0
+        self.retransmitted = 0
+        sock.settimeout(self.RETRY)
+
+    def batch(self, commands):
+        replies = {}
+        queue = list(enumerate(commands))
+        pending = {}                            # cookie -> (index, datagram, sent at)
+        while queue or pending:
+            while queue and len(pending) < self.WINDOW:
+                index, text = queue.pop(0)
+                self.cookie += 1
+                cookie = b"%d_%d" % (os.getpid(), self.cookie)
+                data = cookie + b" " + text.encode()
+                pending[cookie] = (index, data, time.monotonic())
+                self.sock.sendto(data, self.target)
+            try:
+                reply = self.sock.recv(65536)
+            except socket.timeout:
+                reply = None
+            if reply is not None:
+                cookie, _, text = reply.partition(b" ")
+                entry = pending.pop(cookie, None)
+                if entry is not None:
+                    replies[entry[0]] = text.decode().rstrip("\n")
+            now = time.monotonic()
+            for cookie, (index, data, sent) in list(pending.items()):
+                if now - sent > self.RETRY:
+                    self.sock.sendto(data, self.target)
+                    pending[cookie] = (index, data, now)
+                    self.retransmitted += 1
+        return [replies[i] for i in range(len(commands))]
+
+
+def tree_rss_kb(daemon):
+    """VmRSS of the daemon and its workers, summed."""
+    total = 0
+    for pid in daemon.pids():
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            pass
+    return total
+
+
+def udp_churn(sessions, workers=None, warmup=2000, batch=BATCH, report=print):
+    """U, L, D of ``sessions`` sessions over UDP; RSS at each point (kB)."""
+    from rtpproxy_py.control.reply_cache import LIFETIME, SWEEP_INTERVAL
+    window = LIFETIME + 2 * SWEEP_INTERVAL + 1
+    args = ["-l", "127.0.0.1", "-s", "udp:127.0.0.1:22222"]
+    if workers is not None:
+        args += ["--workers", str(workers)]
+    points = {}
+    with Netns("udpchurn") as ns:
+        daemon = Daemon(*args, control="cunix", ports=(PORT_MIN, PORT_MAX),
+                        command=ns.exec_argv([sys.executable, "-m", "rtpproxy_py"]))
+        try:
+            with ns.inside():
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            ctl = UdpControl(sock, ("127.0.0.1", 22222))
+            points["start"] = tree_rss_kb(daemon)
+            report("start: %d kB (%d processes)" % (points["start"], len(daemon.pids())))
+
+            def run(first, count):
+                done = 0
+                while done < count:
+                    n = min(batch, count - done)
+                    ids = range(first + done, first + done + n)
+                    replies = ctl.batch(["U c%d 127.0.0.1 4000 ft" % i for i in ids])
+                    replies += ctl.batch(["L c%d 127.0.0.1 4002 ft tt" % i for i in ids])
+                    assert all(r.split()[0].isdigit() for r in replies), replies[:3]
+                    assert set(ctl.batch(["D c%d ft tt" % i for i in ids])) == {"0"}
+                    done += n
+            run(0, warmup)
+            time.sleep(window)
+            points["baseline"] = tree_rss_kb(daemon)
+            report("after %d warm-up sessions and %d s: %d kB" % (warmup, window, points["baseline"]))
+            start = time.time()
+            step = max(batch, sessions // 6 // batch * batch)
+            done = 0
+            while done < sessions:
+                n = min(step, sessions - done)
+                run(warmup + done, n)
+                done += n
+                report("  %d sessions (%.0f/s): %d kB" % (
+                    done, done / (time.time() - start), tree_rss_kb(daemon)))
+            seconds = time.time() - start
+            points["end"] = tree_rss_kb(daemon)
+            time.sleep(window)
+            points["after_window"] = tree_rss_kb(daemon)
+            report("%d sessions in %.1f s (%.0f/s, %d retransmissions); at the end %d kB; "
+                   "%d s later %d kB" % (sessions, seconds, sessions / seconds, ctl.retransmitted,
+                                         points["end"], window, points["after_window"]))
+            sock.close()
+        finally:
+            code = daemon.stop()
+        report("exit %s" % code)
+    return points
+
+
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--udp":
+        sessions = int(sys.argv[2]) if len(sys.argv) > 2 else 300000
+        workers = int(sys.argv[3]) if len(sys.argv) > 3 else None
+        points = udp_churn(sessions, workers)
+        print("RSS kB: start %(start)d, baseline %(baseline)d, end %(end)d, "
+              "after the cache window %(after_window)d" % points)
+        return
     sessions = int(sys.argv[1]) if len(sys.argv) > 1 else 100000
     with Netns("churn") as ns:
         daemon = start_daemon(ns)

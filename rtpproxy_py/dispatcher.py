@@ -491,6 +491,9 @@ class Dispatcher:
         if self.metrics is not None:
             self.metrics.session_ended(session)
         log.info("session %s, tag %s ended (%s)", session.call_id, session.from_tag, session.end_reason)
+        if log.isEnabledFor(logging.INFO):
+            for line in session.summary():
+                log.info("%s", line)
         if self.deorbiting and len(self.table) == 0 and self.on_idle is not None:
             self.on_idle()
 

@@ -14,17 +14,29 @@ sent. Time is always passed in (``now`` in
 seconds of a monotonic clock), so these objects can be driven by tests.
 
 Two learning modes (README "Latching modes"): the upstream rules of
-media-relay.md section 3 by default, and strict learning (``--latching
+media-relay.md section 3 by default, with three guards (README "Latching
+modes"): a datagram that is not RTP/RTCP never moves a stream, RTCP learned
+from a packet stays with that source, and a party that sends from exactly the
+address it signalled is preferred (no stranger is latched over it while it
+keeps sending); and strict learning (``--latching
 strict`` or the ``k`` modifier of U/L) against RTP Bleed: a stream learns a
 source only from the host its U/L named, only from well-formed RTP/RTCP,
 only within ``--latch_window`` seconds of the session's latest U/L, and once
 latched moves only to a source that continues the latched SSRC. Everything
 else is dropped. Both live in the slow path (``_check_source``); packets
 from the latched source never reach it.
+
+Latches, re-latches and refused sources are logged at INFO from the slow path
+only (rate-limited per stream, and refusals also overall, so a spray cannot
+flood the log); ``Session.summary()`` gives the end-of-session lines.
 """
+
+import logging
 
 from .media import rtcp, rtp
 from .media.analyzer import header_int
+
+log = logging.getLogger("rtpproxy")
 
 _RTP_HEADER = slice(12)     # data[:12] would build this slice object per packet
 
@@ -36,6 +48,18 @@ RELATCH_WINDOW = 10.0
 RELATCH_MAX_SEQ_DISTANCE = 536
 # The latched sequence number is refreshed at most this often.
 SEQ_RESYNC_INTERVAL = 1.0
+# Default mode: a party that sent from exactly its signalled address keeps its
+# stream against strangers until it has been silent this long (a new device
+# behind the address then latches as upstream; its own NAT rebinding, the same
+# SSRC continuing from a new port, is followed as soon as the old port is silent).
+PREFER_LAPSE = 10.0
+# Address events (latch, re-latch) logged per stream per LOG_INTERVAL; beyond
+# that they are counted and the count goes with the next line.
+LOG_BURST = 8
+LOG_INTERVAL = 10.0
+# Refused sources: one line per stream per LOG_INTERVAL, and at most this
+# many lines a second over all streams.
+REFUSAL_LINES_PER_SECOND = 20
 
 class RunningTotals:
     """The packet counters of G and I as running totals over every stream of
@@ -62,6 +86,12 @@ class Stream:
         "session", "index", "is_rtp", "peer", "twin",
         # where packets go and come from
         "rem_addr", "target", "latched", "untrusted", "asymmetric", "prev_addr", "signalled",
+        # default mode: the party sent from exactly ``signalled`` (preferred), and
+        # when it was last known to send (accepted-packet count, time)
+        "confirmed", "pref_count", "pref_seen", "pref_candidate",
+        # log rate limits: (window end, lines left, lines held) for address
+        # events, (next line time, refusals held) for refused sources
+        "log_window", "log_refusals",
         "last_update", "on_hold", "hold_count", "recheck_at", "muted",
         # latching state (RTP)
         "ssrc", "seq",
@@ -92,7 +122,13 @@ class Stream:
         self.untrusted = False
         self.asymmetric = False
         self.prev_addr = None
-        self.signalled = None        # the address the latest U/L gave (strict mode)
+        self.signalled = None        # the address the latest U/L gave
+        self.confirmed = False
+        self.pref_count = 0
+        self.pref_seen = NEVER
+        self.pref_candidate = None   # (source, accepted count) of the last same-SSRC stranger
+        self.log_window = None
+        self.log_refusals = None
         self.last_update = NEVER
         self.on_hold = False
         self.hold_count = 0
@@ -131,15 +167,16 @@ class Stream:
         """Account a packet received from ``source``; return where to send it."""
         self.npkts_in += 1
         self.totals.npkts_rcvd += 1
-        self.last_rx = now
         if source != self.rem_addr or now >= self.recheck_at:
             if not self._check_source(data, source, now):
+                self.last_rx = now
                 self.ndropped += 1
                 self.nignored += 1
                 self.totals.npkts_dropped += 1
                 self.totals.npkts_discard += 1
                 self.nbytes_ignored += len(data)
                 return None
+        self.last_rx = now
         analyzer = self.analyzer
         if analyzer is not None:
             analyzer.feed(data, now)
@@ -198,9 +235,18 @@ class Stream:
     def _check_source(self, data, source, now):
         """Latching rules of media-relay.md 3.2/3.3 (the slow path)."""
         if self.session.strict:
-            return self._check_source_strict(data, source, now)
+            accepted = self._check_source_strict(data, source, now)
+        else:
+            accepted = self._check_source_upstream(data, source, now)
+        if not accepted and log.isEnabledFor(logging.INFO):
+            self._log_refused(data, source, now)
+        return accepted
+
+    def _check_source_upstream(self, data, source, now):
         current = self.rem_addr
         if current is None:
+            if not self._parses(data):
+                return False         # a datagram that is not RTP/RTCP never sets an address
             self._fill(data, source, now)
             return True
         if self.asymmetric:
@@ -211,21 +257,125 @@ class Stream:
             return True
         if source == current:
             self._recheck(data, now)
+            if source == self.signalled:
+                self._confirm(data, now)
             return True
+        if not self._parses(data):
+            return False             # nor moves one
+        if source == self.signalled:
+            # The party sends from exactly the address it signalled: it takes
+            # its stream back from whoever held it (beyond upstream).
+            was = current if self.untrusted else None     # None: first learned address
+            self._try_latch(data, now)
+            if self.is_rtp:
+                header = rtp.parse(data)                # the party's SSRC, not the stranger's
+                self.ssrc, self.seq = header.ssrc, header.seq
+            self._learn(source)
+            self._confirm(data, now)
+            self._moved(was, "the party sends from its signalled address", now)
+            return True
+        if self.confirmed:
+            if self._continues_ssrc(data):
+                # The party's own SSRC from a new address: NAT rebinding once
+                # nothing came from the signalled address between two of its
+                # packets; a second sender of the same SSRC is never followed.
+                accepted = self.npkts_in - 1 - self.nignored
+                if self.pref_candidate == (source, accepted):
+                    was = current
+                    self._learn(source)
+                    self._moved(was, "same SSRC, sequence continues, the signalled address "
+                                "fell silent", now)
+                    return True
+                self.pref_candidate = (source, accepted)
+            if self._preferred_sending(now):
+                return False
         if not self.latched:
+            twin = self.twin
+            if (not self.is_rtp and twin.confirmed and twin.signalled is not None
+                    and source[0] != twin.signalled[0]):
+                # RTCP not yet heard while the party's RTP comes from exactly
+                # its signalled address: its RTCP comes from that host too.
+                return False
+            was = current if self.untrusted else None
             self._try_latch(data, now)
             self._learn(source)
+            self._moved(was, "not latched (within %d s of a U/L update)" % RELATCH_WINDOW, now)
             return True
         if self._relatch_allowed(data, now):
+            was = current
+            within = now - self.last_update < RELATCH_WINDOW
             self._learn(source)
+            self._moved(was, "within %d s of a U/L update" % RELATCH_WINDOW if within
+                        else "same SSRC, sequence continues", now)
             return True
         return False
+
+    def _continues_ssrc(self, data):
+        """RTP with the latched SSRC and a sequence number close to the latched one."""
+        if not self.is_rtp or self.ssrc is None:
+            return False
+        header = rtp.parse(data)
+        if header is None or header.ssrc != self.ssrc:
+            return False
+        distance = (header.seq - self.seq) & 0xFFFF
+        return min(distance, 0x10000 - distance) <= RELATCH_MAX_SEQ_DISTANCE
+
+    def _parses(self, data):
+        """``data`` is RTP (RTP stream) or RTCP (RTCP stream) that may teach an address."""
+        if self.is_rtp:
+            return rtp.parse(data) is not None
+        return rtcp.sender_ssrc(data) is not None
+
+    def _confirm(self, data, now):
+        """A packet from exactly the signalled address (which is ``rem_addr``):
+        the party is preferred from now on, while it keeps sending."""
+        if not self.confirmed:
+            if not self._parses(data):
+                return
+            self.confirmed = True
+            self.pref_count = self.npkts_in - self.nignored    # then moved by strangers only
+        self.pref_seen = now
+
+    def _preferred_sending(self, now):
+        """Has the preferred party sent within PREFER_LAPSE? Read from the
+        counters (packets accepted since the last look) so that nothing is
+        added to the fast path; ``last_rx`` is still the previous packet's
+        time here, an upper bound of the party's last packet."""
+        accepted = self.npkts_in - 1 - self.nignored     # this packet is not accepted (yet)
+        if accepted != self.pref_count:
+            self.pref_count = accepted
+            if self.last_rx is not None and self.last_rx > self.pref_seen:
+                self.pref_seen = self.last_rx
+        return now - self.pref_seen < PREFER_LAPSE
+
+    def _moved(self, was, reason, now):
+        """A packet moved the stream (default mode): log it; an RTP stream
+        that moved to another host takes its RTCP twin's lock off (the guess
+        of ``_fill``), as the party's RTCP now comes from there."""
+        source = self.rem_addr
+        if self.is_rtp:
+            twin = self.twin
+            guess = (source[0], source[1] + 1) + tuple(source[2:])
+            if twin.rem_addr is None or twin.rem_addr[0] != source[0]:
+                twin.rem_addr = guess
+                twin.untrusted = True
+                twin.latched = twin.confirmed = False
+                twin._address_changed()
+        if log.isEnabledFor(logging.INFO):
+            if was is None:
+                self._log_latch(now)
+            else:
+                self._log_event(now, "'s address re-latched: %s -> %s (%s), reason: %s%s",
+                                _format_addr(was), _format_addr(source), self._kind(), reason,
+                                self._ssrc_text())
 
     def _recheck(self, data, now):
         if self.latched:
             self._resync(data, now)
         else:
             self._try_latch(data, now)
+            if self.latched and log.isEnabledFor(logging.INFO):
+                self._log_latch(now)
 
     def _fill(self, data, source, now):
         self.latched = source != self.prev_addr
@@ -239,13 +389,26 @@ class Stream:
         if self.is_rtp and (twin.rem_addr is None or twin.rem_addr[0] != source[0]):
             twin.rem_addr = (source[0], source[1] + 1) + tuple(source[2:])
             twin.untrusted = True
+            twin.latched = twin.confirmed = False
             twin._address_changed()
         self.recheck_at = now + SEQ_RESYNC_INTERVAL if self.ssrc is not None else FOREVER
+        if log.isEnabledFor(logging.INFO):
+            self._log_latch(now)
 
     def _try_latch(self, data, now):
+        if not self.is_rtp:
+            # RTCP learned from a packet stays with it (media-relay.md 3.2): no
+            # SSRC re-latch exists for RTCP, so it is locked at once.
+            if rtcp.sender_ssrc(data) is None:
+                self.latched = False
+                self.recheck_at = NEVER
+                return
+            self.latched = True
+            self.recheck_at = FOREVER
+            return
         if now - self.last_update < RELATCH_WINDOW:
             return
-        header = rtp.parse(data) if self.is_rtp else None
+        header = rtp.parse(data)
         if header is None:
             self.latched = False
             self.recheck_at = NEVER
@@ -265,6 +428,8 @@ class Stream:
                 self.seq = pair[1]
             else:
                 self._try_latch(data, now)
+                if self.ssrc == pair[0] and log.isEnabledFor(logging.INFO):
+                    self._log_latch(now)        # the party's SSRC changed
         self.recheck_at = now + SEQ_RESYNC_INTERVAL
 
     def _relatch_allowed(self, data, now):
@@ -283,6 +448,79 @@ class Stream:
         self.recheck_at = now + SEQ_RESYNC_INTERVAL
         return True
 
+    # --- logs (slow path only) ---------------------------------------------
+
+    def _who(self):
+        return "caller" if self.index == 1 else "callee"
+
+    def _kind(self):
+        return "RTP" if self.is_rtp else "RTCP"
+
+    def _ssrc_text(self):
+        if self.is_rtp and self.ssrc is not None:
+            return ", SSRC=0x%08X, Seq=%d" % (self.ssrc, self.seq)
+        return ""
+
+    def _log_latch(self, now):
+        self._log_event(now, "'s address latched in: %s (%s)%s", _format_addr(self.rem_addr),
+                        self._kind(), self._ssrc_text())
+
+    def _log_event(self, now, message, *args):
+        """An address event at INFO, at most LOG_BURST per LOG_INTERVAL per stream."""
+        window = self.log_window
+        if window is None or now >= window[0]:
+            held = window[2] if window is not None else 0
+            window = self.log_window = [now + LOG_INTERVAL, LOG_BURST, 0]
+            if held:
+                message += " (%d address events not logged before this one)" % held
+        if window[1] <= 0:
+            window[2] += 1
+            return
+        window[1] -= 1
+        session = self.session
+        log.info("session %s, tag %s: " + self._who() + message, session.call_id,
+                 session.from_tag, *args)
+
+    def _log_refused(self, data, source, now):
+        """A refused source at INFO: one line per stream per LOG_INTERVAL (with
+        the count since the last one), at most REFUSAL_LINES_PER_SECOND overall."""
+        state = self.log_refusals
+        if state is not None and now < state[0]:
+            state[1] += 1
+            return
+        held = state[1] if state is not None else 0
+        if not _REFUSAL_BUDGET.take(now):
+            if state is None:
+                self.log_refusals = [NEVER, 1]
+            else:
+                state[1] += 1
+            return
+        self.log_refusals = [now + LOG_INTERVAL, 0]
+        current = self.rem_addr
+        if self.session.strict:
+            signalled = self.signalled
+            if signalled is None or source[0] != signalled[0]:
+                why = "strict latching: not the signalled host %s" % (
+                    "(none signalled)" if signalled is None else signalled[0])
+            elif self.latched:
+                why = "strict latching: latched to %s%s" % (_format_addr(current), self._ssrc_text())
+            else:
+                why = "strict latching: not well-formed %s, or after the latch window" % self._kind()
+        elif self.asymmetric:
+            why = "asymmetric: not the signalled host %s" % current[0]
+        elif not self._parses(data):
+            why = "not %s" % self._kind()
+        elif self.confirmed:
+            why = "the party sends from its signalled address %s" % _format_addr(current)
+        elif not self.is_rtp and not self.latched:
+            why = "the party's RTP comes from %s" % self.twin.signalled[0]
+        else:
+            why = "latched to %s%s" % (_format_addr(current), self._ssrc_text())
+        session = self.session
+        log.info("session %s, tag %s: %s's %s from %s refused (%s)%s", session.call_id,
+                 session.from_tag, self._who(), self._kind(), _format_addr(source), why,
+                 "; %d more refused since the last line" % held if held else "")
+
     # --- strict learning -------------------------------------------------
 
     def _check_source_strict(self, data, source, now):
@@ -292,13 +530,17 @@ class Stream:
         if source == current:
             if self.latched:
                 self._resync(data, now)
-            else:
-                self._latch_strict(data, now)
+            elif self._latch_strict(data, now) and log.isEnabledFor(logging.INFO):
+                self._log_latch(now)
             return True
         if self.asymmetric:          # as upstream: the signalled host, any port
             return source[0] == current[0]
         if self._continues(data, now):
             self._learn(source)
+            if log.isEnabledFor(logging.INFO):
+                self._log_event(now, "'s address re-latched: %s -> %s (%s), reason: %s%s",
+                                _format_addr(current), _format_addr(source), self._kind(),
+                                "same SSRC, sequence continues", self._ssrc_text())
             return True
         if self.latched:
             return False
@@ -306,6 +548,8 @@ class Stream:
         if (now < self.session.latch_until and signalled is not None
                 and source[0] == signalled[0] and self._latch_strict(data, now)):
             self._learn(source)
+            if log.isEnabledFor(logging.INFO):
+                self._log_latch(now)
             return True
         return False
 
@@ -353,6 +597,7 @@ class Stream:
     def _learn(self, source):
         self.rem_addr = source
         self.untrusted = True
+        self.confirmed = False
         self._address_changed()
 
     # --- signalling -----------------------------------------------------
@@ -371,6 +616,8 @@ class Stream:
             # another device): what the packets taught no longer counts.
             self.untrusted = self.latched = False
             self.ssrc = None
+        if address != self.signalled:
+            self.confirmed = False
         self.signalled = address
         if not self.untrusted and address != self.rem_addr:
             if self.latched:
@@ -640,6 +887,25 @@ class Session:
     def duration(self, now):
         return now - self.created_at
 
+    def summary(self):
+        """The end-of-session log lines (INFO), one per stream: what the party
+        sent (RTP analysis: by sequence numbers) and what the relay did with it."""
+        lines = []
+        for stream in self.rtp + self.rtcp:
+            counts = []
+            analyzer = stream.analyzer
+            if analyzer is not None:
+                sent, received, _ = analyzer.sequence_totals()
+                counts += ["sent %d" % sent, "received %d" % stream.npkts_in,
+                           "lost %d" % max(0, sent - received)]
+            else:
+                counts.append("received %d" % stream.npkts_in)
+            counts += ["relayed %d" % stream.nrelayed, "dropped %d" % stream.ndropped]
+            lines.append("session %s, tag %s: %s %s from %s: %s" % (
+                self.call_id, self.from_tag, stream._who(), stream._kind(),
+                _format_addr(stream.rem_addr), ", ".join(counts)))
+        return lines
+
 
 class SessionTable:
     """Sessions by Call-ID, with upstream's tag matching (control-protocol 5.1)."""
@@ -739,6 +1005,33 @@ def count_bytes(stream, data, source, now):
 
 
 count_bytes.kernel_counts = True    # --kernel_offload credits the bytes it relays (offload.py)
+
+
+class _RefusalBudget:
+    """REFUSAL_LINES_PER_SECOND over all streams (one process)."""
+
+    def __init__(self, per_second):
+        self.per_second = per_second
+        self.second = NEVER
+        self.left = 0
+
+    def take(self, now):
+        if now - self.second >= 1.0 or now < self.second:     # (or another clock: tests)
+            self.second, self.left = now, self.per_second
+        if self.left <= 0:
+            return False
+        self.left -= 1
+        return True
+
+
+_REFUSAL_BUDGET = _RefusalBudget(REFUSAL_LINES_PER_SECOND)
+
+
+def _format_addr(address):
+    if address is None:
+        return "(none)"
+    host = address[0]
+    return ("[%s]:%d" if ":" in host else "%s:%d") % (host, address[1])
 
 
 def _media_suffix(tag):

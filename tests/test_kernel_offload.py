@@ -194,7 +194,11 @@ def test_a_new_party_address_moves_the_kernel_path(rtpproxy, topo):
         old = call.caller
         call.caller = moved
         at_callee, at_caller = call.burst(20)
-        assert len(at_callee) == 20 and len(at_caller) >= 19   # the first reply may go to the old port
+        # The first packet from the new port is dropped: the caller sent from
+        # its signalled address, so the relay follows its SSRC elsewhere only
+        # once that address was silent between two packets (README "Default
+        # latching guards"); the replies meanwhile go to the old port.
+        assert len(at_callee) >= 19 and len(at_caller) >= 18
         assert at_caller[-1][1] == 63 and at_callee[-1][1] == 63
         keys = offloaded_keys(topo, "rtpproxy_%d" % d.proc.pid)
         assert "%s . %d . %s . %d" % (CALLER_IP, moved.port, RELAY_IP, call.to_caller) in keys

@@ -1,6 +1,7 @@
 """Media through the real daemon: relaying, latching (NAT), asymmetric mode,
 RTCP, IPv6 and hold (media-relay.md)."""
 
+import re
 import time
 
 import pytest
@@ -231,3 +232,41 @@ def test_burst_at_latch_time_stays_in_order(rtpproxy):
         assert seqs == sorted(seqs), "reordered at latch time: %s" % seqs[:60]
         assert len(seqs) >= 590
         d.command("D c%d ft" % call)
+
+
+def test_asymmetric_party_from_another_port_is_counted_once(rtpproxy):
+    """Issue 14: an asymmetric caller (`Ua`) sending from another port of its
+    signalled host: relayed, and counted once, on its own leg, as upstream."""
+    d = rtpproxy("-l", "127.0.0.1")
+    a, b, a_other_port = Endpoint(), Endpoint(), Endpoint()
+    pa, pb = setup_call(d, a, b, mods_u="a")
+    for i in range(2):
+        a_other_port.send(rtp_packet(i, ssrc=0x1111), "127.0.0.1", pa)
+        assert b.recv()[0] == rtp_packet(i, ssrc=0x1111)
+    assert d.command("Qv call ftag ttag") == "ttl=60 npkts_ina=2 npkts_ino=0 nrelayed=2 ndropped=0"
+    assert d.command("G npkts_rcvd npkts_relayed npkts_discard") == "2 2 0"
+
+
+def test_latches_and_the_end_of_a_session_are_logged(rtpproxy):
+    """Issue 15: at INFO, each latch with its SSRC and sequence number, each
+    refused source, and one line per stream when the session ends."""
+    d = rtpproxy("-l", "127.0.0.1", "-d", "INFO")
+    a, b, evil = Endpoint(), Endpoint(), Endpoint("127.0.0.9")
+    pa, pb = setup_call(d, a, b)
+    exchange(a, b, "127.0.0.1", pa, pb, count=3)
+    evil.send(rtp_packet(500, ssrc=0x6666), "127.0.0.1", pa)
+    assert b.recv(0.3)[0] is None
+    assert d.command("D call ftag ttag") == "0"
+    log = d.log()
+    assert ("session call, tag ftag: caller's address latched in: 127.0.0.1:%d (RTP), "
+            "SSRC=0x00001111, Seq=0" % a.port) in log
+    assert ("session call, tag ftag: callee's address latched in: 127.0.0.1:%d (RTP), "
+            "SSRC=0x00002222, Seq=0" % b.port) in log
+    assert ("session call, tag ftag: caller's RTP from 127.0.0.9:%d refused (the party sends "
+            "from its signalled address 127.0.0.1:%d)" % (evil.port, a.port)) in log
+    # (sent and lost come from RTP analysis, when it is on)
+    pattern = (r"session call, tag ftag: caller RTP from 127\.0\.0\.1:%d: (sent 3, )?received 4, "
+               r"(lost 0, )?relayed 3, dropped 1\n" % a.port)
+    assert re.search(pattern, log), log
+    for who, kind in (("callee", "RTP"), ("caller", "RTCP"), ("callee", "RTCP")):
+        assert "session call, tag ftag: %s %s from 127.0.0.1:" % (who, kind) in log

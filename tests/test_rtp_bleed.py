@@ -7,10 +7,12 @@ reaches only this daemon's ports and fixed port numbers are safe. The parties
 that namespace; every packet carries a label, and after each packet sent the
 test records who received which label.
 
-* upstream latching (the default): exactly media-relay.md section 3. RTP
-  streams already latched are safe; an unlatched stream, or one within 10 s
-  of a U/L, goes to the first RTP source; RTCP streams never latch and follow
-  every new source.
+* default latching: media-relay.md section 3 with the default mode's guards
+  (README "Latching modes"): a party that sent from exactly its signalled
+  address keeps its streams (RTCP too) against the attacker, also within 10 s
+  of a U/L; a stream whose party has not sent yet goes to the first source,
+  as upstream, until the party's own packets take it back; RTCP learned from
+  a packet stays with it; a datagram that is not RTP/RTCP never moves a stream.
 * strict latching: the attacker receives nothing and injects nothing, and
   every call keeps its media both ways.
 """
@@ -133,11 +135,16 @@ def set_up_calls(d, net):
 
 
 def spray(net):
-    """One RTP packet from M to every port of the range; who got what, per port."""
+    """One packet from M to every port of the range (RTP to the even ones, RTCP
+    to the odd ones); who got what, per port."""
     seen = {}
     for port in range(BASE, BASE + 2 * PAIRS):
         label = "M>%d" % port
-        net.send("M", rtp_packet(port, ssrc=0xBAD, payload=label.encode().ljust(160, b"\0")), port)
+        if port % 2:
+            data = rtcp_packet(0xBAD, label)
+        else:
+            data = rtp_packet(port, ssrc=0xBAD, payload=label.encode().ljust(160, b"\0"))
+        net.send("M", data, port)
         seen[port] = net.collect()
     return seen
 
@@ -158,7 +165,7 @@ def talk(net, call):
     return seen
 
 
-def test_upstream_latching_behaves_exactly_as_documented(rtpproxy, lab):
+def test_default_latching_behaves_as_documented(rtpproxy, lab):
     ns, net = lab
     d = start(rtpproxy, ns)
     set_up_calls(d, net)
@@ -170,37 +177,151 @@ def test_upstream_latching_behaves_exactly_as_documented(rtpproxy, lab):
     def m(call, port):
         return "M>%d" % ports(call)[port]
 
-    # call 1, RTP latched, no U/L for 10 s: M's RTP is dropped; RTCP (never
-    # latched) takes M as its source: M's report reaches A, and M gets its own back
-    assert at(1, "r0") == [] and at(1, "r1") == []
-    assert at(1, "r0c") == [("A1rtcp", m(1, "r0c"))]
-    assert at(1, "r1c") == [("M", m(1, "r1c"))]
-    # calls 2 (never latched) and 3 (a U/L less than 10 s ago): M takes every stream
-    for call in (2, 3):
-        assert at(call, "r0") == [("A%drtp" % call, m(call, "r0"))]
-        assert at(call, "r0c") == [("A%drtcp" % call, m(call, "r0c"))]
-        assert at(call, "r1") == [("M", m(call, "r1"))]
-        assert at(call, "r1c") == [("M", m(call, "r1c"))]
+    # calls 1 (latched) and 3 (latched, then a U/L less than 10 s ago): both
+    # parties sent from the addresses they signalled, so M gets nothing, RTCP
+    # included (not heard yet, but the parties' RTP comes from another host)
+    for call in (1, 3):
+        for port in ("r0", "r0c", "r1", "r1c"):
+            assert at(call, port) == [], (call, port)
+    # call 2, where nobody has sent yet: M takes every stream, as upstream
+    assert at(2, "r0") == [("A2rtp", m(2, "r0"))]
+    assert at(2, "r0c") == [("A2rtcp", m(2, "r0c"))]
+    assert at(2, "r1") == [("M", m(2, "r1"))]
+    assert at(2, "r1c") == [("M", m(2, "r1c"))]
 
-    # then the parties talk
-    rtcp_hijacked = [("A%d rtcp", [("M", "A%d rtcp")]), ("B%d rtcp", [("A%drtcp", "B%d rtcp")])]
-
-    def expect(call, rtp):
-        def fill(text):
+    def fill(rows, call):
+        def f(text):
             return text.replace("%d", str(call))
-        rows = rtp + rtcp_hijacked
-        return [(fill(label), [(fill(who), fill(what)) for who, what in got]) for label, got in rows]
+        return [(f(label), [(f(who), f(what)) for who, what in got]) for label, got in rows]
 
-    assert talk(net, 1) == expect(1, [          # RTP safe both ways
+    normal = [
         ("A%d rtp 10", [("B%drtp", "A%d rtp 10")]), ("B%d rtp 10", [("A%drtp", "B%d rtp 10")]),
-        ("A%d rtp 11", [("B%drtp", "A%d rtp 11")]), ("B%d rtp 11", [("A%drtp", "B%d rtp 11")])])
-    assert talk(net, 2) == expect(2, [          # latched to M for good: the parties' RTP is dropped
-        ("A%d rtp 10", []), ("B%d rtp 10", []), ("A%d rtp 11", []), ("B%d rtp 11", [])])
-    assert talk(net, 3) == expect(3, [          # still in the window: each party takes its stream back
-        ("A%d rtp 10", [("M", "A%d rtp 10")]), ("B%d rtp 10", [("A%drtp", "B%d rtp 10")]),
-        ("A%d rtp 11", [("B%drtp", "A%d rtp 11")]), ("B%d rtp 11", [("A%drtp", "B%d rtp 11")])])
-    # dropped: M's RTP on call 1 (2), the parties' RTP on call 2 (4)
-    assert d.command("G npkts_discard") == "6"
+        ("A%d rtp 11", [("B%drtp", "A%d rtp 11")]), ("B%d rtp 11", [("A%drtp", "B%d rtp 11")]),
+        ("A%d rtcp", [("B%drtcp", "A%d rtcp")]), ("B%d rtcp", [("A%drtcp", "B%d rtcp")])]
+    assert talk(net, 1) == fill(normal, 1)
+    assert talk(net, 3) == fill(normal, 3)
+    # call 2: each party's first packet from its signalled address takes its
+    # stream back (and its RTCP stream with it, as M's RTCP came from another
+    # host); A's first RTP still went to M, which held B's side until then
+    assert talk(net, 2) == fill([("A%d rtp 10", [("M", "A%d rtp 10")])] + normal[1:], 2)
+    # dropped: M's packets to calls 1 and 3
+    assert d.command("G npkts_discard") == "8"
+
+
+def test_default_spray_while_phones_talk_leaks_nothing(rtpproxy, lab):
+    """Issue 18.2: phones that send from the addresses they signalled, an
+    attacker spraying every port with RTP, RTCP, runts, junk and big
+    datagrams while they talk, one call re-offered and re-answered meanwhile
+    (the 10 s re-latch window): nothing leaks, nothing is injected."""
+    ns, net = lab
+    d = start(rtpproxy, ns)
+    for call in (1, 2, 3):
+        d.command("U c%d %s %d ft" % (call, HOST, net.party_port("A", call)))
+        d.command("L c%d %s %d ft tt" % (call, HOST, net.party_port("B", call)))
+    for call in (1, 2, 3):                  # each party's first packet
+        p = ports(call)
+        net.send("A%drtp" % call, party_rtp("A", call, 0)[0], p["r1"])
+        net.send("B%drtp" % call, party_rtp("B", call, 0)[0], p["r0"])
+    assert len(net.collect()) == 6
+    stop = threading.Event()
+    kinds = [rtp_packet(1, ssrc=0xBAD, payload=b"M"), rtcp_packet(0xBAD, "M"), b"\x80", b"junk" * 10,
+             rtp_packet(2, ssrc=0xA001, payload=b"M" * 1400), rtp_packet(3, ssrc=0xBAD, payload=b"M" * 9000)]
+    sent = [0]
+
+    def sprayer():
+        attacker = net.socks["M"]
+        while not stop.is_set():
+            for port in range(BASE, BASE + 2 * PAIRS):
+                attacker.sendto(kinds[sent[0] % len(kinds)], (HOST, port))
+                sent[0] += 1
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=sprayer, daemon=True)
+    thread.start()
+    try:
+        for seq in range(1, 41):
+            if seq == 20:                   # a re-INVITE on call 3: same addresses
+                d.command("U c3 %s %d ft tt" % (HOST, net.party_port("A", 3)))
+                d.command("L c3 %s %d ft tt" % (HOST, net.party_port("B", 3)))
+            for call in (1, 2, 3):
+                p = ports(call)
+                net.send("A%drtp" % call, party_rtp("A", call, seq)[0], p["r1"])
+                net.send("B%drtp" % call, party_rtp("B", call, seq)[0], p["r0"])
+                if seq % 10 == 5:
+                    for party, port in (("A", "r1c"), ("B", "r0c")):
+                        net.send("%s%drtcp" % (party, call),
+                                 rtcp_packet(SSRC[party] + call, "%s%d rtcp %d" % (party, call, seq)), p[port])
+            time.sleep(0.02)
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        thread.join()
+    got = {name: [] for name in net.socks}
+    for name, label in net.collect(quiet=0.3):
+        got[name].append(label)
+    assert sent[0] > 1000
+    assert got["M"] == []
+    for call in (1, 2, 3):
+        for me, other in (("A", "B"), ("B", "A")):
+            assert sorted(got["%s%drtp" % (other, call)]) == sorted(
+                "%s%d rtp %d" % (me, call, s) for s in range(1, 41))
+            assert sorted(got["%s%drtcp" % (other, call)]) == sorted(
+                "%s%d rtcp %d" % (me, call, s) for s in (5, 15, 25, 35))
+    assert int(d.command("G npkts_discard")) > 0
+
+
+def test_malformed_datagrams_never_move_a_stream(rtpproxy, lab):
+    """Issue 18.1: M sends runts, non-RTP and oversize datagrams to a live
+    call's ports, from the first packet on; the caller is behind NAT (sends
+    from other ports than it signalled), so only the upstream rules protect
+    it. M gets nothing and every RTCP report of the call arrives."""
+    ns, net = lab
+    d = start(rtpproxy, ns)
+    signalled_a = 45000                     # nobody there: A's NAT sends from its own ports
+    d.command("U c1 %s %d ft" % (HOST, signalled_a))
+    d.command("L c1 %s %d ft tt" % (HOST, net.party_port("B", 1)))
+    p = ports(1)
+    junk = [b"", b"\x80", b"junk" * 10, b"\x00" * 40, b"\x80\xc9", b"x" * 9000]
+    got = {name: [] for name in net.socks}
+    for seq in range(12):
+        for i, data in enumerate(junk):
+            net.send("M", data, p[("r0", "r0c", "r1", "r1c")[(seq + i) % 4]])
+        net.send("A1rtp", party_rtp("A", 1, seq)[0], p["r1"])
+        net.send("B1rtp", party_rtp("B", 1, seq)[0], p["r0"])
+        if seq % 3 == 0:
+            net.send("A1rtcp", rtcp_packet(SSRC["A"] + 1, "A1 rtcp %d" % seq), p["r1c"])
+            net.send("B1rtcp", rtcp_packet(SSRC["B"] + 1, "B1 rtcp %d" % seq), p["r0c"])
+        for name, label in net.collect(quiet=0.05):
+            got[name].append(label)
+    for name, label in net.collect():
+        got[name].append(label)
+    assert got["M"] == []
+    assert sorted(got["B1rtcp"]) == sorted("A1 rtcp %d" % s for s in range(0, 12, 3))
+    assert sorted(got["A1rtcp"]) == sorted("B1 rtcp %d" % s for s in range(0, 12, 3))
+    assert len(got["B1rtp"]) == 12 and len(got["A1rtp"]) >= 11      # A's first may precede A's latch
+    assert int(d.command("G npkts_discard")) >= 12 * len(junk) - 4
+
+
+def test_one_rtcp_packet_from_a_stranger_does_not_divert_rtcp(rtpproxy, lab):
+    """Issue 18.1: RTCP learned from the caller's packets stays with it: one
+    well-formed report from M mid-call is dropped. The caller is behind NAT
+    (its RTCP does not come from the signalled address), so the upstream lock
+    alone decides."""
+    ns, net = lab
+    d = start(rtpproxy, ns)
+    d.command("U c1 %s %d ft" % (HOST, 45000))
+    d.command("L c1 %s %d ft tt" % (HOST, net.party_port("B", 1)))
+    p = ports(1)
+    for seq in range(3):
+        net.send("A1rtp", party_rtp("A", 1, seq)[0], p["r1"])
+        net.send("A1rtcp", rtcp_packet(SSRC["A"] + 1, "A1 rtcp %d" % seq), p["r1c"])
+        net.send("B1rtcp", rtcp_packet(SSRC["B"] + 1, "B1 rtcp %d" % seq), p["r0c"])
+        net.collect()
+    net.send("M", rtcp_packet(0xBAD, "M rtcp"), p["r1c"])
+    assert net.collect() == []
+    net.send("B1rtcp", rtcp_packet(SSRC["B"] + 1, "B1 rtcp 9"), p["r0c"])
+    net.send("A1rtcp", rtcp_packet(SSRC["A"] + 1, "A1 rtcp 9"), p["r1c"])
+    assert net.collect() == [("A1rtcp", "B1 rtcp 9"), ("B1rtcp", "A1 rtcp 9")]
 
 
 def test_strict_latching_gives_the_attacker_nothing(rtpproxy, lab):
