@@ -94,14 +94,17 @@ def test_demux_and_egress(call):
     muxed party leaves through its RTP socket."""
     session, parties, relay = call
     rtp1, rtcp1 = session.rtp[1], session.rtcp[1]
-    rtp1.set_mux(lambda data: rtcp1 if data.startswith(b"rtcp") else None, None)
+    # well-formed RTCP (a receiver report without blocks): only RTCP may set
+    # where an RTCP stream goes
+    report, back = b"\x80\xc9\x00\x01\x00\x00\x00\x01", b"\x80\xc9\x00\x01\x00\x00\x00\x02"
+    rtp1.set_mux(lambda data: rtcp1 if data[1] == 0xC9 else None, None)
     rtcp1.set_mux(None, rtp1)
-    deliver(relay, rtp1, b"rtcp report", parties[1, True].getsockname())
+    deliver(relay, rtp1, report, parties[1, True].getsockname())
     assert (rtp1.npkts_in, rtcp1.npkts_in, rtcp1.nrelayed) == (0, 1, 1)
-    assert parties[0, False].recv(100) == b"rtcp report"
-    deliver(relay, session.rtcp[0], b"rtcp back", parties[0, False].getsockname())
+    assert parties[0, False].recv(100) == report
+    deliver(relay, session.rtcp[0], back, parties[0, False].getsockname())
     data, source = parties[1, True].recvfrom(100)
-    assert data == b"rtcp back" and source[1] == rtp1.port
+    assert data == back and source[1] == rtp1.port
     assert rtp1.offload_vetoes == {"module filter"}
     rtp1.set_mux(None, None)
     rtcp1.set_mux(None, None)
