@@ -42,7 +42,7 @@ def write_side(path, raw_path, pt, freq, minutes, ssrc):
     stream = session.rtp[1]
     stream.local, stream.port = BindAddress(socket.AF_INET, "127.0.0.1"), 30000
     codec = codecs.get_codec(pt)
-    packets = minutes * 60 * 50
+    packets = int(minutes * 60 * 50)
     t = np.arange(160 * 50 * 60) / 8000                       # one minute, repeated
     minute = codec.encode((6000 * np.sin(2 * np.pi * freq * t)).astype(np.int16))
     fmt = AdhocFormat()

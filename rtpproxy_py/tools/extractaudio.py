@@ -91,6 +91,28 @@ DATA_FORMATS = (
     ("vorbis", "Xiph Vorbis encoding"),
     ("opus", "Opus encoding"),
 )
+HELP = USAGE + """
+Decodes the recordings rtpproxy made of a call (rdir.a.rtp, the answering side,
+and rdir.o.rtp, the originating side, or the -A and -B files), mixes them and
+writes outfile; each link is made a hard link to it. RTP statistics of every
+input go to standard output.
+
+  -h, --help       show this help and exit
+  -A answer_cap    the recording of the answering side (channel A)
+  -B originate_cap the recording of the originating side (channel B)
+  -s               stereo: A on the left, B on the right (default: mixed to mono)
+  -F file_fmt      output container: wav (default), aiff, au, raw, w64, flac, ogg, ...
+                   (an unknown name lists them all)
+  -D data_fmt      sample encoding: gsm610 (default; ms_adpcm with -s), pcm_16, ulaw,
+                   alaw, float, ... (an unknown name lists them all)
+  -n               no sync: put each side's audio end to end, without silence for gaps
+  -d               delete the input files after a successful run
+  -i               run at the lowest priority
+  -e               fail when any given input cannot be read (default: when all cannot)
+  -S               only print how many records each input holds; write nothing
+  --alice-crypto CSPEC  decrypt the SRTP of the A input (pcap recordings)
+  --bob-crypto CSPEC    the same for the B input
+"""
 SRTP_SUITES = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32")
 BASE64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 SRTP_KEY_CHARS = 40
@@ -153,7 +175,7 @@ def parse_args(argv):
     o = Options()
     for flag, value in opts:
         if flag in ("-h", "--help"):
-            raise UsageError(None)
+            raise UsageError(None)     # main prints HELP
         if flag == "-d":
             o.delete = True
         elif flag == "-s":
@@ -395,20 +417,76 @@ class Extractor:
         o = self.opts
         nchannels = 2 if o.stereo else 1
         fmt, subtype = o.file_fmt.upper(), o.data_fmt.upper()
+        if not soundfile.check_format(fmt, subtype):
+            raise ExtractError(container_refusal(o.outfile, o.file_fmt, o.data_fmt), code=2)
+        existed = os.path.lexists(o.outfile)
         try:
-            if not soundfile.check_format(fmt, subtype):
-                raise ValueError("unsupported combination")
             out = soundfile.SoundFile(o.outfile, "w", samplerate=call_audio.RATE,
                                       channels=nchannels, format=fmt, subtype=subtype)
-        except (RuntimeError, ValueError, TypeError, OSError):
-            raise ExtractError("%s: can't open output file" % o.outfile, code=2) from None
-        with out:
-            for start in range(0, len(audio), WRITE_BLOCK):
-                self.progress.update("writing", start, len(audio))
-                out.write(audio[start:start + WRITE_BLOCK])
+        except (RuntimeError, ValueError, TypeError, OSError) as exc:
+            if not existed:                # libsndfile may create the file, then refuse
+                _unlink(o.outfile)
+            raise ExtractError("%s: can't open output file%s" % (
+                o.outfile, _library_reason(exc, o, nchannels)), code=2) from None
+        try:
+            with out:
+                for start in range(0, len(audio), WRITE_BLOCK):
+                    self.progress.update("writing", start, len(audio))
+                    _write_block(out, audio[start:start + WRITE_BLOCK])
+        except (RuntimeError, ValueError, OSError) as exc:
+            self.progress.finish()
+            _unlink(o.outfile)
+            raise ExtractError("%s: libsndfile could not write %s data into the %s container (%s); "
+                               "choose another -D or -F" % (o.outfile, o.data_fmt, o.file_fmt,
+                                                            _reason(exc)), code=2) from None
         self.progress.update("writing", len(audio), len(audio))
         self.progress.finish()
         return call_audio.written_count(len(audio), nchannels)
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _write_block(out, block):
+    """One write call. libsndfile may take fewer frames than given (VOX ADPCM
+    packs two samples a byte and leaves an odd last one out); upstream ignores
+    sf_write_short's count, and so do we: soundfile's own check would turn it
+    into an AssertionError after the bytes are written."""
+    try:
+        out.write(block)
+    except AssertionError:
+        pass
+
+
+def _reason(exc):
+    return (str(exc).strip() or type(exc).__name__).rstrip(".")
+
+
+def _library_reason(exc, o, nchannels):
+    if isinstance(exc, OSError) or "No such file" in str(exc) or "ermission" in str(exc):
+        return " (%s)" % _reason(exc)
+    return (" (libsndfile: %s for %s %s data, %d channel%s)"
+            % (_reason(exc), o.file_fmt, o.data_fmt, nchannels, "s" if nchannels > 1 else ""))
+
+
+def accepted_data_formats(file_fmt):
+    """The -D names a -F container can hold, in the table's order."""
+    import soundfile
+    return [name for name, _ in DATA_FORMATS if soundfile.check_format(file_fmt.upper(),
+                                                                       name.upper())]
+
+
+def container_refusal(outfile, file_fmt, data_fmt):
+    """One sentence for a -F/-D pair libsndfile cannot combine ("vorbis in WAV")."""
+    fits = accepted_data_formats(file_fmt)
+    hint = ("-F %s takes -D %s" % (file_fmt, ", ".join(fits)) if fits
+            else "no -D works with -F %s here" % file_fmt)
+    return ("%s: the %s container cannot hold %s data; choose another -D or -F (%s)"
+            % (outfile, file_fmt, data_fmt, hint))
 
 
 def scan(opts, out):
@@ -436,8 +514,10 @@ def run(opts, out=sys.stdout, err=sys.stderr):
     given = [path for _, path, _ in ex.inputs if path is not None]
     if opts.strict and failed:
         raise ExtractError("cannot load %s" % failed[0])
-    if len(failed) == len(given):
-        raise ExtractError("cannot load neither A nor B")
+    all_failed = len(failed) == len(given)
+    if all_failed and len(ex.channels) == 0:
+        raise ExtractError("cannot load neither A nor B: nothing in them was readable, so no "
+                           "output was written")
     if len(ex.channels) > 0:
         audio, consumed_a, consumed_b = ex.decode()
         written = ex.write(audio)
@@ -447,6 +527,11 @@ def run(opts, out=sys.stdout, err=sys.stderr):
                 os.link(opts.outfile, link)
             except OSError:
                 pass
+    if all_failed:
+        # Upstream fails when no input loads whole; the audio read before the
+        # damage is still worth having, so it is written first and named here.
+        raise ExtractError("no input could be read whole; %s holds the %.2f s of audio read "
+                           "before the damage" % (opts.outfile, len(audio) / call_audio.RATE))
     if opts.delete:
         for path in given:
             try:
@@ -462,7 +547,7 @@ def main(argv=None, debug=False):
         return run(parse_args(argv))
     except UsageError as exc:
         if not (exc.args and exc.args[0]):      # -h / --help
-            sys.stdout.write(USAGE)
+            sys.stdout.write(HELP)
             return 0
         sys.stderr.write("%s: %s\n" % (PROG, exc.args[0]))
         sys.stderr.write(USAGE)
@@ -487,5 +572,5 @@ def main_debug():
     """extractaudio_debug: the same tool with debug logging and a profile on exit;
     internal errors show their traceback."""
     from .. import debugtools
-    return debugtools.run_debug(main, "extractaudio_debug", debug=True)
+    return debugtools.run_debug(main, "extractaudio_debug", debug=True, verdict="extractaudio")
 

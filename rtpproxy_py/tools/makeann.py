@@ -26,6 +26,11 @@ from ..media.resample import Resampler
 
 USAGE = "usage: makeann [-l limit [-L]] infile [outfile_template]\n"
 HELP = USAGE + """
+Encodes infile into outfile_template.0 (PCMU), .3 (GSM), .18 (G.729), .8 (PCMA)
+and .9 (G.722), the prompt files rtpproxy's P command plays; the template
+defaults to infile.
+
+  -h, --help    show this help and exit
   -l limit      encode exactly this many 8 kHz samples of input
   -L            loop: rewind the input until the limit is reached (needs -l)
   -v            G.729 voice activity detection (debugging only)
@@ -88,10 +93,10 @@ def _positive(option, text):
 
 def parse_args(argv):
     try:
-        opts, args = getopt.gnu_getopt(argv, "l:Lv", ["rate=", "channels=", "format=", "endian=",
-                                                    "help"])
-    except getopt.GetoptError:
-        raise UsageError() from None
+        opts, args = getopt.gnu_getopt(argv, "l:Lvh", ["rate=", "channels=", "format=", "endian=",
+                                                     "help"])
+    except getopt.GetoptError as exc:
+        raise MakeannError("%s; makeann -h lists the options." % _getopt_reason(exc)) from None
     limit, loop, vad = None, False, False
     raw = {}
     for opt, value in opts:
@@ -103,7 +108,7 @@ def parse_args(argv):
             loop = True
         elif opt == "-v":
             vad = True
-        elif opt == "--help":
+        elif opt in ("-h", "--help"):
             raise UsageError(HELP)
         elif opt == "--rate":
             raw["rate"] = _positive(opt, value)
@@ -127,6 +132,21 @@ def parse_args(argv):
                    DEFAULT_RAW._replace(**raw) if raw else None)
 
 
+def _getopt_reason(exc):
+    """getopt's error, with the option written as it was given."""
+    opt = exc.opt
+    if not opt:
+        return str(exc)
+    name = ("--" if len(opt) > 1 else "-") + opt
+    if "requires argument" in exc.msg:
+        return "option %s needs a value" % name
+    if "must not have an argument" in exc.msg:
+        return "option %s takes no value" % name
+    if "not a unique prefix" in exc.msg:
+        return "option %s is ambiguous" % name
+    return "unknown option %s" % name
+
+
 # --- reading the input --------------------------------------------------------------
 
 Audio = namedtuple("Audio", "narrow wide")   # int16 at 8 kHz; int16 at 16 kHz or None
@@ -143,8 +163,38 @@ def read_input(path, raw):
         # upstream's format, read exactly as upstream does (a trailing odd byte is ignored)
         with open(path, "rb") as f:
             data = f.read()
+        if raw is None and looks_like_text(data):
+            raise MakeannError("%s is text, not audio; give a sound file (WAV, FLAC, OGG, ...) or "
+                               "headerless 16-bit 8 kHz samples." % path)
         return Audio(np.frombuffer(data[:len(data) & ~1], dtype="<i2").astype(np.int16), None)
     return _decode_sound_file(path, raw)
+
+
+TEXT_BYTES = frozenset(b"\t\n\r\f" + bytes(range(0x20, 0x7F)))
+TEXT_PROBE = 4096
+
+
+def looks_like_text(data):
+    """True when the start of a headerless input is printable text (ASCII or
+    UTF-8): as 16-bit samples such bytes would never come from audio (silence
+    and quiet passages have zero or 0xFF high bytes), so it is a file given by
+    mistake, not a prompt."""
+    probe = data[:TEXT_PROBE]
+    if not probe:
+        return False
+    if all(b in TEXT_BYTES for b in probe):
+        return True
+    try:
+        text = probe.decode("utf-8")
+    except UnicodeDecodeError:
+        if len(data) <= TEXT_PROBE:
+            return False
+        try:                                # the probe may cut a character in two
+            text = probe[:-3].decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    return all(ch.isprintable() or ch in "\t\n\r\f" for ch in text) and any(
+        ch.isalpha() for ch in text)
 
 
 def _has_container(path, head):
