@@ -23,8 +23,8 @@ import os
 import sys
 import time
 
-from ..media import call_audio, recording_reader
-from ..media.call_audio import SIDE_A, SIDE_B, ChannelSet, RtpParseError
+from ..media import call_audio, recording_reader, rtp
+from ..media.call_audio import SIDE_A, SIDE_B, ChannelSet
 from ..media.rtp_stats import RtpStreamStats, StatsInconsistent
 
 PROG = "extractaudio"
@@ -118,6 +118,7 @@ BASE64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 SRTP_KEY_CHARS = 40
 PROGRESS_MIN_BYTES = 4 * 1024 * 1024      # about five minutes of a two-party G.711 call
 WRITE_BLOCK = 8000 * 60                   # frames per soundfile write (one minute)
+DECRYPTION_FAILED = len(rtp.PARSE_REASONS)   # a reason code after the parser's own
 
 
 class UsageError(Exception):
@@ -321,78 +322,99 @@ class Extractor:
 
     def _load_file(self, side, path, crypto):
         try:
-            rec = recording_reader.read(path)
+            table = recording_reader.read_table(path)
         except recording_reader.RecordingError as exc:
             self.warn(str(exc))
             return False
         if side == "split":
-            return self._load_split(rec)
-        return self._load_packets(rec, rec.packets, side, crypto)
+            return self._load_split(table)
+        return self._load_table(table, side, crypto)
 
-    def _load_split(self, rec):
+    def _load_split(self, table):
         """A single-file pcap: each relay port that received RTP is one side."""
-        by_port = {}
-        for packet in rec.packets:
-            if packet.dest is not None and packet.dest[1] % 2 == 0:
-                by_port.setdefault(packet.dest, []).append(packet)
-        groups = sorted(by_port.items(), key=lambda item: -len(item[1]))[:2]
-        groups.sort(key=lambda item: item[0][1])
+        import numpy as np
+        rtp_port = (table.dest_port >= 0) & (table.dest_port % 2 == 0)
+        groups = {}
+        for i in np.flatnonzero(rtp_port).tolist():
+            groups.setdefault(table.dest(i), []).append(i)
+        chosen = sorted(groups.items(), key=lambda item: -len(item[1]))[:2]
+        chosen.sort(key=lambda item: item[0][1])
         ok = True
-        for side, (_, packets) in zip((SIDE_A, SIDE_B), groups):
-            ok = self._load_packets(rec, packets, side, None) and ok
+        for side, (_, members) in zip((SIDE_A, SIDE_B), chosen):
+            ok = self._load_table(table.subset(np.array(members, dtype=np.int64)), side, None) and ok
         return ok
 
-    def _load_packets(self, rec, packets, side, crypto):
-        stats = RtpStreamStats()
+    def _decrypt(self, table, crypto):
+        """SRTP inputs: (buffer, starts, lengths, failed mask) of the decrypted datagrams."""
+        import numpy as np
         srtp = None
-        skipped = 0
-        bad = {}
+        plain, failed = [], np.zeros(len(table), dtype=bool)
+        for i in range(len(table)):
+            data = table.data(i)
+            if srtp is None:
+                srtp = _Srtp(crypto, data)
+            clear = srtp.unprotect(data)
+            if clear is None:
+                failed[i] = True
+                clear = b""
+            plain.append(clear)
+        lengths = np.array([len(x) for x in plain], dtype=np.int64)
+        buf = np.frombuffer(b"".join(plain), dtype=np.uint8)
+        return buf, np.cumsum(lengths) - lengths, lengths, failed
+
+    def _load_table(self, table, side, crypto):
+        import numpy as np
+        self.progress.update("reading", 0, 1)
+        buf, starts, lengths = table.buf, table.start, table.length
+        failed = np.zeros(len(table), dtype=bool)
+        if crypto is not None and table.kind == "pcap" and len(table):
+            buf, starts, lengths, failed = self._decrypt(table, crypto)
+        headers = rtp.parse_array(buf, starts, lengths)
+        reason = headers.reason.astype(np.int64)
+        reason[failed] = DECRYPTION_FAILED
+        good = np.flatnonzero(reason == 0)
+        packets = call_audio.PacketArrays.from_headers(buf, headers, table.arrival, good)
+        stats = RtpStreamStats()
         loaded = True
-        total = len(packets)
-        for i, record in enumerate(packets):
-            if i % 2000 == 0:
-                self.progress.update("reading", i, total)
-            data = record.data
-            if crypto is not None and rec.kind == "pcap":
-                if srtp is None:
-                    srtp = _Srtp(crypto, data)
-                data = srtp.unprotect(data)
-                if data is None:
-                    bad["decryption failed"] = bad.get("decryption failed", 0) + 1
-                    continue
-            try:
-                packet = call_audio.parse_rtp(data, record.arrival)
-            except RtpParseError as exc:
-                bad[str(exc)] = bad.get(str(exc), 0) + 1
-                continue
-            try:
-                stats.update(packet.seq, packet.ts, packet.ssrc, packet.marker, packet.pt,
-                             packet.arrival)
-            except StatsInconsistent:
-                self.warn("%s: update_rtpp_stats() failed: the sequence numbers of packet %d "
-                          "cannot be placed; using the packets before it" % (rec.path, i + 1))
-                loaded = False
-                break
-            if not packet.nsamples:
-                skipped += 1
-                continue
-            self.channels.add(packet, side)
+        considered = len(table)               # datagrams looked at (all, unless stats stop)
+        try:
+            stats.update_many(packets.seq, packets.ts, packets.ssrc, packets.marker, packets.pt,
+                              packets.arrival)
+        except StatsInconsistent as exc:
+            self.warn("%s: update_rtpp_stats() failed: the sequence numbers of packet %d "
+                      "cannot be placed; using the packets before it" % (
+                          table.path, int(good[exc.index]) + 1))
+            loaded = False
+            considered = int(good[exc.index])
+            packets = packets.take(np.arange(exc.index))
         stats.finish()
-        for reason, count in bad.items():
-            self.warn("%s: %d datagram%s skipped: %s" % (rec.path, count, "s" if count > 1 else "",
-                                                         reason))
+        self._warn_skipped(table.path, reason[:considered])
+        nsamples = call_audio.sample_counts(packets)
+        skipped = int((nsamples == 0).sum())
+        self.channels.add_arrays(packets.take(np.flatnonzero(nsamples > 0)), side)
         if skipped:
             self.warn("%s: %d packet%s without audio to decode skipped (comfort noise, DTMF "
                       "events, RTCP or a codec without a decoder)" % (
-                          rec.path, skipped, "s" if skipped > 1 else ""))
-        if rec.truncated:
+                          table.path, skipped, "s" if skipped > 1 else ""))
+        if table.truncated:
             self.warn("%s is truncated or damaged after %d records; using the audio before the "
-                      "damage" % (rec.path, rec.records))
+                      "damage" % (table.path, table.records))
             loaded = False
         self.progress.finish()
         self.out.write("\n".join(stats.lines()) + "\n")
         self.out.flush()
         return loaded
+
+    def _warn_skipped(self, path, reason):
+        """One line per reason datagrams were not RTP, in the order first met."""
+        import numpy as np
+        codes = np.unique(reason[reason > 0])
+        firsts = sorted((int(np.argmax(reason == code)), int(code)) for code in codes)
+        for _, code in firsts:
+            count = int((reason == code).sum())
+            text = "decryption failed" if code == DECRYPTION_FAILED else rtp.PARSE_REASONS[code]
+            self.warn("%s: %d datagram%s skipped: %s" % (path, count, "s" if count > 1 else "",
+                                                         text))
 
     # --- decoding and writing -------------------------------------------------------
 
@@ -403,13 +425,13 @@ class Extractor:
 
     def decode(self):
         channels = list(self.channels)
-        total = sum(len(c.packets) for c in channels) or 1
+        total = sum(len(c) for c in channels) or 1
         done = 0
         for channel in channels:
             self.progress.update("decoding", done, total)
-            channel.samples = call_audio.decode_channel(channel.packets, self.opts.nosync,
-                                                        self._unavailable)
-            done += len(channel.packets)
+            channel.samples = call_audio.decode_arrays(channel.packet_arrays(), self.opts.nosync,
+                                                       self._unavailable)
+            done += len(channel)
         return call_audio.mix(channels, self.opts.stereo, self.opts.nosync)
 
     def write(self, audio):
