@@ -16,6 +16,7 @@ resampled to 8 kHz; G.722 gets 16 kHz audio when the source has more than
 """
 
 import getopt
+import os
 import sys
 from collections import namedtuple
 
@@ -43,6 +44,8 @@ Files with a header (WAV, FLAC, OGG, AIFF, ...) are read as what they say they a
 """
 
 BLOCK = 160                      # samples per encoding block (20 ms at 8 kHz)
+ENCODE_ORDER = (18, 3, 9, 0, 8)  # slowest first, so the two threads finish together
+PARALLEL_MIN_SAMPLES = 8000 * 30  # below half a minute of input threads are not worth it
 VAD_WARNING = ("VAD enable (-v) is for debugging purposes only, produced stream may not "
                "play correctly")
 # Headers of sound-file containers: a file that starts with one of these and
@@ -306,7 +309,28 @@ def read_order(total, limit, loop):
 
 def encode(audio, limit, loop, vad, pts):
     """{pt: bytes} for the payload types in ``pts``."""
-    real, lengths = read_order(len(audio.narrow), limit, loop)
+    total = len(audio.narrow)
+    if not (loop and total < BLOCK):
+        # blocks of 160 but the last: the input (repeated in loop mode) up to
+        # the count, zero-padded to a whole block; no index arrays needed
+        count = limit if loop else min(total, limit if limit is not None else total)
+        lengths = np.full(-(-count // BLOCK), BLOCK)
+        if count % BLOCK:
+            lengths[-1] = count % BLOCK
+        if count == 0:
+            return {pt: b"" for pt in pts}
+        sequential = np.resize(audio.narrow, count) if count > total else audio.narrow[:count]
+        narrow = np.zeros(len(lengths) * BLOCK, dtype=np.int16)
+        narrow[:count] = sequential
+        wide = None
+        if audio.wide is not None:
+            wide16 = np.zeros(2 * total, dtype=np.int16)
+            n = min(len(wide16), len(audio.wide))
+            wide16[:n] = audio.wide[:n]
+            wide = np.zeros(2 * len(narrow), dtype=np.int16)
+            wide[:2 * count] = np.resize(wide16, 2 * count) if count > total else wide16[:2 * count]
+        return _encode_blocks(sequential, narrow, wide, lengths, vad, pts)
+    real, lengths = read_order(total, limit, loop)
     if len(real) == 0:
         return {pt: b"" for pt in pts}
     # every block zero-padded to 160 samples (-1 marks padding): what the frame
@@ -324,17 +348,31 @@ def encode(audio, limit, loop, vad, pts):
         pairs = np.stack([2 * padded, 2 * padded + 1], axis=1).ravel()
         pairs[np.repeat(padded < 0, 2)] = -1
         wide = _take(wide16, pairs)
+    return _encode_blocks(audio.narrow[real], narrow, wide, lengths, vad, pts)
+
+
+def _encode_blocks(sequential, narrow, wide, lengths, vad, pts):
+    """``sequential``: the samples in read order (G.711 takes them as they are);
+    ``narrow``/``wide``: every block zero-padded to 160 samples (the frame codecs)."""
     if vad and 18 in pts:
         return _encode_with_vad_quirk(narrow, wide, lengths, pts)
-    out = {}
-    for pt in pts:
+
+    def one(pt):
         if pt in (0, 8):
-            out[pt] = codecs.get_codec(pt).encode(audio.narrow[real])
-        elif pt == 9 and wide is not None:
-            out[pt] = codecs.get_codec(9, sample_rate=WIDE).encode(wide)
-        else:
-            out[pt] = codecs.get_codec(pt).encode(narrow)
-    return out
+            return codecs.get_codec(pt).encode(sequential)
+        if pt == 9 and wide is not None:
+            return codecs.get_codec(9, sample_rate=WIDE).encode(wide)
+        return codecs.get_codec(pt).encode(narrow)
+
+    # The frame codecs are C libraries called through ctypes, which lets go of
+    # the GIL: on two cores G.729 (the slowest by far) runs beside the others.
+    order = sorted(pts, key=lambda pt: ENCODE_ORDER.index(pt) if pt in ENCODE_ORDER else 99)
+    if len(order) < 2 or len(sequential) < PARALLEL_MIN_SAMPLES or (os.cpu_count() or 1) < 2:
+        return {pt: one(pt) for pt in order}
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {pt: pool.submit(one, pt) for pt in order}
+        return {pt: futures[pt].result() for pt in pts}
 
 
 def _take(signal, positions):
