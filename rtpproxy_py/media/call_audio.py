@@ -250,12 +250,15 @@ class ChannelSet:
         if len(arrays) == 0:
             return
         ssrc = arrays.ssrc
-        keys, first = np.unique(ssrc, return_index=True)
-        for index in np.argsort(first, kind="stable"):
-            members = np.flatnonzero(ssrc == keys[index])
+        if (ssrc == ssrc[0]).all():
+            keys = [int(ssrc[0])]
+        else:                           # in the order first seen (np.unique would load numpy.ma)
+            keys = list(dict.fromkeys(ssrc.tolist()))
+        for key in keys:
+            members = np.flatnonzero(ssrc == key)
             for part in self._split_restarts(arrays, members):
                 order = self._insertion_order(arrays, part)
-                channel = Channel(int(keys[index]), side, arrays=arrays.take(order),
+                channel = Channel(key, side, arrays=arrays.take(order),
                                   first_arrival=float(arrays.arrival[part[0]]))
                 channel.duplicates = len(part) - len(order)
                 self._place(channel)
@@ -457,8 +460,8 @@ def _g711_samples(arrays, lengths, k, e):
         stride = np.diff(start)
         if (stride == stride[0]).all() and stride[0] >= n[0]:
             # records of one size: the payloads are a 2-D strided view of the file
-            view = np.lib.stride_tricks.as_strided(buf[int(start[0]):], shape=(e - k, int(n[0])),
-                                                   strides=(int(stride[0]), 1), writeable=False)
+            view = np.ndarray(shape=(e - k, int(n[0])), dtype=np.uint8, buffer=buf,
+                              offset=int(start[0]), strides=(int(stride[0]), 1))
             return table[view].reshape(-1)
     total = int(n.sum())
     index = np.repeat(start - (np.cumsum(n) - n), n) + np.arange(total)

@@ -408,10 +408,11 @@ class Extractor:
     def _warn_skipped(self, path, reason):
         """One line per reason datagrams were not RTP, in the order first met."""
         import numpy as np
-        codes = np.unique(reason[reason > 0])
-        firsts = sorted((int(np.argmax(reason == code)), int(code)) for code in codes)
+        counts = np.bincount(reason, minlength=DECRYPTION_FAILED + 1)   # (np.unique loads numpy.ma)
+        firsts = sorted((int(np.argmax(reason == code)), code)
+                        for code in range(1, len(counts)) if counts[code])
         for _, code in firsts:
-            count = int((reason == code).sum())
+            count = int(counts[code])
             text = "decryption failed" if code == DECRYPTION_FAILED else rtp.PARSE_REASONS[code]
             self.warn("%s: %d datagram%s skipped: %s" % (path, count, "s" if count > 1 else "",
                                                          text))
