@@ -347,9 +347,8 @@ def decode_arrays(arrays, nosync=False, on_unavailable=None):
     arrival, ts, pt = arrays.arrival, arrays.ts, arrays.pt
     lengths = decoded_lengths(arrays)
     g711_ok = ((pt == 0) | (pt == 8)) & (lengths > 0)
-    arrival_l, ts_l, pt_l, lengths_l = arrival.tolist(), ts.tolist(), pt.tolist(), lengths.tolist()
-    stime = arrival_l[0]
-    nticks = sticks = ts_l[0]
+    stime = float(arrival[0])
+    nticks = sticks = int(ts[0])
     dticks = 0.0
     pieces = []       # int: that many zeros; (k, e): G.711 packets k..e-1; array: decoded samples
     decoders = _Decoders(on_unavailable)
@@ -368,7 +367,7 @@ def decode_arrays(arrays, nosync=False, on_unavailable=None):
                     dticks += total
                     k = e
                     continue
-            kt, kts = arrival_l[k], ts_l[k]
+            kt, kts = float(arrival[k]), int(ts[k])      # Python numbers, as section 4's C does
             elapsed = kt - stime
             if ((kts - sticks) & U32) // RATE > elapsed + 1.0:
                 # a timestamp far ahead of the wall clock: re-base instead of a huge gap
@@ -387,17 +386,17 @@ def decode_arrays(arrays, nosync=False, on_unavailable=None):
                     pieces.append(t)
                 dticks += t
                 continue
-            n = lengths_l[k]
+            n, kpt = int(lengths[k]), int(pt[k])
             k += 1
             if n == 0:
                 continue
-            if pt_l[k - 1] in (0, 8):
+            if kpt in (0, 8):
                 pieces.append((k - 1, k))
             else:
-                codec = decoders.get(pt_l[k - 1])
+                codec = decoders.get(kpt)
                 if not codec:
                     continue
-                samples = _decode(codec, pt_l[k - 1], arrays.payload(k - 1), n)
+                samples = _decode(codec, kpt, arrays.payload(k - 1), n)
                 if len(samples) == 0:
                     continue
                 n = len(samples)
@@ -445,27 +444,29 @@ def _assemble(pieces, arrays, lengths):
     pos = 0
     for piece, size in zip(pieces, sizes):
         if isinstance(piece, tuple):
-            out[pos:pos + size] = _g711_samples(arrays, lengths, *piece)
+            _g711_into(out[pos:pos + size], arrays, lengths, *piece)
         elif not isinstance(piece, int):
             out[pos:pos + size] = piece
         pos += size
     return out
 
 
-def _g711_samples(arrays, lengths, k, e):
+def _g711_into(dest, arrays, lengths, k, e):
+    """Decode the G.711 packets k..e-1 into ``dest``."""
     buf = arrays.buf
     start, n, pt = arrays.start[k:e], lengths[k:e], arrays.pt[k:e]
-    table = G711_TABLE[256:] if pt[0] == 8 else G711_TABLE[:256]
     if e - k > 1 and (n == n[0]).all() and (pt == pt[0]).all():
         stride = np.diff(start)
         if (stride == stride[0]).all() and stride[0] >= n[0]:
             # records of one size: the payloads are a 2-D strided view of the file
             view = np.ndarray(shape=(e - k, int(n[0])), dtype=np.uint8, buffer=buf,
                               offset=int(start[0]), strides=(int(stride[0]), 1))
-            return table[view].reshape(-1)
+            table = G711_TABLE[256:] if pt[0] == 8 else G711_TABLE[:256]
+            np.take(table, view, out=dest.reshape(e - k, int(n[0])), mode="clip")
+            return
     total = int(n.sum())
     index = np.repeat(start - (np.cumsum(n) - n), n) + np.arange(total)
-    return G711_TABLE[buf[index] + np.repeat(np.where(pt == 8, 256, 0), n)]
+    dest[:] = G711_TABLE[buf[index] + np.repeat(np.where(pt == 8, 256, 0), n)]
 
 
 def _half(values):
@@ -507,23 +508,24 @@ def mix(channels, stereo=False, nosync=False):
         return result, consumed[SIDE_A], consumed[SIDE_B]
     both = np.zeros(total, dtype=np.int32)
     for side in (SIDE_A, SIDE_B):
-        one = np.zeros(total, dtype=np.int32)
-        _place(one, placed[side])
-        both += one
+        _place(both, placed[side], add=True)
     return _half(both).astype(np.int16), consumed[SIDE_A], consumed[SIDE_B]
 
 
-def _place(out, spans):
-    """Write one side's channels into ``out``: each (start, samples) in list
-    order; where a later channel overlaps earlier ones the two are averaged
-    (section 5, C integer division)."""
+def _place(out, spans, add=False):
+    """Write (or with ``add``, add) one side's channels into ``out``: each
+    (start, samples) in list order; where a later channel overlaps earlier
+    ones the two are averaged (section 5, C integer division)."""
     if not spans:
         return
     ordered = sorted(spans, key=lambda item: item[0])
     overlap = any(a[0] + len(a[1]) > b[0] for a, b in zip(ordered, ordered[1:]))
     if not overlap:
         for start, x in spans:
-            out[start:start + len(x)] = x
+            if add:
+                out[start:start + len(x)] += x
+            else:
+                out[start:start + len(x)] = x
         return
     acc = np.zeros(len(out), dtype=np.int32)
     filled = np.zeros(len(out), dtype=bool)
@@ -533,7 +535,10 @@ def _place(out, spans):
         seen = filled[span]
         acc[span] = np.where(seen, _half(acc[span] + x), x) if seen.any() else x
         filled[span] = True
-    out[:] = acc
+    if add:
+        out += acc
+    else:
+        out[:] = acc
 
 
 def written_count(samples, channels, block=1024):

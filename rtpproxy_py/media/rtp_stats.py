@@ -249,19 +249,23 @@ class RtpStreamStats:
         follows = ((ssrc[1:] == ssrc[:-1]) & (step >= 1) & (step <= MAX_RUN_STEP)
                    & (pt[1:] == pt[:-1]) & ((rate[1:] == 0) | ((ts[1:] > ts[:-1]) & (rts[1:] > 0))))
         breaks = np.flatnonzero(~follows) + 1         # packets that do not follow their predecessor
-        seq_l, ts_l, ssrc_l, pt_l = seq.tolist(), ts.tolist(), ssrc.tolist(), pt.tolist()
-        marker_l, arrival_l = marker.tolist(), arrival.tolist()
+        # Python numbers for ``update``: whole lists when many packets need it
+        columns = (seq, ts, ssrc, marker, pt, arrival)
+        if len(breaks) > count // 8:
+            columns = [c.tolist() for c in columns]
+        seq_c, ts_c, ssrc_c, marker_c, pt_c, arrival_c = columns
         i = 0
         while i < count:
             try:
-                self.update(seq_l[i], ts_l[i], ssrc_l[i], marker_l[i], pt_l[i], arrival_l[i])
+                self.update(int(seq_c[i]), int(ts_c[i]), int(ssrc_c[i]), bool(marker_c[i]),
+                            int(pt_c[i]), float(arrival_c[i]))
             except StatsInconsistent:
                 raise StatsInconsistent(i) from None
             i += 1
             k = int(np.searchsorted(breaks, i))
             end = int(breaks[k]) if k < len(breaks) else count
             if end > i:
-                i = self._run(i, end, seq, ts, pt_l[i], rate, rts)
+                i = self._run(i, end, seq, ts, int(pt_c[i]), rate, rts)
 
     def _run(self, i, end, seq, ts, pt, rate, rts):
         """Account packets i..end-1, each following its predecessor; returns the
