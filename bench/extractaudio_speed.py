@@ -64,9 +64,14 @@ def write_side(path, raw_path, pt, freq, minutes, ssrc):
 
 
 def timed(cmd, env=None):
+    """(wall seconds, CPU seconds: user + system of the command)."""
+    import resource
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main():
@@ -105,6 +110,7 @@ def main():
         runs["sox baseline"] = ([sox, "-m", "-t", "ul", "-r", "8000", "-c", "1", os.path.join(tmp, "o.ul"),
                                  "-t", "al", "-r", "8000", "-c", "1", os.path.join(tmp, "a.al"),
                                  "-b", "16", os.path.join(tmp, "sox.wav")], None)
+        load = open("/proc/loadavg").read().split()[0] if os.path.exists("/proc/loadavg") else "?"
         times = {name: [] for name in runs}
         for _ in range(args.rounds):
             for name, (cmd, env) in runs.items():
@@ -113,17 +119,22 @@ def main():
         for _ in range(args.short_runs):
             for label, cmd, env in builds:
                 short_times[label].append(timed(cmd + [short, os.path.join(tmp, "short.wav")], env))
-        base = statistics.median(times["sox baseline"])
+        def medians(values):
+            return (statistics.median(v[0] for v in values), statistics.median(v[1] for v in values))
+
+        base = medians(times["sox baseline"])[0]
         scale = 60.0 / args.minutes
-        print("recording: %g min two-party G.711 call, %.1f MB per side; %d rounds, medians" % (
-            args.minutes, os.path.getsize(prefix + ".o.rtp") / 1e6, args.rounds))
+        print("recording: %g min two-party G.711 call, %.1f MB per side; %d rounds, medians; "
+              "load average before: %s" % (args.minutes, os.path.getsize(prefix + ".o.rtp") / 1e6,
+                                           args.rounds, load))
         for name, values in times.items():
-            med = statistics.median(values)
-            print("%-37s median %7.2f s  -> %7.2f s per hour of call  (%.1fx sox)" % (
-                name, med, med * scale, med / base))
+            wall, cpu = medians(values)
+            print("%-37s wall %6.2f s (cpu %5.2f s) -> %6.2f s per hour of call  (%.1fx sox)" % (
+                name, wall, cpu, wall * scale, wall / base))
         for label, values in short_times.items():
-            print("%-37s median %7.3f s wall (5-second call, default output; %d runs)" % (
-                "extractaudio, 5 s" + label, statistics.median(values), len(values)))
+            wall, cpu = medians(values)
+            print("%-37s wall %6.3f s (cpu %5.3f s), 5-second call, default output, %d runs" % (
+                "extractaudio, 5 s" + label, wall, cpu, len(values)))
     finally:
         shutil.rmtree(tmp)
 

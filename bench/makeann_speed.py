@@ -94,11 +94,18 @@ def main():
         for _ in range(rounds):          # interleaved: each build sees the same load
             for label, cmd, env in builds:
                 for key, infile in (("makeann_raw8k_s", sln), ("makeann_wav44k_stereo_s", wav)):
+                    import resource
+                    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                     t = time.perf_counter()
                     subprocess.run(cmd + [infile, os.path.join(tmp, "o" + label)], check=True, env=env)
-                    rows.setdefault(key + label, []).append(time.perf_counter() - t)
+                    wall = time.perf_counter() - t
+                    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    rows.setdefault(key + label, []).append(wall)
+                    rows.setdefault(key.replace("_s", "_cpu_s") + label, []).append(
+                        cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime)
         for key, values in rows.items():
             out[key] = round(statistics.median(values), 3)
+        out["load_average_at_end"] = open("/proc/loadavg").read().split()[0]
     finally:
         shutil.rmtree(tmp)
     print(json.dumps(out))

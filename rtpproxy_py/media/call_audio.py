@@ -480,65 +480,74 @@ def mix(channels, stereo=False, nosync=False):
     Returns (int16 array: N samples, or N x 2 for stereo with A left and B
     right; samples consumed from the A channels; from the B channels).
     """
-    channels = [c for c in channels if c.samples is not None]
-    sides = {SIDE_A: [c for c in channels if c.side == SIDE_A],
-             SIDE_B: [c for c in channels if c.side == SIDE_B]}
-    consumed = {side: sum(len(c.samples) for c in chans) for side, chans in sides.items()}
-    if not channels:
-        empty = np.zeros((0, 2) if stereo else 0, dtype=np.int16)
-        return empty, consumed[SIDE_A], consumed[SIDE_B]
-    if nosync:
-        # each side's channels one after the other, in list order
-        placed = {}
-        for side, chans in sides.items():
-            pos, spans = 0, []
-            for c in chans:
-                spans.append((pos, c.samples))
-                pos += len(c.samples)
-            placed[side] = spans
-    else:
-        base = min(c.first_arrival for c in channels)
-        placed = {side: [(int((c.first_arrival - base) * RATE), c.samples) for c in chans]
-                  for side, chans in sides.items()}
-    total = max((start + len(x) for spans in placed.values() for start, x in spans), default=0)
-    if stereo:
-        result = np.zeros((total, 2), dtype=np.int16)
-        for column, side in enumerate((SIDE_A, SIDE_B)):
-            _place(result[:, column], placed[side])
-        return result, consumed[SIDE_A], consumed[SIDE_B]
-    both = np.zeros(total, dtype=np.int32)
-    for side in (SIDE_A, SIDE_B):
-        _place(both, placed[side], add=True)
-    return _half(both).astype(np.int16), consumed[SIDE_A], consumed[SIDE_B]
+    m = Mix(channels, stereo, nosync)
+    return m.block(0, m.total), m.consumed[SIDE_A], m.consumed[SIDE_B]
 
 
-def _place(out, spans, add=False):
-    """Write (or with ``add``, add) one side's channels into ``out``: each
-    (start, samples) in list order; where a later channel overlaps earlier
-    ones the two are averaged (section 5, C integer division)."""
-    if not spans:
-        return
+class Mix:
+    """The mixed output of decoded channels, produced a block at a time (a
+    one-hour call need not exist twice in memory): ``total`` frames,
+    ``block(lo, hi)`` the frames lo..hi-1 (section 5)."""
+
+    def __init__(self, channels, stereo=False, nosync=False):
+        self.stereo = stereo
+        channels = [c for c in channels if c.samples is not None]
+        sides = {SIDE_A: [c for c in channels if c.side == SIDE_A],
+                 SIDE_B: [c for c in channels if c.side == SIDE_B]}
+        self.consumed = {side: sum(len(c.samples) for c in chans) for side, chans in sides.items()}
+        if nosync:
+            # each side's channels one after the other, in list order
+            placed = {}
+            for side, chans in sides.items():
+                pos, spans = 0, []
+                for c in chans:
+                    spans.append((pos, c.samples))
+                    pos += len(c.samples)
+                placed[side] = spans
+        else:
+            base = min((c.first_arrival for c in channels), default=0.0)
+            placed = {side: [(int((c.first_arrival - base) * RATE), c.samples) for c in chans]
+                      for side, chans in sides.items()}
+        self.total = max((start + len(x) for spans in placed.values() for start, x in spans),
+                         default=0)
+        self.spans = {side: _without_overlap(spans, self.total) for side, spans in placed.items()}
+
+    def block(self, lo, hi):
+        hi = min(hi, self.total)
+        n = max(hi - lo, 0)
+        if self.stereo:
+            out = np.zeros((n, 2), dtype=np.int16)
+            for column, side in enumerate((SIDE_A, SIDE_B)):
+                for start, x in self.spans[side]:
+                    a, b = max(start, lo), min(start + len(x), hi)
+                    if a < b:
+                        out[a - lo:b - lo, column] = x[a - start:b - start]
+            return out
+        both = np.zeros(n, dtype=np.int32)
+        for side in (SIDE_A, SIDE_B):
+            for start, x in self.spans[side]:
+                a, b = max(start, lo), min(start + len(x), hi)
+                if a < b:
+                    both[a - lo:b - lo] += x[a - start:b - start]
+        return _half(both).astype(np.int16)
+
+
+def _without_overlap(spans, total):
+    """One side's (start, samples) list made non-overlapping: where a later
+    channel overlaps earlier ones the two are averaged (section 5, C integer
+    division), in list order."""
     ordered = sorted(spans, key=lambda item: item[0])
-    overlap = any(a[0] + len(a[1]) > b[0] for a, b in zip(ordered, ordered[1:]))
-    if not overlap:
-        for start, x in spans:
-            if add:
-                out[start:start + len(x)] += x
-            else:
-                out[start:start + len(x)] = x
-        return
-    acc = np.zeros(len(out), dtype=np.int32)
-    filled = np.zeros(len(out), dtype=bool)
+    if not any(a[0] + len(a[1]) > b[0] for a, b in zip(ordered, ordered[1:])):
+        return spans
+    acc = np.zeros(total, dtype=np.int32)
+    filled = np.zeros(total, dtype=bool)
     for start, x in spans:       # list order: each later channel is averaged in
         span = slice(start, start + len(x))
         x = x.astype(np.int32)
         seen = filled[span]
         acc[span] = np.where(seen, _half(acc[span] + x), x) if seen.any() else x
         filled[span] = True
-    if add:
-        out += acc
-    else:
-        out[:] = acc
+    return [(0, acc)]
 
 
 def written_count(samples, channels, block=1024):

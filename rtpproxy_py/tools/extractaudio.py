@@ -433,7 +433,7 @@ class Extractor:
             channel.samples = call_audio.decode_arrays(channel.packet_arrays(), self.opts.nosync,
                                                        self._unavailable)
             done += len(channel)
-        return call_audio.mix(channels, self.opts.stereo, self.opts.nosync)
+        return call_audio.Mix(channels, self.opts.stereo, self.opts.nosync)
 
     def write(self, audio):
         import soundfile
@@ -453,18 +453,18 @@ class Extractor:
                 o.outfile, _library_reason(exc, o, nchannels)), code=2) from None
         try:
             with out:
-                for start in range(0, len(audio), WRITE_BLOCK):
-                    self.progress.update("writing", start, len(audio))
-                    _write_block(out, audio[start:start + WRITE_BLOCK])
+                for start in range(0, audio.total, WRITE_BLOCK):
+                    self.progress.update("writing", start, audio.total)
+                    _write_block(out, audio.block(start, start + WRITE_BLOCK))
         except (RuntimeError, ValueError, OSError) as exc:
             self.progress.finish()
             _unlink(o.outfile)
             raise ExtractError("%s: libsndfile could not write %s data into the %s container (%s); "
                                "choose another -D or -F" % (o.outfile, o.data_fmt, o.file_fmt,
                                                             _reason(exc)), code=2) from None
-        self.progress.update("writing", len(audio), len(audio))
+        self.progress.update("writing", audio.total, audio.total)
         self.progress.finish()
-        return call_audio.written_count(len(audio), nchannels)
+        return call_audio.written_count(audio.total, nchannels)
 
 
 def _unlink(path):
@@ -542,7 +542,8 @@ def run(opts, out=sys.stdout, err=sys.stderr):
         raise ExtractError("cannot load neither A nor B: nothing in them was readable, so no "
                            "output was written")
     if len(ex.channels) > 0:
-        audio, consumed_a, consumed_b = ex.decode()
+        audio = ex.decode()
+        consumed_a, consumed_b = audio.consumed[SIDE_A], audio.consumed[SIDE_B]
         written = ex.write(audio)
         err.write("samples decoded: O: %d, A: %d, written: %d\n" % (consumed_b, consumed_a, written))
         for link in opts.links:
@@ -554,7 +555,7 @@ def run(opts, out=sys.stdout, err=sys.stderr):
         # Upstream fails when no input loads whole; the audio read before the
         # damage is still worth having, so it is written first and named here.
         raise ExtractError("no input could be read whole; %s holds the %.2f s of audio read "
-                           "before the damage" % (opts.outfile, len(audio) / call_audio.RATE))
+                           "before the damage" % (opts.outfile, audio.total / call_audio.RATE))
     if opts.delete:
         for path in given:
             try:
