@@ -101,7 +101,7 @@ def main():
                     wall = time.perf_counter() - t
                     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
                     rows.setdefault(key + label, []).append(wall)
-                    rows.setdefault(key.replace("_s", "_cpu_s") + label, []).append(
+                    rows.setdefault(key[:-2] + "_cpu_s" + label, []).append(
                         cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime)
         for key, values in rows.items():
             out[key] = round(statistics.median(values), 3)
