@@ -78,6 +78,7 @@ class RecordTable:
         self.truncated = False
         self.linktype = None
         self.start = self.length = self.arrival = self.dest_port = None
+        self.dest_key = None        # pcap: destination address and port as one number
         self._addr = None           # start of each record's address fields
 
     def __len__(self):
@@ -110,6 +111,7 @@ class RecordTable:
         t.records, t.truncated, t.linktype = self.records, self.truncated, self.linktype
         t.start, t.length, t.arrival = self.start[keep], self.length[keep], self.arrival[keep]
         t.dest_port, t._addr = self.dest_port[keep], self._addr[keep]
+        t.dest_key = self.dest_key[keep] if self.dest_key is not None else None
         return t
 
 
@@ -228,6 +230,9 @@ def _table_pcap(path, blob, buf):
     t._addr = ip
     t.arrival = _u32le(buf, rec).astype(np.float64) + _u32le(buf, rec + 4) * 1e-6
     t.dest_port = (buf[ip + 22].astype(np.int64) << 8) | buf[ip + 23]
+    address = (buf[ip + 16].astype(np.int64) << 24) | (buf[ip + 17].astype(np.int64) << 16) | \
+        (buf[ip + 18].astype(np.int64) << 8) | buf[ip + 19]
+    t.dest_key = (address << 16) | t.dest_port
     return t
 
 

@@ -333,15 +333,16 @@ class Extractor:
     def _load_split(self, table):
         """A single-file pcap: each relay port that received RTP is one side."""
         import numpy as np
-        rtp_port = (table.dest_port >= 0) & (table.dest_port % 2 == 0)
-        groups = {}
-        for i in np.flatnonzero(rtp_port).tolist():
-            groups.setdefault(table.dest(i), []).append(i)
-        chosen = sorted(groups.items(), key=lambda item: -len(item[1]))[:2]
-        chosen.sort(key=lambda item: item[0][1])
+        rtp_port = np.flatnonzero((table.dest_port >= 0) & (table.dest_port % 2 == 0))
+        keys = table.dest_key[rtp_port]               # destination address and port, one number
+        counts = {}
+        for key in keys.tolist():
+            counts[key] = counts.get(key, 0) + 1
+        chosen = sorted(counts, key=lambda key: -counts[key])[:2]     # stable: first seen wins
+        chosen.sort(key=lambda key: key & 0xFFFF)
         ok = True
-        for side, (_, members) in zip((SIDE_A, SIDE_B), chosen):
-            ok = self._load_table(table.subset(np.array(members, dtype=np.int64)), side, None) and ok
+        for side, key in zip((SIDE_A, SIDE_B), chosen):
+            ok = self._load_table(table.subset(rtp_port[keys == key]), side, None) and ok
         return ok
 
     def _decrypt(self, table, crypto):
