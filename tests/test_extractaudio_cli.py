@@ -392,3 +392,14 @@ def test_h_describes_every_option_the_man_page_documents():
                  if line.startswith("  -")}
     assert described == {"-h", "-A", "-B", "-s", "-F", "-D", "-n", "-d", "-i", "-e", "-S",
                          "--alice-crypto", "--bob-crypto"}
+
+
+def test_help_usage_errors_and_unknown_formats_load_no_numpy():
+    """Start fast: NumPy, the codecs and libsndfile load when there is a recording to read."""
+    script = ("import sys; from rtpproxy_py.tools import extractaudio\n"
+              "for argv in (['-h'], ['-q', 'x', 'y'], ['-F', 'mp5', 'x', 'y'], ['x']):\n"
+              "    extractaudio.main(argv)\n"
+              "print(sorted(m for m in ('numpy', 'soundfile') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60, env=dict(os.environ, PYTHONPATH=TOP))
+    assert out.stdout.splitlines()[-1] == "[]", out.stderr

@@ -313,3 +313,14 @@ def test_man_page_kamailio_example_renders_whole():
     assert page.returncode == 0, page.stderr
     lines = [line.strip() for line in page.stdout.splitlines() if "stream2uac" in line]
     assert lines == ['rtpproxy_stream2uac("/var/lib/rtpproxy/prompts/ringback", "-1");']
+
+
+def test_help_and_usage_errors_load_no_numpy():
+    """Start fast: NumPy and the codecs load when there is audio to encode."""
+    script = ("import sys; from rtpproxy_py.tools import makeann\n"
+              "for argv in (['-h'], ['-q', 'x'], []):\n"
+              "    makeann.main(argv)\n"
+              "print(sorted(m for m in ('numpy', 'soundfile') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60, env=dict(os.environ, PYTHONPATH=TOP))
+    assert out.stdout.splitlines()[-1] == "[]", out.stderr

@@ -23,9 +23,20 @@ import os
 import sys
 import time
 
-from ..media import call_audio, recording_reader, rtp
-from ..media.call_audio import SIDE_A, SIDE_B, ChannelSet
-from ..media.rtp_stats import RtpStreamStats, StatsInconsistent
+from ..media import rtp
+
+# The audio modules need NumPy: imported by load_media() when a run needs
+# them, not for -h, a usage error or an unknown format.
+call_audio = recording_reader = ChannelSet = RtpStreamStats = StatsInconsistent = None
+SIDE_A, SIDE_B = "A", "B"       # call_audio's names for the answer and originate sides
+
+
+def load_media():
+    global call_audio, recording_reader, ChannelSet, RtpStreamStats, StatsInconsistent
+    from ..media import call_audio, recording_reader
+    from ..media.call_audio import ChannelSet
+    from ..media.rtp_stats import RtpStreamStats, StatsInconsistent
+    assert (call_audio.SIDE_A, call_audio.SIDE_B) == (SIDE_A, SIDE_B)
 
 PROG = "extractaudio"
 USAGE = """usage: extractaudio [-dsine] [-F file_fmt] [-D data_fmt] rdir outfile [link1] ... [linkN]
@@ -284,6 +295,7 @@ class Extractor:
     """One run: load the inputs, decode, mix, write. Messages go to ``err``."""
 
     def __init__(self, opts, out=sys.stdout, err=sys.stderr):
+        load_media()
         self.opts = opts
         self.out = out
         self.err = err
@@ -514,6 +526,7 @@ def container_refusal(outfile, file_fmt, data_fmt):
 
 
 def scan(opts, out):
+    load_media()
     for path in (opts.a_path, opts.b_path):
         if path is None:
             continue

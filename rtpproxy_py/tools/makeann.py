@@ -20,10 +20,17 @@ import os
 import sys
 from collections import namedtuple
 
-import numpy as np
+# NumPy and the codecs: imported by load_audio_modules() when a run needs
+# them, not for -h or a usage error.
+np = codecs = Resampler = None
 
-from ..media import codecs
-from ..media.resample import Resampler
+
+def load_audio_modules():
+    global np, codecs, Resampler
+    if np is None:
+        import numpy as np
+        from ..media import codecs
+        from ..media.resample import Resampler
 
 USAGE = "usage: makeann [-l limit [-L]] infile [outfile_template]\n"
 HELP = USAGE + """
@@ -157,6 +164,7 @@ Audio = namedtuple("Audio", "narrow wide")   # int16 at 8 kHz; int16 at 16 kHz o
 
 def read_input(path, raw):
     """The input as 8 kHz int16 (and 16 kHz for G.722 when the source is wider)."""
+    load_audio_modules()
     try:
         with open(path, "rb") as f:
             head = f.read(4)
@@ -269,6 +277,7 @@ def block_positions(total, limit, loop):
     Blocks of up to 160 samples; with a limit the last one is shorter; in loop
     mode a block that hits the end rewinds once and continues from the start.
     """
+    load_audio_modules()
     blocks = []
     pos, remaining = 0, limit
     while True:
@@ -295,6 +304,7 @@ def read_order(total, limit, loop):
     """(positions, block lengths): the input samples in the order the blocks read
     them. Unless a loop-mode file is shorter than a block, that is simply the
     input (repeated in loop mode) up to the limit, in 160-sample blocks."""
+    load_audio_modules()
     if loop and total < BLOCK:
         blocks = block_positions(total, limit, loop)
         if not blocks:
@@ -309,6 +319,7 @@ def read_order(total, limit, loop):
 
 def encode(audio, limit, loop, vad, pts):
     """{pt: bytes} for the payload types in ``pts``."""
+    load_audio_modules()
     total = len(audio.narrow)
     if not (loop and total < BLOCK):
         # blocks of 160 but the last: the input (repeated in loop mode) up to
@@ -417,6 +428,7 @@ def _encode_with_vad_quirk(narrow, wide, lengths, pts):
 
 def run(argv, debug=False):
     opts = parse_args(argv)
+    load_audio_modules()
     if opts.vad:
         sys.stderr.write("makeann: %s\n" % VAD_WARNING)
     pts = []
