@@ -120,7 +120,7 @@ class Profile:
             sys.stderr.write(message + "\n")
 
 
-def print_verdict(name, leaks):
+def print_verdict(name: str, leaks: str | None) -> None:
     """Upstream's memory-debug verdict on stdout: ``MEMDEB(name): all clear``
     when ``leaks`` is empty, else ``MEMDEB(name): `` and what leaked."""
     line = "MEMDEB(%s): %s\n" % (name, leaks if leaks else "all clear")
@@ -131,7 +131,7 @@ def print_verdict(name, leaks):
         pass
 
 
-def open_fds():
+def open_fds() -> dict:
     """fd -> what it is (readlink of /proc/self/fd/N); empty where /proc is missing."""
     fds = {}
     try:
@@ -146,7 +146,7 @@ def open_fds():
     return fds
 
 
-def fd_leaks(baseline):
+def fd_leaks(baseline: dict) -> str:
     """What ``open_fds()`` holds now that ``baseline`` did not, as text ('' if nothing)."""
     leaked = {fd: what for fd, what in open_fds().items() if baseline.get(fd) != what}
     if not leaked:

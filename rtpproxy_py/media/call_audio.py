@@ -105,14 +105,14 @@ class PacketArrays:
                    marker=column("marker", bool), arrival=column("arrival", np.float64),
                    start=end - lengths, end=end)
 
-    def take(self, idx):
+    def take(self, idx) -> "PacketArrays":
         return PacketArrays(self.buf, **{name: getattr(self, name)[idx] for name in self.FIELDS})
 
-    def payload(self, i):
+    def payload(self, i: int) -> bytes:
         return self.buf[int(self.start[i]):int(self.end[i])].tobytes()
 
 
-def sample_counts(arrays):
+def sample_counts(arrays: "PacketArrays") -> np.ndarray:
     """Section 3's sample count of every packet, 0 where unknown."""
     n = arrays.end - arrays.start
     pt = arrays.pt
@@ -129,7 +129,7 @@ def sample_counts(arrays):
     return out
 
 
-def decoded_lengths(arrays):
+def decoded_lengths(arrays: "PacketArrays") -> np.ndarray:
     """Samples upstream's decoder produces for each payload (0: undecodable)."""
     from .codecs.g729 import decode_frame_size
     n = arrays.end - arrays.start
@@ -207,7 +207,7 @@ def ordered_position(items, seq, ts, key):
     return i + 1
 
 
-def is_restart(marker, seq, ts, prev_seq, prev_ts):
+def is_restart(marker: bool, seq: int, ts: int, prev_seq: int, prev_ts: int) -> bool:
     """A marked packet far behind the previous one of its SSRC in both
     sequence and timestamp: the sender started the stream over."""
     return bool(marker) and seq < prev_seq and ts < prev_ts and (
@@ -245,7 +245,7 @@ class ChannelSet:
         self._place(channel)
         return True
 
-    def add_arrays(self, arrays, side):
+    def add_arrays(self, arrays: "PacketArrays", side: str) -> None:
         """Every packet of ``arrays`` (file order, all with samples) for ``side``."""
         if len(arrays) == 0:
             return
@@ -264,7 +264,6 @@ class ChannelSet:
                 self._place(channel)
                 # a later object-path add of this SSRC continues this channel
                 self._by_ssrc[(side, channel.ssrc)] = channel
-        return
 
     @staticmethod
     def _split_restarts(arrays, members):
@@ -336,7 +335,8 @@ def decode_channel(packets, nosync=False, on_unavailable=None):
     return decode_arrays(PacketArrays.from_packets(packets), nosync, on_unavailable)
 
 
-def decode_arrays(arrays, nosync=False, on_unavailable=None):
+def decode_arrays(arrays: "PacketArrays", nosync: bool = False,
+                  on_unavailable=None) -> np.ndarray:
     """One channel's 8 kHz samples (int16), gaps filled as section 4 says.
 
     ``nosync`` (-n): gaps are skipped instead of filled with silence.
@@ -512,7 +512,7 @@ class Mix:
                          default=0)
         self.spans = {side: _without_overlap(spans, self.total) for side, spans in placed.items()}
 
-    def block(self, lo, hi):
+    def block(self, lo: int, hi: int) -> np.ndarray:
         hi = min(hi, self.total)
         n = max(hi - lo, 0)
         if self.stereo:

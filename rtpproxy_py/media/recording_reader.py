@@ -105,7 +105,7 @@ class RecordTable:
         return (socket.inet_ntop(socket.AF_INET, b[at + 16:at + 20].tobytes()),
                 int(b[at + 22]) << 8 | int(b[at + 23]))
 
-    def subset(self, keep):
+    def subset(self, keep: np.ndarray) -> "RecordTable":
         """A table of the records selected by ``keep`` (a mask or indices)."""
         t = RecordTable(self.path, self.kind, self.buf)
         t.records, t.truncated, t.linktype = self.records, self.truncated, self.linktype
@@ -123,7 +123,8 @@ def _u32le(buf, at):
     return (_u16le(buf, at) | (_u16le(buf, at + 2) << 16))
 
 
-def _record_chain(buf, first, header, length_at, length_size):
+def _record_chain(buf: np.ndarray, first: int, header: int, length_at: int,
+                  length_size: int) -> tuple:
     """Walk records ``header`` bytes long followed by a body whose length is
     the little-endian field at ``length_at``; returns (record offsets, body
     lengths, truncated). Runs of equal records are checked a window at a
@@ -155,7 +156,7 @@ def _concat(parts, dtype=np.int64):
     return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype=dtype)
 
 
-def read_table(path):
+def read_table(path: str) -> "RecordTable":
     """Read a recording file as a RecordTable. Raises RecordingError."""
     blob = _read_blob(path)
     buf = np.frombuffer(blob, dtype=np.uint8)

@@ -233,7 +233,8 @@ class RtpStreamStats:
     # through ``update``. The result is the same, bit for bit (the recurrence
     # is evaluated in the same order with the same float operations).
 
-    def update_many(self, seq, ts, ssrc, marker, pt, arrival):
+    def update_many(self, seq: "np.ndarray", ts: "np.ndarray", ssrc: "np.ndarray",
+                    marker: "np.ndarray", pt: "np.ndarray", arrival: "np.ndarray") -> None:
         """``update`` for each packet of the arrays, in order. Raises
         StatsInconsistent with the index of the packet that cannot be placed."""
         import numpy as np
@@ -267,7 +268,8 @@ class RtpStreamStats:
             if end > i:
                 i = self._run(i, end, seq, ts, int(pt_c[i]), rate, rts)
 
-    def _run(self, i, end, seq, ts, pt, rate, rts):
+    def _run(self, i: int, end: int, seq: "np.ndarray", ts: "np.ndarray", pt: int,
+             rate: "np.ndarray", rts: "np.ndarray") -> int:
         """Account packets i..end-1, each following its predecessor; returns the
         index of the first packet not accounted (then handled by ``update``)."""
         import numpy as np
