@@ -346,7 +346,12 @@ def decode_arrays(arrays: "PacketArrays", nosync: bool = False,
         return np.zeros(0, dtype=np.int16)
     arrival, ts, pt = arrays.arrival, arrays.ts, arrays.pt
     lengths = decoded_lengths(arrays)
-    g711_ok = ((pt == 0) | (pt == 8)) & (lengths > 0)
+    g711 = (pt == 0) | (pt == 8)
+    nbytes = arrays.end - arrays.start
+    # packets a run may take: G.711, and the codecs whose output is a fixed
+    # number of samples per byte or frame, so that one call decodes a run
+    runnable = (g711 | (pt == 9) | (pt == 3) | ((pt == 18) & (nbytes % 10 == 0) & (nbytes <= 510))) \
+        & (lengths > 0)
     stime = float(arrival[0])
     nticks = sticks = int(ts[0])
     dticks = 0.0
@@ -356,13 +361,21 @@ def decode_arrays(arrays: "PacketArrays", nosync: bool = False,
     window = FIRST_WINDOW
     try:
         while k < count:
-            if g711_ok[k]:
+            kpt = int(pt[k])
+            if runnable[k] and (kpt in (0, 8) or decoders.get(kpt)):
                 hi = min(count, k + window)
-                e = _g711_run(k, hi, g711_ok, lengths, arrival, ts, stime, sticks, nticks, dticks)
+                same = g711[k:hi] if kpt in (0, 8) else (pt[k:hi] == kpt)
+                e = _plain_run(k, hi, runnable[k:hi] & same, lengths, arrival, ts, stime, sticks,
+                               nticks, dticks)
                 window = window * 4 if e == hi else FIRST_WINDOW
                 if e > k:
                     total = int(lengths[k:e].sum())
-                    pieces.append((k, e))
+                    if kpt in (0, 8):
+                        pieces.append((k, e))
+                    else:
+                        samples = decoders.get(kpt).decode(_run_bytes(arrays, lengths, kpt, k, e))
+                        assert len(samples) == total, (kpt, len(samples), total)
+                        pieces.append(samples)
                     nticks = (nticks + total) & U32
                     dticks += total
                     k = e
@@ -408,10 +421,25 @@ def decode_arrays(arrays: "PacketArrays", nosync: bool = False,
     return _assemble(pieces, arrays, lengths)
 
 
-def _g711_run(k, hi, g711_ok, lengths, arrival, ts, stime, sticks, nticks, dticks):
+def _run_bytes(arrays, lengths, pt, k, e):
+    """The bytes one decoder call takes for the packets k..e-1 of one codec:
+    what the packet-by-packet path would give it, one packet after another."""
+    n = lengths[k:e]
+    if pt == 3:
+        used = 33 * (n // 160)              # whole GSM frames
+    elif pt == 18:
+        used = n // 8                       # 10-byte G.729 frames, 80 samples each
+    else:
+        used = n                            # G.722: a byte per sample
+    start = arrays.start[k:e]
+    index = np.repeat(start - (np.cumsum(used) - used), used) + np.arange(int(used.sum()))
+    return arrays.buf[index].tobytes()
+
+
+def _plain_run(k, hi, ok, lengths, arrival, ts, stime, sticks, nticks, dticks):
     """The end of the run of packets from k (before hi) that decode one after
-    the other: G.711, and none of section 4's gap or re-base rules applies."""
-    ok = g711_ok[k:hi]
+    the other: ``ok`` (one codec), and none of section 4's gap or re-base
+    rules applies."""
     if not ok.all():
         hi = k + int(np.argmin(ok))
     if hi <= k:
