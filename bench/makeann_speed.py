@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """makeann speed on a 10-minute input, per codec, against a C baseline in the same run.
 
-    bench/makeann_speed.py [MINUTES] [ROUNDS]
+    bench/makeann_speed.py [MINUTES] [ROUNDS] [--before DIR]
 
 Per codec: encoding 10 minutes of 8 kHz speech-like audio (tones and a sweep)
 through rtpproxy_py.media.codecs, in makeann's 160-sample blocks. Baselines
@@ -9,6 +9,9 @@ measured in the same run: G.711 through the C encoders of Python's audioop,
 GSM through sox (libgsm; needs `apt-get install sox`). Then the makeann
 command as a whole, on the raw 8 kHz file and on a 44.1 kHz stereo WAV of the
 same length (mix-down and resampling included). Medians of ROUNDS.
+With --before DIR the two command rows also run from another checkout of the
+tree (DIR/tools/makeann.py, PYTHONPATH=DIR), interleaved round by round with
+these ("..._before" keys): a before/after pair measured on the same load.
 """
 
 import json
@@ -52,8 +55,13 @@ def timed(fn, rounds):
 
 
 def main():
-    minutes = float(sys.argv[1]) if len(sys.argv) > 1 else 10
-    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    import argparse
+    parser = argparse.ArgumentParser(description="makeann speed")
+    parser.add_argument("minutes", nargs="?", type=float, default=10)
+    parser.add_argument("rounds", nargs="?", type=int, default=3)
+    parser.add_argument("--before", help="another checkout of the tree to time alongside")
+    args = parser.parse_args()
+    minutes, rounds = args.minutes, args.rounds
     seconds = minutes * 60
     pcm = signal(seconds, 8000)
     audio = makeann.Audio(pcm, None)
@@ -77,11 +85,27 @@ def main():
         wav = os.path.join(tmp, "in.wav")
         wide = signal(seconds, 44100)
         soundfile.write(wav, np.stack([wide, wide], axis=1), 44100, subtype="PCM_16")
-        cmd = [sys.executable, os.path.join(TOP, "tools", "makeann.py")]
-        out["makeann_raw8k_s"] = round(timed(lambda: subprocess.run(
-            cmd + [sln, os.path.join(tmp, "r")], check=True), rounds), 3)
-        out["makeann_wav44k_stereo_s"] = round(timed(lambda: subprocess.run(
-            cmd + [wav, os.path.join(tmp, "w")], check=True), rounds), 3)
+        builds = [("", [sys.executable, os.path.join(TOP, "tools", "makeann.py")], None)]
+        if args.before:
+            before = os.path.abspath(args.before)
+            builds.append(("_before", [sys.executable, os.path.join(before, "tools", "makeann.py")],
+                           dict(os.environ, PYTHONPATH=before)))
+        rows = {}
+        for _ in range(rounds):          # interleaved: each build sees the same load
+            for label, cmd, env in builds:
+                for key, infile in (("makeann_raw8k_s", sln), ("makeann_wav44k_stereo_s", wav)):
+                    import resource
+                    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    t = time.perf_counter()
+                    subprocess.run(cmd + [infile, os.path.join(tmp, "o" + label)], check=True, env=env)
+                    wall = time.perf_counter() - t
+                    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    rows.setdefault(key + label, []).append(wall)
+                    rows.setdefault(key[:-2] + "_cpu_s" + label, []).append(
+                        cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime)
+        for key, values in rows.items():
+            out[key] = round(statistics.median(values), 3)
+        out["load_average_at_end"] = open("/proc/loadavg").read().split()[0]
     finally:
         shutil.rmtree(tmp)
     print(json.dumps(out))

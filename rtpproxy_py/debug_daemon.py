@@ -6,7 +6,10 @@
   memory (bench/churn.py reads it);
 * on exit, a profile file (see debugtools for where it goes) and a leak
   report: the sessions, ports, sockets, greenlets and file descriptors still
-  held once every session has ended. A clean run reports "all clear".
+  held once every session has ended. A clean run reports "all clear" in the
+  log and, as upstream's debug build does, ends by printing exactly
+  ``MEMDEB(rtpproxy): all clear`` on stdout (scripts written for upstream
+  compare stdout); otherwise that stdout line says what leaked.
 
 None of this adds work to the packet path: the relay's readers are the same
 objects as in ``rtpproxy``; the profiler only runs in this build.
@@ -36,15 +39,7 @@ def live_greenlets():
     return [g for g in gc.get_objects() if isinstance(g, raw_greenlet) and not g.dead]
 
 
-def open_fds():
-    """fd -> what it is (readlink of /proc/self/fd/N)."""
-    fds = {}
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            fds[int(name)] = os.readlink("/proc/self/fd/" + name)
-        except OSError:
-            pass          # the directory listing's own fd, already closed
-    return fds
+open_fds = debugtools.open_fds
 
 
 def rss_kb():
@@ -127,6 +122,7 @@ class DebugDaemon(Daemon):
         gevent.sleep(0.05)      # let the greenlets killed above unwind
         report = LeakReport(self, self.baseline)
         log.log(logging.INFO if report.clean else logging.ERROR, "%s", report.text())
+        debugtools.print_verdict("rtpproxy", None if report.clean else report.text())
 
     def _inject_leak(self):
         table, relay = self.dispatcher.table, self.relay

@@ -4,12 +4,11 @@ exit, and a measure of how late the event loop runs its timers.
 
 The production commands never import this module.
 
-Where the profile goes: ``$RTPP_PROFILE`` if set (a file name, or an existing
-directory to put the file in), else the working directory the program was
-started in; the file is named ``PROGRAM.PID.pstats``. ``RTPP_PROFILE=off``
-profiles nothing (the profiler makes the daemon about four times slower,
-which a load test of the debug build does not want). Read it with
-``python3 -m pstats FILE``.
+A profile is written only when ``$RTPP_PROFILE`` names where: a file name, or
+an existing directory to put ``PROGRAM.PID.pstats`` in. Unset, empty or
+``off``: nothing is profiled and no file is left anywhere (scripts run the
+debug builds in their own directories; the profiler also makes the daemon
+about four times slower). Read a profile with ``python3 -m pstats FILE``.
 
 A tool's ``_debug`` entry point is one line::
 
@@ -56,7 +55,8 @@ class Profile:
     """cProfile over the whole run; ``finish()`` writes the pstats file.
 
     The destination is resolved at construction, so a daemon that changes
-    directory when it detaches still writes where it was started."""
+    directory when it detaches still writes where it was started (a relative
+    ``$RTPP_PROFILE`` is relative to the starting directory)."""
 
     def __init__(self, program, log=None):
         self.program = program
@@ -65,12 +65,14 @@ class Profile:
         # otherwise bury the work (and greenlet switches skew wall time).
         self.profiler = cProfile.Profile(time.process_time)
         wanted = os.environ.get(PROFILE_ENV)
-        self.off = wanted == "off"
+        self.off = not wanted or wanted == "off"
         self.directory = self.filename = None
-        if wanted and not os.path.isdir(wanted):
-            self.filename = os.path.abspath(wanted)
+        if self.off:
+            return
+        if os.path.isdir(wanted):
+            self.directory = os.path.abspath(wanted)
         else:
-            self.directory = os.path.abspath(wanted or os.getcwd())
+            self.filename = os.path.abspath(wanted)
 
     def path(self):
         """The file name; the pid is the one at exit (after any fork)."""
@@ -118,17 +120,59 @@ class Profile:
             sys.stderr.write(message + "\n")
 
 
-def run_debug(main, program, *args, **kwargs):
+def print_verdict(name: str, leaks: str | None) -> None:
+    """Upstream's memory-debug verdict on stdout: ``MEMDEB(name): all clear``
+    when ``leaks`` is empty, else ``MEMDEB(name): `` and what leaked."""
+    line = "MEMDEB(%s): %s\n" % (name, leaks if leaks else "all clear")
+    try:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+    except (OSError, ValueError):       # stdout closed (a detached daemon): nothing to tell
+        pass
+
+
+def open_fds() -> dict:
+    """fd -> what it is (readlink of /proc/self/fd/N); empty where /proc is missing."""
+    fds = {}
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return fds
+    for name in names:
+        try:
+            fds[int(name)] = os.readlink("/proc/self/fd/" + name)
+        except OSError:
+            pass          # the directory listing's own fd, already closed
+    return fds
+
+
+def fd_leaks(baseline: dict) -> str:
+    """What ``open_fds()`` holds now that ``baseline`` did not, as text ('' if nothing)."""
+    leaked = {fd: what for fd, what in open_fds().items() if baseline.get(fd) != what}
+    if not leaked:
+        return ""
+    return "leaked %d file descriptor%s: %s" % (
+        len(leaked), "s" if len(leaked) > 1 else "",
+        ", ".join("%d=%s" % item for item in sorted(leaked.items())))
+
+
+def run_debug(main, program, *args, verdict=None, **kwargs):
     """Run a tool's ``main(*args, **kwargs)`` as its debug build: debug logging
     to stderr and a profile written on exit (also when main raises or calls
-    sys.exit)."""
+    sys.exit). ``verdict``: the name under which the end-of-run leak check
+    (file descriptors the run opened and did not close) prints upstream's
+    ``MEMDEB(name): ...`` line on stdout; None prints none (makeann_debug,
+    as upstream)."""
     setup_debug_logging()
     profile = Profile(program)
+    baseline = open_fds()
     profile.start()
     try:
         return main(*args, **kwargs)
     finally:
         profile.finish()
+        if verdict is not None:
+            print_verdict(verdict, fd_leaks(baseline))
 
 
 class LoopHealth:

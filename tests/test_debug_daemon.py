@@ -94,3 +94,29 @@ def test_bad_loop_health_period_is_one_sentence():
                          stdin=subprocess.DEVNULL, cwd=TOP)
     assert out.returncode == 1
     assert out.stderr == "rtpproxy: RTPP_LOOP_HEALTH=often: give a positive number of seconds.\n"
+
+
+def test_stdout_ends_with_upstreams_memdeb_verdict(rtpproxy, tmp_path):
+    """Scripts written for upstream compare the debug build's stdout."""
+    clean = _debug_daemon(rtpproxy, tmp_path, control="stdio")
+    relay_one_call(clean.command)
+    assert clean.stop() == 0
+    assert clean.proc.stdout.read().decode().splitlines()[-1] == "MEMDEB(rtpproxy): all clear"
+    leaky = _debug_daemon(rtpproxy, tmp_path, control="stdio", RTPP_DEBUG_LEAK="1")
+    relay_one_call(leaky.command)
+    assert leaky.stop() == 0
+    last = leaky.proc.stdout.read().decode().splitlines()[-1]
+    assert last.startswith("MEMDEB(rtpproxy): leak report: LEAKS after every session ended: "
+                           "sessions 1, ports 2"), last
+
+
+def test_no_profile_left_in_the_working_directory_unless_asked(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "RTPP_PROFILE"}
+    out = subprocess.run(DEBUG + ["-f", "-F", "-p", "/dev/null", "-s", "stdio:", "-l", "127.0.0.1",
+                                  "-d", "INFO"],
+                         input="V\n", capture_output=True, text=True, timeout=30,
+                         env=dict(env, PYTHONPATH=TOP), cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "MEMDEB(rtpproxy): all clear"
+    assert "profile" not in out.stderr
+    assert not list(tmp_path.iterdir())

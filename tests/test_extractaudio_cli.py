@@ -104,10 +104,65 @@ def test_unknown_formats_list_the_known_ones():
     assert 'unknown output data format: "pcm_12"' in done.stderr and '"ms_adpcm"' in done.stderr
 
 
-def test_refused_format_combination_is_exit_2(call, tmp_path):
+def test_refused_format_combination_is_exit_2_and_says_why(call, tmp_path):
     done = run("-F", "raw", "-D", "ms_adpcm", call, tmp_path / "o.raw")
     assert done.returncode == 2
-    assert done.stderr.strip().endswith("o.raw: can't open output file")
+    assert done.stderr.splitlines()[-1] == (
+        "extractaudio: %s: the raw container cannot hold ms_adpcm data; choose another -D or -F "
+        "(-F raw takes -D pcm_s8, pcm_16, pcm_24, pcm_32, pcm_u8, float, double, ulaw, alaw, "
+        "gsm610, vox_adpcm, dwvw_12, dwvw_16, dwvw_24)" % (tmp_path / "o.raw"))
+    done = run("-F", "wav", "-D", "vorbis", call, tmp_path / "o.wav")
+    assert done.returncode == 2 and "can't open output file" not in done.stderr
+    assert "the wav container cannot hold vorbis data" in done.stderr
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_every_listed_format_works_or_fails_in_one_sentence(call, tmp_path):
+    """Each -F and -D name of the man page, mono and stereo: a file, or exit 2
+    with one line (never an internal error from the sound library)."""
+    from rtpproxy_py.tools import extractaudio
+    outcomes = {}
+    for container, _ in extractaudio.FILE_FORMATS:
+        for data, _ in extractaudio.DATA_FORMATS:
+            for stereo in (False, True):
+                out = tmp_path / "o"
+                argv = (["-s"] if stereo else []) + ["-F", container, "-D", data, call, str(out)]
+                with open(os.devnull, "w") as sink:
+                    try:
+                        assert extractaudio.run(extractaudio.parse_args(argv), out=sink,
+                                                err=sink) == 0
+                        assert out.stat().st_size > 0
+                        outcomes[container, data, stereo] = "ok"
+                    except extractaudio.ExtractError as exc:
+                        assert exc.code == 2 and "\n" not in str(exc), (container, data, exc)
+                        outcomes[container, data, stereo] = "refused"
+                        assert not out.exists(), (container, data, stereo)
+                if out.exists():
+                    out.unlink()
+    assert outcomes["aiff", "dwvw_12", False] == "refused"     # opens, then cannot write
+    assert outcomes["raw", "vox_adpcm", False] == "ok"
+    assert sum(v == "ok" for v in outcomes.values()) > 200
+
+
+def test_vox_adpcm_of_an_odd_sample_count_exits_0_with_the_right_bytes(tmp_path):
+    """libsndfile packs two VOX samples a byte and takes one sample less of an
+    odd count: upstream ignores that count (exit 0); soundfile would raise."""
+    stream = tone_stream(440, 0.2)
+    last, arrival = stream[-1]
+    stream[-1] = (last[:12 + 81], arrival)          # 9 * 160 + 81 samples: odd
+    write_recording(str(tmp_path / "c.a.rtp"), stream)
+    done = run("-F", "raw", "-D", "vox_adpcm", "-A", tmp_path / "c.a.rtp", tmp_path / "v.raw")
+    assert done.returncode == 0, done.stderr
+    assert run("-F", "raw", "-D", "pcm_16", "-A", tmp_path / "c.a.rtp",
+               tmp_path / "p.raw").returncode == 0
+    pcm = np.frombuffer((tmp_path / "p.raw").read_bytes(), dtype="<i2")
+    assert len(pcm) % 2 == 1
+    with soundfile.SoundFile(str(tmp_path / "ref.raw"), "w", samplerate=8000, channels=1,
+                             format="RAW", subtype="VOX_ADPCM") as ref:
+        ref.write(pcm[:-1])
+    got, ref = (tmp_path / "v.raw").read_bytes(), (tmp_path / "ref.raw").read_bytes()
+    assert len(got) == (len(pcm) + 1) // 2                 # the odd sample is in its last byte
+    assert got[:len(ref)] == ref
 
 
 # every combination upstream's tests exercise (extractaudio.md 6)
@@ -176,7 +231,8 @@ def test_missing_truncated_and_foreign_inputs(call, tmp_path):
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
         "extractaudio: %s is not an rtpproxy recording (neither the ad hoc format nor pcap)" % foreign,
-        "extractaudio: cannot load neither A nor B"]
+        "extractaudio: cannot load neither A nor B: nothing in them was readable, so no output "
+        "was written"]
     # an output directory that does not exist
     done = run(call, tmp_path / "no" / "dir.wav")
     assert done.returncode == 2 and "can't open output file" in done.stderr
@@ -269,3 +325,81 @@ def test_dtmf_events_and_comfort_noise_become_silence(tmp_path):
     assert len(audio) == 8000
     assert not audio[20 * 160:30 * 160].any()
     assert tone_snr(audio[30 * 160:], 440) > 30 and tone_snr(audio[:20 * 160], 440) > 30
+
+
+def test_debug_build_prints_memdeb_verdict_and_leaves_no_files(call, tmp_path):
+    debug = os.path.join(os.path.dirname(sys.executable), "extractaudio_debug")
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "RTPP_PROFILE"}
+    done = subprocess.run([debug, "-s", "-D", "pcm_16", call, "out.wav"], capture_output=True,
+                          text=True, timeout=120, cwd=str(work), env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "MEMDEB(extractaudio): all clear"
+    assert done.stdout.count("MEMDEB") == 1
+    assert sorted(p.name for p in work.iterdir()) == ["out.wav"]      # no profile
+
+
+def test_both_legs_damaged(call, tmp_path):
+    """What could be read is written and named; a run where nothing could be
+    read says so plainly. Either way the exit status is upstream's 1."""
+    for side in ("a", "o"):
+        blob = open("%s.%s.rtp" % (call, side), "rb").read()
+        (tmp_path / ("cut.%s.rtp" % side)).write_bytes(blob[:len(blob) // 2 + 5])
+    done = run("-s", "-D", "pcm_16", tmp_path / "cut", tmp_path / "cut.wav")
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == (
+        "extractaudio: no input could be read whole; %s holds the 0.50 s of audio read before "
+        "the damage" % (tmp_path / "cut.wav"))
+    audio, _ = soundfile.read(str(tmp_path / "cut.wav"), dtype="int16")
+    assert tone_snr(audio[:3000, 0], 1000) > 30 and tone_snr(audio[:3000, 1], 440) > 30
+    for side in ("a", "o"):
+        (tmp_path / ("none.%s.rtp" % side)).write_bytes(
+            open("%s.%s.rtp" % (call, side), "rb").read()[:20])
+    done = run(tmp_path / "none", tmp_path / "none.wav")
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == ("extractaudio: cannot load neither A nor B: nothing in "
+                                            "them was readable, so no output was written")
+    assert not (tmp_path / "none.wav").exists()
+
+
+@pytest.mark.parametrize("first_seq, first_ts", [(1000, 50000), (1, 160)])
+def test_restarted_stream_continues_the_audio(tmp_path, first_seq, first_ts):
+    """Same SSRC, then a marked packet with sequence number and timestamp back
+    to 0 (a sender that started over): the audio continues where the packets
+    arrived, 440 Hz then 1000 Hz, nothing inserted, nothing dropped as a
+    duplicate of the old sequence numbers."""
+    codec = codecs.get_codec(0)
+
+    def part(seq0, ts0, freq, t0, marker):
+        pcm = tone(freq, 2.0)
+        return [(rtp_packet(seq0 + i, ts0 + 160 * i, 0x77, 0, codec.encode(pcm[160 * i:160 * (i + 1)]),
+                            marker=marker and i == 0), t0 + 0.02 * i) for i in range(100)]
+
+    stream = part(first_seq, first_ts, 440, T0, False) + part(0, 0, 1000, T0 + 2.0, True)
+    write_recording(str(tmp_path / "r.a.rtp"), stream)
+    done = run("-s", "-F", "raw", "-D", "pcm_16", "-A", tmp_path / "r.a.rtp", tmp_path / "r.raw")
+    assert done.returncode == 0, done.stderr
+    left = np.frombuffer((tmp_path / "r.raw").read_bytes(), dtype="<i2").reshape(-1, 2)[:, 0]
+    assert len(left) == 4 * 8000
+    assert tone_snr(left[:16000], 440) > 30 and tone_snr(left[16000:], 1000) > 30
+
+
+def test_h_describes_every_option_the_man_page_documents():
+    done = run("-h")
+    assert done.returncode == 0 and done.stderr == ""
+    described = {line.split()[0].rstrip(",") for line in done.stdout.splitlines()
+                 if line.startswith("  -")}
+    assert described == {"-h", "-A", "-B", "-s", "-F", "-D", "-n", "-d", "-i", "-e", "-S",
+                         "--alice-crypto", "--bob-crypto"}
+
+
+def test_help_usage_errors_and_unknown_formats_load_no_numpy():
+    """Start fast: NumPy, the codecs and libsndfile load when there is a recording to read."""
+    script = ("import sys; from rtpproxy_py.tools import extractaudio\n"
+              "for argv in (['-h'], ['-q', 'x', 'y'], ['-F', 'mp5', 'x', 'y'], ['x']):\n"
+              "    extractaudio.main(argv)\n"
+              "print(sorted(m for m in ('numpy', 'soundfile') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60, env=dict(os.environ, PYTHONPATH=TOP))
+    assert out.stdout.splitlines()[-1] == "[]", out.stderr

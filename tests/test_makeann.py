@@ -188,7 +188,7 @@ def test_raw_input_with_explicit_format(tmp_path):
     ((), "usage: makeann"),
     (("-L", "IN"), "limit have to be specified in the loop mode"),
     (("-l", "foobar", "IN"), "limit parameter have to be a number greater than zero"),
-    (("-x", "IN"), "usage: makeann"),
+    (("-x", "IN"), "makeann: unknown option -x; makeann -h lists the options."),
     (("IN", "a", "b"), "usage: makeann"),
     (("IN", "/nonexistent/dir/x"), "can't open /nonexistent/dir/x.0 for writing"),
     (("/nonexistent/in.sln",), "can't open /nonexistent/in.sln for reading"),
@@ -241,6 +241,7 @@ def test_debug_build_reports_files_and_writes_a_profile(ringback, tmp_path):
     result = subprocess.run([debug, str(ringback), str(tmp_path / "o")], capture_output=True,
                             text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
+    assert result.stdout == ""                   # no MEMDEB line: upstream's makeann_debug has none
     assert "o.3: 9900 bytes" in result.stderr
     assert os.path.getsize(tmp_path / "prof.pstats") > 0
     assert read_outputs(tmp_path / "o") == spec_reference(ringback)
@@ -270,3 +271,56 @@ def test_missing_codec_library_skips_only_that_codec(ringback, tmp_path):
     assert "apt-get install libbcg729-0" in lines[1]
     assert sorted(os.listdir(tmp_path)) == ["o.0", "o.8", "o.9"]
     assert os.path.getsize(tmp_path / "o.0") == 48000
+
+
+def test_h_describes_every_option_and_exits_0():
+    result = makeann("-h")
+    assert result.returncode == 0 and result.stderr == ""
+    described = {line.split()[0].rstrip(",") for line in result.stdout.splitlines()
+                 if line.startswith("  -")}
+    assert described == {"-h", "-l", "-L", "-v", "--rate", "--channels", "--format", "--endian"}
+
+
+@pytest.mark.parametrize("args, sentence", [
+    (["-q", "in.sln"], "makeann: unknown option -q; makeann -h lists the options.\n"),
+    (["--loud", "in.sln"], "makeann: unknown option --loud; makeann -h lists the options.\n"),
+    (["in.sln", "-l"], "makeann: option -l needs a value; makeann -h lists the options.\n"),
+])
+def test_bad_option_names_itself(args, sentence, tmp_path):
+    result = makeann(*args, cwd=str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr == sentence
+    assert not list(tmp_path.iterdir())
+
+
+def test_text_file_given_as_audio_is_refused(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Welcome prompt: say hello, then transfer to sales.\n"
+                     "Überarbeitet am 3. Dezember.\n")
+    result = makeann(notes, tmp_path / "o")
+    assert result.returncode == 1
+    assert result.stderr == ("makeann: %s is text, not audio; give a sound file (WAV, FLAC, OGG, "
+                             "...) or headerless 16-bit 8 kHz samples.\n" % notes)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    # headerless audio of the same length is still upstream's raw format
+    write_sln(tmp_path / "real.sln", tone(0.5))
+    assert makeann(tmp_path / "real.sln", tmp_path / "r").returncode == 0
+
+
+def test_man_page_kamailio_example_renders_whole():
+    page = subprocess.run(["mandoc", "-T", "utf8", os.path.join(TOP, "man", "makeann.1")],
+                          capture_output=True, text=True, timeout=30)
+    assert page.returncode == 0, page.stderr
+    lines = [line.strip() for line in page.stdout.splitlines() if "stream2uac" in line]
+    assert lines == ['rtpproxy_stream2uac("/var/lib/rtpproxy/prompts/ringback", "-1");']
+
+
+def test_help_and_usage_errors_load_no_numpy():
+    """Start fast: NumPy and the codecs load when there is audio to encode."""
+    script = ("import sys; from rtpproxy_py.tools import makeann\n"
+              "for argv in (['-h'], ['-q', 'x'], []):\n"
+              "    makeann.main(argv)\n"
+              "print(sorted(m for m in ('numpy', 'soundfile') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60, env=dict(os.environ, PYTHONPATH=TOP))
+    assert out.stdout.splitlines()[-1] == "[]", out.stderr

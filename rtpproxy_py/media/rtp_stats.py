@@ -7,6 +7,10 @@ algorithm, quirks included (32-bit unsigned sequence values, no wrap logic
 in places), because the printed lines are compared with upstream's.
 """
 
+import functools
+import itertools
+import operator
+
 from .codecs.payload_types import clock_rate
 
 U32 = 0xFFFFFFFF
@@ -17,8 +21,24 @@ TS_RING = 10
 NORMAL, SEQ_RESET = 0, 1
 
 
+MAX_RUN_STEP = 100          # a sequence step up to this is "the next packet" in a fast run
+
+
 class StatsInconsistent(Exception):
-    """The sequence engine cannot place a packet (upstream stops loading the file)."""
+    """The sequence engine cannot place a packet (upstream stops loading the file).
+    ``index``: the packet's position in ``update_many``'s arrays."""
+
+    def __init__(self, index=None):
+        super().__init__(index)
+        self.index = index
+
+
+def _jitter_rate(pt):
+    return clock_rate(pt) if (pt == 0 or 3 <= pt <= 18) else None
+
+
+def _step(jlast, a):
+    return jlast + (a - jlast) / 16.0
 
 
 class _Segment:
@@ -203,6 +223,125 @@ class RtpStreamStats:
 
     def finish(self):
         self._close_segment()
+
+    # --- the whole-array form ------------------------------------------------------
+    #
+    # Most packets of a recording simply follow the one before: same SSRC and
+    # payload type, sequence number a little higher, timestamp higher. For
+    # such a run the per-packet rules above reduce to counting, setting bits
+    # and one jitter recurrence, done here with NumPy; every other packet goes
+    # through ``update``. The result is the same, bit for bit (the recurrence
+    # is evaluated in the same order with the same float operations).
+
+    def update_many(self, seq: "np.ndarray", ts: "np.ndarray", ssrc: "np.ndarray",
+                    marker: "np.ndarray", pt: "np.ndarray", arrival: "np.ndarray") -> None:
+        """``update`` for each packet of the arrays, in order. Raises
+        StatsInconsistent with the index of the packet that cannot be placed."""
+        import numpy as np
+        count = len(seq)
+        if count == 0:
+            return
+        rates = np.zeros(128, dtype=np.int64)
+        for p in range(128):
+            rates[p] = _jitter_rate(p) or 0
+        rate = rates[pt & 0x7F]
+        rts = (arrival * rate).astype(np.int64)
+        step = (seq[1:] - seq[:-1]) & 0xFFFF
+        follows = ((ssrc[1:] == ssrc[:-1]) & (step >= 1) & (step <= MAX_RUN_STEP)
+                   & (pt[1:] == pt[:-1]) & ((rate[1:] == 0) | ((ts[1:] > ts[:-1]) & (rts[1:] > 0))))
+        breaks = np.flatnonzero(~follows) + 1         # packets that do not follow their predecessor
+        # Python numbers for ``update``: whole lists when many packets need it
+        columns = (seq, ts, ssrc, marker, pt, arrival)
+        if len(breaks) > count // 8:
+            columns = [c.tolist() for c in columns]
+        seq_c, ts_c, ssrc_c, marker_c, pt_c, arrival_c = columns
+        i = 0
+        while i < count:
+            try:
+                self.update(int(seq_c[i]), int(ts_c[i]), int(ssrc_c[i]), bool(marker_c[i]),
+                            int(pt_c[i]), float(arrival_c[i]))
+            except StatsInconsistent:
+                raise StatsInconsistent(i) from None
+            i += 1
+            k = int(np.searchsorted(breaks, i))
+            end = int(breaks[k]) if k < len(breaks) else count
+            if end > i:
+                i = self._run(i, end, seq, ts, int(pt_c[i]), rate, rts)
+
+    def _run(self, i: int, end: int, seq: "np.ndarray", ts: "np.ndarray", pt: int,
+             rate: "np.ndarray", rts: "np.ndarray") -> int:
+        """Account packets i..end-1, each following its predecessor; returns the
+        index of the first packet not accounted (then handled by ``update``)."""
+        import numpy as np
+        seg = self.seg
+        prev_seq = int(seq[i - 1])
+        if seg is None or seg.max_seq != prev_seq + self.seq_offset:
+            return i
+        jrate = int(rate[i])
+        rec = None
+        if jrate:
+            rec = self.jitter.records[0] if self.jitter.records and \
+                self.jitter.records[0].ssrc == seg.ssrc else self._find_record(seg.ssrc)
+            if rec is None or rec.prev_ts != int(ts[i - 1]) or rec.prev_rtime_ts != int(rts[i - 1]) \
+                    or rec.prev_rtime_ts == 0:
+                return i
+            ring_hit = np.flatnonzero(np.isin(ts[i:min(end, i + TS_RING)], rec.ring))
+            if len(ring_hit):
+                end = i + int(ring_hit[0])
+                if end == i:
+                    return i
+        steps = (seq[i:end] - seq[i - 1:end - 1]) & 0xFFFF
+        x = seg.max_seq + np.cumsum(steps)
+        # wraps: the 16-bit value goes down; seq_offset grows, half of ``seen`` is reused
+        wraps = np.flatnonzero(seq[i:end] < seq[i - 1:end - 1])
+        bounds = [0] + wraps.tolist() + [end - i]
+        seen = np.frombuffer(self.seen, dtype=np.uint8)
+        half = SEEN_BITS // 2
+        for n, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+            if n > 0:
+                self.seq_offset = (self.seq_offset + 65536) & U32
+                if self.seq_offset % SEEN_BITS == 65536:
+                    self.seen[half:] = bytes(half)
+                else:
+                    self.seen[:half] = bytes(half)
+            if b > a:
+                idx = x[a:b] % SEEN_BITS
+                if seen[idx].any():          # cannot happen for forward steps; be exact anyway
+                    end = i + a
+                    break
+                seen[idx] = 1
+                seg.max_seq = int(x[b - 1])
+                seg.pcount += b - a
+        if rec is not None and end > i:
+            self._jitter_run(rec, ts[i - 1:end], rts[i - 1:end])
+        return end
+
+    def _find_record(self, ssrc):
+        for rec in self.jitter.records:
+            if rec.ssrc == ssrc:
+                return rec
+        return None
+
+    @staticmethod
+    def _jitter_run(rec, ts, rts):
+        """Jitter of packets 1.. of the arrays (0: the one already accounted)."""
+        import numpy as np
+        d = rts[:-1] - rts[1:]
+        jump = (d != 0) & (ts[1:] - ts[:-1] > np.abs(d) * 1024)
+        counted = ~jump
+        delta = (rts[1:] - ts[1:]) - (rts[:-1] - ts[:-1])
+        values = np.abs(delta[counted])
+        if len(values):
+            if rec.jlast == 0.0 and not values.any():
+                pass                             # every jlast stays 0.0
+            else:
+                series = list(itertools.accumulate(values.tolist(), _step, initial=rec.jlast))[1:]
+                rec.jlast = series[-1]
+                rec.jmax = max(rec.jmax, max(series))
+                rec.jtotal = functools.reduce(operator.add, series, rec.jtotal)
+            rec.pcount += len(values)
+        rec.ring = (rec.ring + ts[1:].tolist())[-TS_RING:]
+        rec.prev_rtime_ts, rec.prev_ts = int(rts[-1]), int(ts[-1])
 
     def lines(self):
         """The two or three lines extractaudio prints for the file."""

@@ -23,9 +23,20 @@ import os
 import sys
 import time
 
-from ..media import call_audio, recording_reader
-from ..media.call_audio import SIDE_A, SIDE_B, ChannelSet, RtpParseError
-from ..media.rtp_stats import RtpStreamStats, StatsInconsistent
+from ..media import rtp
+
+# The audio modules need NumPy: imported by load_media() when a run needs
+# them, not for -h, a usage error or an unknown format.
+call_audio = recording_reader = ChannelSet = RtpStreamStats = StatsInconsistent = None
+SIDE_A, SIDE_B = "A", "B"       # call_audio's names for the answer and originate sides
+
+
+def load_media():
+    global call_audio, recording_reader, ChannelSet, RtpStreamStats, StatsInconsistent
+    from ..media import call_audio, recording_reader
+    from ..media.call_audio import ChannelSet
+    from ..media.rtp_stats import RtpStreamStats, StatsInconsistent
+    assert (call_audio.SIDE_A, call_audio.SIDE_B) == (SIDE_A, SIDE_B)
 
 PROG = "extractaudio"
 USAGE = """usage: extractaudio [-dsine] [-F file_fmt] [-D data_fmt] rdir outfile [link1] ... [linkN]
@@ -91,11 +102,34 @@ DATA_FORMATS = (
     ("vorbis", "Xiph Vorbis encoding"),
     ("opus", "Opus encoding"),
 )
+HELP = USAGE + """
+Decodes the recordings rtpproxy made of a call (rdir.a.rtp, the answering side,
+and rdir.o.rtp, the originating side, or the -A and -B files), mixes them and
+writes outfile; each link is made a hard link to it. RTP statistics of every
+input go to standard output.
+
+  -h, --help       show this help and exit
+  -A answer_cap    the recording of the answering side (channel A)
+  -B originate_cap the recording of the originating side (channel B)
+  -s               stereo: A on the left, B on the right (default: mixed to mono)
+  -F file_fmt      output container: wav (default), aiff, au, raw, w64, flac, ogg, ...
+                   (an unknown name lists them all)
+  -D data_fmt      sample encoding: gsm610 (default; ms_adpcm with -s), pcm_16, ulaw,
+                   alaw, float, ... (an unknown name lists them all)
+  -n               no sync: put each side's audio end to end, without silence for gaps
+  -d               delete the input files after a successful run
+  -i               run at the lowest priority
+  -e               fail when any given input cannot be read (default: when all cannot)
+  -S               only print how many records each input holds; write nothing
+  --alice-crypto CSPEC  decrypt the SRTP of the A input (pcap recordings)
+  --bob-crypto CSPEC    the same for the B input
+"""
 SRTP_SUITES = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32")
 BASE64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 SRTP_KEY_CHARS = 40
 PROGRESS_MIN_BYTES = 4 * 1024 * 1024      # about five minutes of a two-party G.711 call
 WRITE_BLOCK = 8000 * 60                   # frames per soundfile write (one minute)
+DECRYPTION_FAILED = len(rtp.PARSE_REASONS)   # a reason code after the parser's own
 
 
 class UsageError(Exception):
@@ -153,7 +187,7 @@ def parse_args(argv):
     o = Options()
     for flag, value in opts:
         if flag in ("-h", "--help"):
-            raise UsageError(None)
+            raise UsageError(None)     # main prints HELP
         if flag == "-d":
             o.delete = True
         elif flag == "-s":
@@ -261,6 +295,7 @@ class Extractor:
     """One run: load the inputs, decode, mix, write. Messages go to ``err``."""
 
     def __init__(self, opts, out=sys.stdout, err=sys.stderr):
+        load_media()
         self.opts = opts
         self.out = out
         self.err = err
@@ -299,78 +334,101 @@ class Extractor:
 
     def _load_file(self, side, path, crypto):
         try:
-            rec = recording_reader.read(path)
+            table = recording_reader.read_table(path)
         except recording_reader.RecordingError as exc:
             self.warn(str(exc))
             return False
         if side == "split":
-            return self._load_split(rec)
-        return self._load_packets(rec, rec.packets, side, crypto)
+            return self._load_split(table)
+        return self._load_table(table, side, crypto)
 
-    def _load_split(self, rec):
+    def _load_split(self, table):
         """A single-file pcap: each relay port that received RTP is one side."""
-        by_port = {}
-        for packet in rec.packets:
-            if packet.dest is not None and packet.dest[1] % 2 == 0:
-                by_port.setdefault(packet.dest, []).append(packet)
-        groups = sorted(by_port.items(), key=lambda item: -len(item[1]))[:2]
-        groups.sort(key=lambda item: item[0][1])
+        import numpy as np
+        rtp_port = np.flatnonzero((table.dest_port >= 0) & (table.dest_port % 2 == 0))
+        keys = table.dest_key[rtp_port]               # destination address and port, one number
+        counts = {}
+        for key in keys.tolist():
+            counts[key] = counts.get(key, 0) + 1
+        chosen = sorted(counts, key=lambda key: -counts[key])[:2]     # stable: first seen wins
+        chosen.sort(key=lambda key: key & 0xFFFF)
         ok = True
-        for side, (_, packets) in zip((SIDE_A, SIDE_B), groups):
-            ok = self._load_packets(rec, packets, side, None) and ok
+        for side, key in zip((SIDE_A, SIDE_B), chosen):
+            ok = self._load_table(table.subset(rtp_port[keys == key]), side, None) and ok
         return ok
 
-    def _load_packets(self, rec, packets, side, crypto):
-        stats = RtpStreamStats()
+    def _decrypt(self, table, crypto):
+        """SRTP inputs: (buffer, starts, lengths, failed mask) of the decrypted datagrams."""
+        import numpy as np
         srtp = None
-        skipped = 0
-        bad = {}
+        plain, failed = [], np.zeros(len(table), dtype=bool)
+        for i in range(len(table)):
+            data = table.data(i)
+            if srtp is None:
+                srtp = _Srtp(crypto, data)
+            clear = srtp.unprotect(data)
+            if clear is None:
+                failed[i] = True
+                clear = b""
+            plain.append(clear)
+        lengths = np.array([len(x) for x in plain], dtype=np.int64)
+        buf = np.frombuffer(b"".join(plain), dtype=np.uint8)
+        return buf, np.cumsum(lengths) - lengths, lengths, failed
+
+    def _load_table(self, table, side, crypto):
+        import numpy as np
+        self.progress.update("reading", 0, 1)
+        buf, starts, lengths = table.buf, table.start, table.length
+        failed = np.zeros(len(table), dtype=bool)
+        if crypto is not None and table.kind == "pcap" and len(table):
+            buf, starts, lengths, failed = self._decrypt(table, crypto)
+        headers = rtp.parse_array(buf, starts, lengths)
+        reason = headers.reason.astype(np.int64)
+        reason[failed] = DECRYPTION_FAILED
+        good = np.flatnonzero(reason == 0)
+        packets = call_audio.PacketArrays.from_headers(buf, headers, table.arrival, good)
+        stats = RtpStreamStats()
         loaded = True
-        total = len(packets)
-        for i, record in enumerate(packets):
-            if i % 2000 == 0:
-                self.progress.update("reading", i, total)
-            data = record.data
-            if crypto is not None and rec.kind == "pcap":
-                if srtp is None:
-                    srtp = _Srtp(crypto, data)
-                data = srtp.unprotect(data)
-                if data is None:
-                    bad["decryption failed"] = bad.get("decryption failed", 0) + 1
-                    continue
-            try:
-                packet = call_audio.parse_rtp(data, record.arrival)
-            except RtpParseError as exc:
-                bad[str(exc)] = bad.get(str(exc), 0) + 1
-                continue
-            try:
-                stats.update(packet.seq, packet.ts, packet.ssrc, packet.marker, packet.pt,
-                             packet.arrival)
-            except StatsInconsistent:
-                self.warn("%s: update_rtpp_stats() failed: the sequence numbers of packet %d "
-                          "cannot be placed; using the packets before it" % (rec.path, i + 1))
-                loaded = False
-                break
-            if not packet.nsamples:
-                skipped += 1
-                continue
-            self.channels.add(packet, side)
+        considered = len(table)               # datagrams looked at (all, unless stats stop)
+        try:
+            stats.update_many(packets.seq, packets.ts, packets.ssrc, packets.marker, packets.pt,
+                              packets.arrival)
+        except StatsInconsistent as exc:
+            self.warn("%s: update_rtpp_stats() failed: the sequence numbers of packet %d "
+                      "cannot be placed; using the packets before it" % (
+                          table.path, int(good[exc.index]) + 1))
+            loaded = False
+            considered = int(good[exc.index])
+            packets = packets.take(np.arange(exc.index))
         stats.finish()
-        for reason, count in bad.items():
-            self.warn("%s: %d datagram%s skipped: %s" % (rec.path, count, "s" if count > 1 else "",
-                                                         reason))
+        self._warn_skipped(table.path, reason[:considered])
+        nsamples = call_audio.sample_counts(packets)
+        skipped = int((nsamples == 0).sum())
+        self.channels.add_arrays(packets.take(np.flatnonzero(nsamples > 0)), side)
         if skipped:
             self.warn("%s: %d packet%s without audio to decode skipped (comfort noise, DTMF "
                       "events, RTCP or a codec without a decoder)" % (
-                          rec.path, skipped, "s" if skipped > 1 else ""))
-        if rec.truncated:
+                          table.path, skipped, "s" if skipped > 1 else ""))
+        if table.truncated:
             self.warn("%s is truncated or damaged after %d records; using the audio before the "
-                      "damage" % (rec.path, rec.records))
+                      "damage" % (table.path, table.records))
             loaded = False
         self.progress.finish()
         self.out.write("\n".join(stats.lines()) + "\n")
         self.out.flush()
         return loaded
+
+    def _warn_skipped(self, path, reason):
+        """One line per reason datagrams were not RTP, in the order first met."""
+        import numpy as np
+        counts = np.bincount(reason, minlength=DECRYPTION_FAILED + 1)   # (np.unique loads numpy.ma)
+        firsts = sorted((int(np.argmax(reason == code)), code)
+                        for code in range(1, len(counts)) if counts[code])
+        for _, code in firsts:
+            count = int(counts[code])
+            text = "decryption failed" if code == DECRYPTION_FAILED else rtp.PARSE_REASONS[code]
+            self.warn("%s: %d datagram%s skipped: %s" % (path, count, "s" if count > 1 else "",
+                                                         text))
 
     # --- decoding and writing -------------------------------------------------------
 
@@ -381,37 +439,94 @@ class Extractor:
 
     def decode(self):
         channels = list(self.channels)
-        total = sum(len(c.packets) for c in channels) or 1
+        total = sum(len(c) for c in channels) or 1
         done = 0
         for channel in channels:
             self.progress.update("decoding", done, total)
-            channel.samples = call_audio.decode_channel(channel.packets, self.opts.nosync,
-                                                        self._unavailable)
-            done += len(channel.packets)
-        return call_audio.mix(channels, self.opts.stereo, self.opts.nosync)
+            channel.samples = call_audio.decode_arrays(channel.packet_arrays(), self.opts.nosync,
+                                                       self._unavailable)
+            done += len(channel)
+        return call_audio.Mix(channels, self.opts.stereo, self.opts.nosync)
 
     def write(self, audio):
         import soundfile
         o = self.opts
         nchannels = 2 if o.stereo else 1
         fmt, subtype = o.file_fmt.upper(), o.data_fmt.upper()
+        if not soundfile.check_format(fmt, subtype):
+            raise ExtractError(container_refusal(o.outfile, o.file_fmt, o.data_fmt), code=2)
+        existed = os.path.lexists(o.outfile)
         try:
-            if not soundfile.check_format(fmt, subtype):
-                raise ValueError("unsupported combination")
             out = soundfile.SoundFile(o.outfile, "w", samplerate=call_audio.RATE,
                                       channels=nchannels, format=fmt, subtype=subtype)
-        except (RuntimeError, ValueError, TypeError, OSError):
-            raise ExtractError("%s: can't open output file" % o.outfile, code=2) from None
-        with out:
-            for start in range(0, len(audio), WRITE_BLOCK):
-                self.progress.update("writing", start, len(audio))
-                out.write(audio[start:start + WRITE_BLOCK])
-        self.progress.update("writing", len(audio), len(audio))
+        except (RuntimeError, ValueError, TypeError, OSError) as exc:
+            if not existed:                # libsndfile may create the file, then refuse
+                _unlink(o.outfile)
+            raise ExtractError("%s: can't open output file%s" % (
+                o.outfile, _library_reason(exc, o, nchannels)), code=2) from None
+        try:
+            with out:
+                for start in range(0, audio.total, WRITE_BLOCK):
+                    self.progress.update("writing", start, audio.total)
+                    _write_block(out, audio.block(start, start + WRITE_BLOCK))
+        except (RuntimeError, ValueError, OSError) as exc:
+            self.progress.finish()
+            _unlink(o.outfile)
+            raise ExtractError("%s: libsndfile could not write %s data into the %s container (%s); "
+                               "choose another -D or -F" % (o.outfile, o.data_fmt, o.file_fmt,
+                                                            _reason(exc)), code=2) from None
+        self.progress.update("writing", audio.total, audio.total)
         self.progress.finish()
-        return call_audio.written_count(len(audio), nchannels)
+        return call_audio.written_count(audio.total, nchannels)
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _write_block(out, block):
+    """One write call. libsndfile may take fewer frames than given (VOX ADPCM
+    packs two samples a byte and leaves an odd last one out); upstream ignores
+    sf_write_short's count, and so do we: soundfile's own check would turn it
+    into an AssertionError after the bytes are written."""
+    try:
+        out.write(block)
+    except AssertionError:
+        pass
+
+
+def _reason(exc):
+    return (str(exc).strip() or type(exc).__name__).rstrip(".")
+
+
+def _library_reason(exc, o, nchannels):
+    if isinstance(exc, OSError) or "No such file" in str(exc) or "ermission" in str(exc):
+        return " (%s)" % _reason(exc)
+    return (" (libsndfile: %s for %s %s data, %d channel%s)"
+            % (_reason(exc), o.file_fmt, o.data_fmt, nchannels, "s" if nchannels > 1 else ""))
+
+
+def accepted_data_formats(file_fmt):
+    """The -D names a -F container can hold, in the table's order."""
+    import soundfile
+    return [name for name, _ in DATA_FORMATS if soundfile.check_format(file_fmt.upper(),
+                                                                       name.upper())]
+
+
+def container_refusal(outfile, file_fmt, data_fmt):
+    """One sentence for a -F/-D pair libsndfile cannot combine ("vorbis in WAV")."""
+    fits = accepted_data_formats(file_fmt)
+    hint = ("-F %s takes -D %s" % (file_fmt, ", ".join(fits)) if fits
+            else "no -D works with -F %s here" % file_fmt)
+    return ("%s: the %s container cannot hold %s data; choose another -D or -F (%s)"
+            % (outfile, file_fmt, data_fmt, hint))
 
 
 def scan(opts, out):
+    load_media()
     for path in (opts.a_path, opts.b_path):
         if path is None:
             continue
@@ -436,10 +551,13 @@ def run(opts, out=sys.stdout, err=sys.stderr):
     given = [path for _, path, _ in ex.inputs if path is not None]
     if opts.strict and failed:
         raise ExtractError("cannot load %s" % failed[0])
-    if len(failed) == len(given):
-        raise ExtractError("cannot load neither A nor B")
+    all_failed = len(failed) == len(given)
+    if all_failed and len(ex.channels) == 0:
+        raise ExtractError("cannot load neither A nor B: nothing in them was readable, so no "
+                           "output was written")
     if len(ex.channels) > 0:
-        audio, consumed_a, consumed_b = ex.decode()
+        audio = ex.decode()
+        consumed_a, consumed_b = audio.consumed[SIDE_A], audio.consumed[SIDE_B]
         written = ex.write(audio)
         err.write("samples decoded: O: %d, A: %d, written: %d\n" % (consumed_b, consumed_a, written))
         for link in opts.links:
@@ -447,6 +565,11 @@ def run(opts, out=sys.stdout, err=sys.stderr):
                 os.link(opts.outfile, link)
             except OSError:
                 pass
+    if all_failed:
+        # Upstream fails when no input loads whole; the audio read before the
+        # damage is still worth having, so it is written first and named here.
+        raise ExtractError("no input could be read whole; %s holds the %.2f s of audio read "
+                           "before the damage" % (opts.outfile, audio.total / call_audio.RATE))
     if opts.delete:
         for path in given:
             try:
@@ -462,7 +585,7 @@ def main(argv=None, debug=False):
         return run(parse_args(argv))
     except UsageError as exc:
         if not (exc.args and exc.args[0]):      # -h / --help
-            sys.stdout.write(USAGE)
+            sys.stdout.write(HELP)
             return 0
         sys.stderr.write("%s: %s\n" % (PROG, exc.args[0]))
         sys.stderr.write(USAGE)
@@ -487,5 +610,5 @@ def main_debug():
     """extractaudio_debug: the same tool with debug logging and a profile on exit;
     internal errors show their traceback."""
     from .. import debugtools
-    return debugtools.run_debug(main, "extractaudio_debug", debug=True)
+    return debugtools.run_debug(main, "extractaudio_debug", debug=True, verdict="extractaudio")
 

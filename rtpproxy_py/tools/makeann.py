@@ -16,16 +16,29 @@ resampled to 8 kHz; G.722 gets 16 kHz audio when the source has more than
 """
 
 import getopt
+import os
 import sys
 from collections import namedtuple
 
-import numpy as np
+# NumPy and the codecs: imported by load_audio_modules() when a run needs
+# them, not for -h or a usage error.
+np = codecs = Resampler = None
 
-from ..media import codecs
-from ..media.resample import Resampler
+
+def load_audio_modules():
+    global np, codecs, Resampler
+    if np is None:
+        import numpy as np
+        from ..media import codecs
+        from ..media.resample import Resampler
 
 USAGE = "usage: makeann [-l limit [-L]] infile [outfile_template]\n"
 HELP = USAGE + """
+Encodes infile into outfile_template.0 (PCMU), .3 (GSM), .18 (G.729), .8 (PCMA)
+and .9 (G.722), the prompt files rtpproxy's P command plays; the template
+defaults to infile.
+
+  -h, --help    show this help and exit
   -l limit      encode exactly this many 8 kHz samples of input
   -L            loop: rewind the input until the limit is reached (needs -l)
   -v            G.729 voice activity detection (debugging only)
@@ -38,6 +51,8 @@ Files with a header (WAV, FLAC, OGG, AIFF, ...) are read as what they say they a
 """
 
 BLOCK = 160                      # samples per encoding block (20 ms at 8 kHz)
+ENCODE_ORDER = (18, 3, 9, 0, 8)  # slowest first, so the two threads finish together
+PARALLEL_MIN_SAMPLES = 8000 * 30  # below half a minute of input threads are not worth it
 VAD_WARNING = ("VAD enable (-v) is for debugging purposes only, produced stream may not "
                "play correctly")
 # Headers of sound-file containers: a file that starts with one of these and
@@ -88,10 +103,10 @@ def _positive(option, text):
 
 def parse_args(argv):
     try:
-        opts, args = getopt.gnu_getopt(argv, "l:Lv", ["rate=", "channels=", "format=", "endian=",
-                                                    "help"])
-    except getopt.GetoptError:
-        raise UsageError() from None
+        opts, args = getopt.gnu_getopt(argv, "l:Lvh", ["rate=", "channels=", "format=", "endian=",
+                                                     "help"])
+    except getopt.GetoptError as exc:
+        raise MakeannError("%s; makeann -h lists the options." % _getopt_reason(exc)) from None
     limit, loop, vad = None, False, False
     raw = {}
     for opt, value in opts:
@@ -103,7 +118,7 @@ def parse_args(argv):
             loop = True
         elif opt == "-v":
             vad = True
-        elif opt == "--help":
+        elif opt in ("-h", "--help"):
             raise UsageError(HELP)
         elif opt == "--rate":
             raw["rate"] = _positive(opt, value)
@@ -127,6 +142,21 @@ def parse_args(argv):
                    DEFAULT_RAW._replace(**raw) if raw else None)
 
 
+def _getopt_reason(exc):
+    """getopt's error, with the option written as it was given."""
+    opt = exc.opt
+    if not opt:
+        return str(exc)
+    name = ("--" if len(opt) > 1 else "-") + opt
+    if "requires argument" in exc.msg:
+        return "option %s needs a value" % name
+    if "must not have an argument" in exc.msg:
+        return "option %s takes no value" % name
+    if "not a unique prefix" in exc.msg:
+        return "option %s is ambiguous" % name
+    return "unknown option %s" % name
+
+
 # --- reading the input --------------------------------------------------------------
 
 Audio = namedtuple("Audio", "narrow wide")   # int16 at 8 kHz; int16 at 16 kHz or None
@@ -134,6 +164,7 @@ Audio = namedtuple("Audio", "narrow wide")   # int16 at 8 kHz; int16 at 16 kHz o
 
 def read_input(path, raw):
     """The input as 8 kHz int16 (and 16 kHz for G.722 when the source is wider)."""
+    load_audio_modules()
     try:
         with open(path, "rb") as f:
             head = f.read(4)
@@ -143,8 +174,38 @@ def read_input(path, raw):
         # upstream's format, read exactly as upstream does (a trailing odd byte is ignored)
         with open(path, "rb") as f:
             data = f.read()
+        if raw is None and looks_like_text(data):
+            raise MakeannError("%s is text, not audio; give a sound file (WAV, FLAC, OGG, ...) or "
+                               "headerless 16-bit 8 kHz samples." % path)
         return Audio(np.frombuffer(data[:len(data) & ~1], dtype="<i2").astype(np.int16), None)
     return _decode_sound_file(path, raw)
+
+
+TEXT_BYTES = frozenset(b"\t\n\r\f" + bytes(range(0x20, 0x7F)))
+TEXT_PROBE = 4096
+
+
+def looks_like_text(data):
+    """True when the start of a headerless input is printable text (ASCII or
+    UTF-8): as 16-bit samples such bytes would never come from audio (silence
+    and quiet passages have zero or 0xFF high bytes), so it is a file given by
+    mistake, not a prompt."""
+    probe = data[:TEXT_PROBE]
+    if not probe:
+        return False
+    if all(b in TEXT_BYTES for b in probe):
+        return True
+    try:
+        text = probe.decode("utf-8")
+    except UnicodeDecodeError:
+        if len(data) <= TEXT_PROBE:
+            return False
+        try:                                # the probe may cut a character in two
+            text = probe[:-3].decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    return all(ch.isprintable() or ch in "\t\n\r\f" for ch in text) and any(
+        ch.isalpha() for ch in text)
 
 
 def _has_container(path, head):
@@ -216,6 +277,7 @@ def block_positions(total, limit, loop):
     Blocks of up to 160 samples; with a limit the last one is shorter; in loop
     mode a block that hits the end rewinds once and continues from the start.
     """
+    load_audio_modules()
     blocks = []
     pos, remaining = 0, limit
     while True:
@@ -242,6 +304,7 @@ def read_order(total, limit, loop):
     """(positions, block lengths): the input samples in the order the blocks read
     them. Unless a loop-mode file is shorter than a block, that is simply the
     input (repeated in loop mode) up to the limit, in 160-sample blocks."""
+    load_audio_modules()
     if loop and total < BLOCK:
         blocks = block_positions(total, limit, loop)
         if not blocks:
@@ -256,7 +319,29 @@ def read_order(total, limit, loop):
 
 def encode(audio, limit, loop, vad, pts):
     """{pt: bytes} for the payload types in ``pts``."""
-    real, lengths = read_order(len(audio.narrow), limit, loop)
+    load_audio_modules()
+    total = len(audio.narrow)
+    if not (loop and total < BLOCK):
+        # blocks of 160 but the last: the input (repeated in loop mode) up to
+        # the count, zero-padded to a whole block; no index arrays needed
+        count = limit if loop else min(total, limit if limit is not None else total)
+        lengths = np.full(-(-count // BLOCK), BLOCK)
+        if count % BLOCK:
+            lengths[-1] = count % BLOCK
+        if count == 0:
+            return {pt: b"" for pt in pts}
+        sequential = np.resize(audio.narrow, count) if count > total else audio.narrow[:count]
+        narrow = np.zeros(len(lengths) * BLOCK, dtype=np.int16)
+        narrow[:count] = sequential
+        wide = None
+        if audio.wide is not None:
+            wide16 = np.zeros(2 * total, dtype=np.int16)
+            n = min(len(wide16), len(audio.wide))
+            wide16[:n] = audio.wide[:n]
+            wide = np.zeros(2 * len(narrow), dtype=np.int16)
+            wide[:2 * count] = np.resize(wide16, 2 * count) if count > total else wide16[:2 * count]
+        return _encode_blocks(sequential, narrow, wide, lengths, vad, pts)
+    real, lengths = read_order(total, limit, loop)
     if len(real) == 0:
         return {pt: b"" for pt in pts}
     # every block zero-padded to 160 samples (-1 marks padding): what the frame
@@ -274,17 +359,31 @@ def encode(audio, limit, loop, vad, pts):
         pairs = np.stack([2 * padded, 2 * padded + 1], axis=1).ravel()
         pairs[np.repeat(padded < 0, 2)] = -1
         wide = _take(wide16, pairs)
+    return _encode_blocks(audio.narrow[real], narrow, wide, lengths, vad, pts)
+
+
+def _encode_blocks(sequential, narrow, wide, lengths, vad, pts):
+    """``sequential``: the samples in read order (G.711 takes them as they are);
+    ``narrow``/``wide``: every block zero-padded to 160 samples (the frame codecs)."""
     if vad and 18 in pts:
         return _encode_with_vad_quirk(narrow, wide, lengths, pts)
-    out = {}
-    for pt in pts:
+
+    def one(pt):
         if pt in (0, 8):
-            out[pt] = codecs.get_codec(pt).encode(audio.narrow[real])
-        elif pt == 9 and wide is not None:
-            out[pt] = codecs.get_codec(9, sample_rate=WIDE).encode(wide)
-        else:
-            out[pt] = codecs.get_codec(pt).encode(narrow)
-    return out
+            return codecs.get_codec(pt).encode(sequential)
+        if pt == 9 and wide is not None:
+            return codecs.get_codec(9, sample_rate=WIDE).encode(wide)
+        return codecs.get_codec(pt).encode(narrow)
+
+    # The frame codecs are C libraries called through ctypes, which lets go of
+    # the GIL: on two cores G.729 (the slowest by far) runs beside the others.
+    order = sorted(pts, key=lambda pt: ENCODE_ORDER.index(pt) if pt in ENCODE_ORDER else 99)
+    if len(order) < 2 or len(sequential) < PARALLEL_MIN_SAMPLES or (os.cpu_count() or 1) < 2:
+        return {pt: one(pt) for pt in order}
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {pt: pool.submit(one, pt) for pt in order}
+        return {pt: futures[pt].result() for pt in pts}
 
 
 def _take(signal, positions):
@@ -329,6 +428,7 @@ def _encode_with_vad_quirk(narrow, wide, lengths, pts):
 
 def run(argv, debug=False):
     opts = parse_args(argv)
+    load_audio_modules()
     if opts.vad:
         sys.stderr.write("makeann: %s\n" % VAD_WARNING)
     pts = []

@@ -241,3 +241,32 @@ def test_same_ssrc_in_both_directions_stays_two_channels():
         channels.add(p, SIDE_B)
     assert sorted(c.side for c in channels) == [SIDE_A, SIDE_B]
     assert all(len(c.packets) == 10 and c.duplicates == 0 for c in channels)
+
+
+def test_whole_array_parser_agrees_with_the_relays_parser():
+    """One set of rules: rtp.parse_array (the tools) accepts exactly what
+    rtp.parse (the relay) accepts, with the same fields, over random datagrams."""
+    import random
+    from rtpproxy_py.media import rtp as rtp_module
+    rng = random.Random(7)
+    datagrams = []
+    for _ in range(3000):
+        data = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 40)))
+        if data and rng.random() < 0.8:
+            data = bytes([0x80 | (data[0] & 0x3F)]) + data[1:]
+        datagrams.append(data)
+    buf = np.frombuffer(b"".join(datagrams), dtype=np.uint8)
+    lengths = np.array([len(d) for d in datagrams])
+    headers = rtp_module.parse_array(buf, np.cumsum(lengths) - lengths, lengths)
+    accepted = 0
+    for i, data in enumerate(datagrams):
+        one = rtp_module.parse(data)
+        assert (one is None) == (headers.reason[i] != 0), data.hex()
+        if one is not None:
+            accepted += 1
+            start = int(np.cumsum(lengths)[i] - lengths[i])
+            assert (one.seq, one.ts, one.ssrc, one.pt, one.marker) == (
+                headers.seq[i], headers.ts[i], headers.ssrc[i], headers.pt[i], headers.marker[i])
+            assert (one.payload_offset, one.payload_end) == (
+                headers.payload_start[i] - start, headers.payload_end[i] - start)
+    assert accepted > 50

@@ -33,14 +33,32 @@ def _run_tool(cwd, **env):
                           cwd=str(cwd), env=dict(os.environ, PYTHONPATH=TOP, **env))
 
 
-def test_run_debug_logs_at_debug_level_and_profiles_into_the_working_dir(tmp_path):
-    out = _run_tool(tmp_path)
+def _run_tool_without_profile_env(cwd):
+    env = {k: v for k, v in os.environ.items() if k != "RTPP_PROFILE"}
+    return subprocess.run([sys.executable, "-c", TOOL], capture_output=True, text=True, timeout=30,
+                          cwd=str(cwd), env=dict(env, PYTHONPATH=TOP))
+
+
+def test_run_debug_logs_at_debug_level_and_profiles_into_the_named_dir(tmp_path):
+    where = tmp_path / "profiles"
+    where.mkdir()
+    out = _run_tool(tmp_path, RTPP_PROFILE=str(where))
     assert out.returncode == 3, out.stderr
     assert "DEBUG: hello from x" in out.stderr
-    [profile] = tmp_path.glob("tool_debug.*.pstats")
+    [profile] = where.glob("tool_debug.*.pstats")
     assert "profile of where time went written to %s" % profile in out.stderr
     names = {key[2] for key in pstats.Stats(str(profile)).stats}
     assert {"main", "crunch"} <= names
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["profiles"]
+
+
+def test_no_profile_and_no_file_unless_asked(tmp_path):
+    """Scripts run the debug builds in their own directories: without
+    RTPP_PROFILE nothing is written there (nor anywhere)."""
+    out = _run_tool_without_profile_env(tmp_path)
+    assert out.returncode == 3 and "DEBUG: hello from x" in out.stderr
+    assert "profile" not in out.stderr
+    assert not list(tmp_path.iterdir())
 
 
 def test_profile_env_names_the_file(tmp_path):
@@ -59,7 +77,7 @@ def test_unwritable_profile_is_one_warning_and_keeps_the_exit_code(tmp_path):
 
 
 def test_profile_directory_is_fixed_at_start(tmp_path, monkeypatch):
-    monkeypatch.delenv("RTPP_PROFILE", raising=False)
+    monkeypatch.setenv("RTPP_PROFILE", ".")
     monkeypatch.chdir(tmp_path)
     profile = debugtools.Profile("prog")
     monkeypatch.chdir("/")          # as a daemon does when it detaches
@@ -92,3 +110,19 @@ def test_profile_off(tmp_path):
     assert out.returncode == 3 and "DEBUG: hello from x" in out.stderr
     assert "profile" not in out.stderr
     assert not list(tmp_path.iterdir()) and not os.path.exists(os.path.join(TOP, "off"))
+
+
+def test_verdict_line_names_leaked_descriptors(tmp_path):
+    script = ("import sys; from rtpproxy_py import debugtools\n"
+              "def main(leak):\n"
+              "    if leak:\n"
+              "        main.kept = open(%r, 'w')\n"
+              "    return 0\n"
+              "sys.exit(debugtools.run_debug(main, 't_debug', sys.argv[1] == '1', verdict='t'))\n"
+              % str(tmp_path / "kept.txt"))
+    runs = [subprocess.run([sys.executable, "-c", script, leak], capture_output=True, text=True,
+                           timeout=30, cwd=str(tmp_path), env=dict(os.environ, PYTHONPATH=TOP))
+            for leak in ("0", "1")]
+    assert runs[0].stdout == "MEMDEB(t): all clear\n"
+    assert runs[1].stdout.startswith("MEMDEB(t): leaked 1 file descriptor: ")
+    assert runs[1].stdout.rstrip().endswith("=%s" % (tmp_path / "kept.txt"))

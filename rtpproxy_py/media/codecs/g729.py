@@ -67,8 +67,20 @@ class G729:
     def encode(self, samples):
         """int16 samples (zero-padded to whole 10 ms frames) -> G.729 frames."""
         pcm = _padded(samples, FRAME_SAMPLES)
-        return b"".join(self.encode_frame(pcm[i:i + FRAME_SAMPLES])
-                        for i in range(0, len(pcm), FRAME_SAMPLES))
+        if self._vad:                 # frames of 10, 2 or 0 bytes
+            return b"".join(self.encode_frame(pcm[i:i + FRAME_SAMPLES])
+                            for i in range(0, len(pcm), FRAME_SAMPLES))
+        # without VAD every frame is 10 bytes: the encoder writes straight into
+        # one buffer (the C encoder is the cost; ctypes releases the GIL meanwhile)
+        if self._enc is None:
+            self._enc = self._lib.initBcg729EncoderChannel(0)
+        count = len(pcm) // FRAME_SAMPLES
+        out = ctypes.create_string_buffer(count * FRAME_BYTES)
+        encoder, enc, length = self._lib.bcg729Encoder, self._enc, ctypes.byref(self._out_len)
+        src, dst = pcm.ctypes.data, ctypes.addressof(out)
+        for i in range(count):
+            encoder(enc, src + 2 * FRAME_SAMPLES * i, dst + FRAME_BYTES * i, length)
+        return out.raw
 
     def decode(self, payload):
         """Payload -> int16 samples, 80 per frame; frames sized as upstream does."""

@@ -4,8 +4,7 @@ A missing library makes only its own codec unavailable; the error says which
 Debian package brings it.
 """
 
-import ctypes
-import ctypes.util
+import ctypes                  # (not ctypes.util: its subprocess and tempfile slow every start)
 
 
 class CodecUnavailable(RuntimeError):
