@@ -20,7 +20,7 @@ KNOWN_CYCLE = {"rtpproxy_py.main", "rtpproxy_py.workers", "rtpproxy_py.worker",
 CORE_MODULES = (
     "rtpproxy_py.protocol.parse", "rtpproxy_py.protocol.reply", "rtpproxy_py.protocol.commands",
     "rtpproxy_py.protocol.errors", "rtpproxy_py.session", "rtpproxy_py.ports",
-    "rtpproxy_py.capabilities", "rtpproxy_py.throttle",
+    "rtpproxy_py.capabilities", "rtpproxy_py.throttle", "rtpproxy_py.media_port",
     "rtpproxy_py.media.rtp", "rtpproxy_py.media.rtcp", "rtpproxy_py.media.analyzer",
     "rtpproxy_py.media.player", "rtpproxy_py.media.resizer", "rtpproxy_py.media.prompt_file",
 )
