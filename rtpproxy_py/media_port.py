@@ -14,11 +14,17 @@ relay.Relay is the socket implementation of the same interface.
 """
 
 import socket
-from typing import Callable, Dict, List, Optional, Protocol, Set, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol, Set, Tuple
 
 from .ports import FamilyPorts, PortsExhausted
 
-Address = Tuple  # (host, port) or (host, port, flowinfo, scope_id)
+if TYPE_CHECKING:
+    from .config import BindAddress
+    from .session import Session, Stream
+
+Address = Tuple[Any, ...]   # (host, port) or (host, port, flowinfo, scope_id)
+# A Stream tap: (stream, datagram, source, now) -> True to drop the packet
+Tap = Callable[["Stream", bytes, Address, float], Optional[bool]]
 FOREVER = float("inf")
 
 
@@ -29,36 +35,36 @@ class MediaPort(Protocol):
     config.BindAddress.
     """
 
-    def open_leg(self, session, leg: int, local) -> None:
+    def open_leg(self, session: "Session", leg: int, local: "BindAddress") -> None:
         """Give leg ``leg`` an RTP/RTCP port pair on ``local`` (replacing an old
         one): set ``port`` and ``local`` of both streams. Raises
         ports.PortsExhausted when no pair is free."""
 
-    def session_started(self, session) -> None:
+    def session_started(self, session: "Session") -> None:
         """A new session: start watching its deadlines (expiry, prompts)."""
 
-    def session_updated(self, session) -> None:
+    def session_updated(self, session: "Session") -> None:
         """A U/L changed addresses, latching, re-packetizing or filters."""
 
-    def session_changed(self, session) -> None:
+    def session_changed(self, session: "Session") -> None:
         """The session's next deadline may have moved earlier (P, S ttl=)."""
 
-    def session_ended(self, session) -> None:
+    def session_ended(self, session: "Session") -> None:
         """Release the session's ports; stop watching it."""
 
-    def set_tos(self, session, leg: int, tos: int) -> bool:
+    def set_tos(self, session: "Session", leg: int, tos: int) -> bool:
         """``S tos=N``; False when the leg is not IPv4."""
 
     def route_source(self, host: str, family: int) -> Optional[str]:
         """The local address that reaches ``host``, or None."""
 
-    def refresh_counters(self, session) -> None:
+    def refresh_counters(self, session: "Session") -> None:
         """Before Q and module accounting: counters kept elsewhere, brought in."""
 
     def free_ports(self) -> int:
         """RTP port pairs left."""
 
-    def open_copy(self, local, target: Address):
+    def open_copy(self, local: "BindAddress", target: Address) -> "MemoryCopy":
         """A port pair sending copies to ``target`` (``C udp:``): an object with
         ``port``, ``tap(is_rtp)`` and ``close()``. Raises ports.PortsExhausted."""
 
@@ -75,12 +81,12 @@ class MemoryCopy:
             (host, dport), (host, dport + 1) if dport < 65535 else None)
         self.closed = False
 
-    def tap(self, is_rtp: bool) -> Callable:
+    def tap(self, is_rtp: bool) -> Tap:
         target = self.targets[0] if is_rtp else self.targets[1]
         port = self.port if is_rtp else self.port + 1
         outbox = self.owner.outbox
 
-        def copy_tap(stream, data: bytes, source: Address, now: float) -> None:
+        def copy_tap(stream: "Stream", data: bytes, source: Address, now: float) -> None:
             # as relay.StreamCopy: sent only when the relay would forward it
             peer = stream.peer
             if peer.port is None or peer.muted or target is None:
@@ -102,15 +108,15 @@ class MemoryMediaPort:
                  routes: Optional[Dict[str, str]] = None) -> None:
         self.ports = FamilyPorts(port_min, port_max, sequential)
         self.routes: Dict[str, str] = dict(routes or {})   # remote host -> local source address
-        self.sessions: Set = set()
-        self.on_expired: Optional[Callable] = None          # dispatcher.expire
+        self.sessions: Set["Session"] = set()
+        self.on_expired: Optional[Callable[["Session"], None]] = None         # dispatcher.expire
         self.outbox: List[Tuple[int, bytes, Address]] = []
         self.updates = 0        # session_updated calls (a U/L re-wired the session)
         self.changes = 0        # session_changed calls (a deadline may be earlier)
 
     # --- the MediaPort interface ---------------------------------------------------
 
-    def open_leg(self, session, leg: int, local) -> None:
+    def open_leg(self, session: "Session", leg: int, local: "BindAddress") -> None:
         allocator = self.ports.table(local.family)
         for port in allocator.candidates():
             allocator.taken(port)
@@ -122,7 +128,7 @@ class MemoryMediaPort:
             stream.port = number
             stream.local = local
 
-    def _close_leg(self, session, leg: int) -> None:
+    def _close_leg(self, session: "Session", leg: int) -> None:
         rtp = session.rtp[leg]
         if rtp.port is not None and rtp.local is not None:
             self.ports.released(rtp.port, rtp.local.family)
@@ -130,21 +136,21 @@ class MemoryMediaPort:
             stream.port = None
             stream.refresh_target()
 
-    def session_started(self, session) -> None:
+    def session_started(self, session: "Session") -> None:
         self.sessions.add(session)
 
-    def session_updated(self, session) -> None:
+    def session_updated(self, session: "Session") -> None:
         self.updates += 1
 
-    def session_changed(self, session) -> None:
+    def session_changed(self, session: "Session") -> None:
         self.changes += 1
 
-    def session_ended(self, session) -> None:
+    def session_ended(self, session: "Session") -> None:
         for leg in (0, 1):
             self._close_leg(session, leg)
         self.sessions.discard(session)
 
-    def set_tos(self, session, leg: int, tos: int) -> bool:
+    def set_tos(self, session: "Session", leg: int, tos: int) -> bool:
         for stream in (session.rtp[leg], session.rtcp[leg]):
             if stream.port is not None and stream.local.family != socket.AF_INET:
                 return False
@@ -154,13 +160,13 @@ class MemoryMediaPort:
     def route_source(self, host: str, family: int) -> Optional[str]:
         return self.routes.get(host)
 
-    def refresh_counters(self, session) -> None:
+    def refresh_counters(self, session: "Session") -> None:
         pass
 
     def free_ports(self) -> int:
         return self.ports.free
 
-    def open_copy(self, local, target: Address) -> MemoryCopy:
+    def open_copy(self, local: "BindAddress", target: Address) -> MemoryCopy:
         allocator = self.ports.table(local.family)
         for port in allocator.candidates():
             allocator.taken(port)
@@ -172,7 +178,7 @@ class MemoryMediaPort:
 
     # --- driving it -------------------------------------------------------------------
 
-    def stream_at(self, port: int):
+    def stream_at(self, port: int) -> Optional["Stream"]:
         """The Stream bound to local ``port`` (RTP: even, RTCP: odd), or None."""
         for session in self.sessions:
             for stream in session.streams():
@@ -199,7 +205,7 @@ class MemoryMediaPort:
                 self.outbox.append((stream.peer.port, packet, target))
         return target
 
-    def next_deadline(self, session, now: float) -> float:
+    def next_deadline(self, session: "Session", now: float) -> float:
         """When the session next needs ``handle_timer`` (expiry, a prompt packet)."""
         wake = session.expires_at()
         if session.players is not None:
