@@ -15,6 +15,9 @@ TYPED = [
     "rtpproxy_py/ports.py",
     "rtpproxy_py/media_port.py",
     "rtpproxy_py/media/codecs/frames.py",
+    "rtpproxy_py/notify.py",
+    "rtpproxy_py/media/player.py",
+    "rtpproxy_py/media/resizer.py",
 ]
 
 
