@@ -18,6 +18,7 @@ TYPED = [
     "rtpproxy_py/notify.py",
     "rtpproxy_py/media/player.py",
     "rtpproxy_py/media/resizer.py",
+    "rtpproxy_py/media/analyzer.py",
 ]
 
 
