@@ -39,7 +39,7 @@ _NOTIFY = "20081224"
 _ANALYSIS = ("20150420", "20230205", "20230424")
 
 
-def supported(datestamp, notify_configured, analysis=True):
+def supported(datestamp: str, notify_configured: bool, analysis: bool = True) -> bool:
     """VF: is this capability date supported?"""
     if datestamp == BASE_VERSION:
         return True
@@ -50,7 +50,7 @@ def supported(datestamp, notify_configured, analysis=True):
     return any(date == datestamp for date, _ in EXTENSIONS)
 
 
-def listing():
+def listing() -> str:
     """The -v text."""
     lines = ["Basic version: %s" % BASE_VERSION]
     lines += ["Extension %s: %s" % (date, text) for date, text in EXTENSIONS]

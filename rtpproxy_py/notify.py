@@ -15,12 +15,16 @@ client address); the one unused longest is closed to make room.
 
 import collections
 import logging
+from typing import TYPE_CHECKING, Any, Deque, Optional, Tuple
 
 import gevent
 from gevent import socket
 from gevent.event import Event
 
 from .throttle import LogThrottle
+
+if TYPE_CHECKING:
+    from .config import NotifyTarget
 
 log = logging.getLogger("rtpproxy")
 throttle = LogThrottle(log)
@@ -32,18 +36,21 @@ CONNECT_TIMEOUT = 3.0
 SEND_TIMEOUT = 5.0
 SEND_TRIES = 3
 
+# ("unix", path) or ("tcp", host, port, local address to send from or None)
+ChannelKey = Tuple[Any, ...]
+
 
 class Channel:
-    def __init__(self, key):
+    def __init__(self, key: ChannelKey) -> None:
         self.key = key
-        self.queue = collections.deque()
+        self.queue: Deque[bytes] = collections.deque()
         self.queued_bytes = 0
         self.ready = Event()
-        self.sock = None
+        self.sock: Any = None       # gevent socket while connected
         self.dropped = 0
         self.worker = gevent.spawn(self._run)
 
-    def put(self, message):
+    def put(self, message: bytes) -> None:
         while self.queue and (len(self.queue) >= QUEUE_LIMIT
                               or self.queued_bytes + len(message) > QUEUE_BYTES):
             self.queued_bytes -= len(self.queue.popleft())
@@ -54,18 +61,18 @@ class Channel:
         self.queued_bytes += len(message)
         self.ready.set()
 
-    def close(self):
+    def close(self) -> None:
         self.worker.kill(block=False)
         if self.sock is not None:
             self.sock.close()
             self.sock = None
 
-    def _name(self):
+    def _name(self) -> str:
         if self.key[0] == "unix":
             return "unix:" + self.key[1]
         return "tcp:%s:%d" % (self.key[1], self.key[2])
 
-    def _connect(self):
+    def _connect(self) -> Any:
         if self.key[0] == "unix":
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             address = self.key[1]
@@ -89,7 +96,7 @@ class Channel:
         gevent.spawn(self._discard_replies, sock)
         return sock
 
-    def _discard_replies(self, sock):
+    def _discard_replies(self, sock: Any) -> None:
         try:
             while sock.recv(4096):
                 pass
@@ -99,7 +106,7 @@ class Channel:
             self.sock = None
             sock.close()
 
-    def _send(self, message):
+    def _send(self, message: bytes) -> bool:
         for attempt in range(SEND_TRIES):
             try:
                 if self.sock is None:
@@ -116,7 +123,7 @@ class Channel:
                                  "notification to %s: %s", self._name(), exc)
         return False
 
-    def _run(self):
+    def _run(self) -> None:
         while True:
             self.ready.wait()
             self.ready.clear()
@@ -127,11 +134,14 @@ class Channel:
 
 
 class Notifier:
-    def __init__(self):
-        self.channels = collections.OrderedDict()    # least recently used first
+    def __init__(self) -> None:
+        # least recently used first
+        self.channels: "collections.OrderedDict[ChannelKey, Channel]" = collections.OrderedDict()
         self.sent = 0
 
-    def notify(self, target, tag, source_ip, local_ip):
+    def notify(self, target: "NotifyTarget", tag: bytes, source_ip: Optional[str],
+               local_ip: Optional[str]) -> None:
+        key: ChannelKey
         if target.kind == "unix":
             key = ("unix", target.path)
         elif target.wildcard:
@@ -152,6 +162,6 @@ class Notifier:
         channel.put(tag + b"\n")
         self.sent += 1
 
-    def close(self):
+    def close(self) -> None:
         for channel in self.channels.values():
             channel.close()

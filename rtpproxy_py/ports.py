@@ -21,7 +21,7 @@ import os
 import random
 import socket
 import struct
-from typing import Dict, Optional
+from typing import Dict, Iterator, Optional, Set, Tuple
 
 _CURSOR = struct.Struct("=I")
 FAMILIES = (socket.AF_INET, socket.AF_INET6)
@@ -37,7 +37,7 @@ class SharedPortTable:
     maps. ``family(af)`` is one family's table; the methods here without a
     family act on the IPv4 one (and release_all on both)."""
 
-    def __init__(self, port_min, port_max, fd=None):
+    def __init__(self, port_min: int, port_max: int, fd: Optional[int] = None) -> None:
         self.port_min = port_min
         self.pairs = (port_max - port_min) // 2 + 1
         self.stride = _CURSOR.size + self.pairs
@@ -47,83 +47,86 @@ class SharedPortTable:
             os.ftruncate(fd, size)
         self.fd = fd
         self.mem = mmap.mmap(fd, size)
-        self._views = {af: _SharedFamily(self, n * self.stride) for n, af in enumerate(FAMILIES)}
+        self._views: Dict[int, _SharedFamily] = {
+            af: _SharedFamily(self, n * self.stride) for n, af in enumerate(FAMILIES)}
 
-    def family(self, af) -> "_SharedFamily":
+    def family(self, af: int) -> "_SharedFamily":
         return self._views[af]
 
-    def owner(self, port):
+    def owner(self, port: int) -> int:
         return self._views[socket.AF_INET].owner(port)
 
-    def claim(self, port, owner):
+    def claim(self, port: int, owner: int) -> None:
         self._views[socket.AF_INET].claim(port, owner)
 
-    def release(self, port, owner):
+    def release(self, port: int, owner: int) -> None:
         self._views[socket.AF_INET].release(port, owner)
 
-    def release_all(self, owner):
+    def release_all(self, owner: int) -> None:
         """A worker died: the kernel closed its sockets, its ports are free."""
         for view in self._views.values():
             view.release_all(owner)
 
-    def held(self):
+    def held(self) -> int:
         return sum(view.held() for view in self._views.values())
 
     @property
-    def cursor(self):
+    def cursor(self) -> int:
         return self._views[socket.AF_INET].cursor
 
     @cursor.setter
-    def cursor(self, value):
+    def cursor(self, value: int) -> None:
         self._views[socket.AF_INET].cursor = value
 
 
 class _SharedFamily:
     """One address family's part of a SharedPortTable."""
 
-    def __init__(self, table, base):
+    def __init__(self, table: SharedPortTable, base: int) -> None:
         self.table = table
         self.base = base
         self.port_min = table.port_min
         self.pairs = table.pairs
         self.mem = table.mem
 
-    def _slot(self, port):
+    def _slot(self, port: int) -> int:
         return self.base + _CURSOR.size + (port - self.port_min) // 2
 
-    def owner(self, port):
+    def owner(self, port: int) -> int:
         return self.mem[self._slot(port)]
 
-    def claim(self, port, owner):
+    def claim(self, port: int, owner: int) -> None:
         self.mem[self._slot(port)] = owner
 
-    def release(self, port, owner):
+    def release(self, port: int, owner: int) -> None:
         slot = self._slot(port)
         if self.mem[slot] == owner:
             self.mem[slot] = 0
 
-    def release_all(self, owner):
+    def release_all(self, owner: int) -> None:
         mem = self.mem
         first = self.base + _CURSOR.size
         for slot in range(first, first + self.pairs):
             if mem[slot] == owner:
                 mem[slot] = 0
 
-    def held(self):
+    def held(self) -> int:
         first = self.base + _CURSOR.size
         return self.pairs - self.mem[first:first + self.pairs].count(0)
 
     @property
-    def cursor(self):
+    def cursor(self) -> int:
         return _CURSOR.unpack_from(self.mem, self.base)[0]
 
     @cursor.setter
-    def cursor(self, value):
+    def cursor(self, value: int) -> None:
         _CURSOR.pack_into(self.mem, self.base, value)
 
 
 class PortAllocator:
-    def __init__(self, port_min, port_max, sequential=False, rng=None, shared=None, owner=0):
+    def __init__(self, port_min: int, port_max: int, sequential: bool = False,
+                 rng: Optional[random.Random] = None, shared: Optional["_SharedFamily"] = None,
+                 owner: int = 0) -> None:
         self.ports = list(range(port_min, port_max + 1, 2))
         self.sequential = sequential
         self.shared = shared        # SharedPortTable with --workers, else None
@@ -133,18 +136,18 @@ class PortAllocator:
             self.rng.shuffle(self.ports)
         self.position = {port: i for i, port in enumerate(self.ports)}
         self.cursor = 0
-        self.in_use = set()
+        self.in_use: Set[int] = set()
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.ports)
 
     @property
-    def free(self):
+    def free(self) -> int:
         if self.shared is not None:
             return len(self.ports) - self.shared.held()
         return len(self.ports) - len(self.in_use)
 
-    def candidates(self):
+    def candidates(self) -> Iterator[int]:
         """Yield each port of the range at most once, starting at the cursor."""
         n = len(self.ports)
         shared = self.shared
@@ -157,7 +160,7 @@ class PortAllocator:
                 continue
             yield port
 
-    def taken(self, port):
+    def taken(self, port: int) -> None:
         """The relay bound ``port`` (and port+1): the next walk starts after it."""
         self.in_use.add(port)
         n = len(self.ports)
@@ -176,7 +179,7 @@ class PortAllocator:
             if self.sequential:
                 self.shared.cursor = self.cursor
 
-    def released(self, port):
+    def released(self, port: int) -> None:
         self.in_use.discard(port)
         if self.shared is not None:
             self.shared.release(port, self.owner)
@@ -186,27 +189,28 @@ class FamilyPorts:
     """One PortAllocator per address family, as upstream keeps one port table
     per family: what the relay holds as ``relay.ports``."""
 
-    def __init__(self, port_min, port_max, sequential=False, rng=None,
-                 shared: Optional[SharedPortTable] = None, owner=0):
+    def __init__(self, port_min: int, port_max: int, sequential: bool = False,
+                 rng: Optional[random.Random] = None,
+                 shared: Optional[SharedPortTable] = None, owner: int = 0) -> None:
         self.tables: Dict[int, PortAllocator] = {
             af: PortAllocator(port_min, port_max, sequential, rng,
                               shared.family(af) if shared is not None else None, owner)
             for af in FAMILIES}
 
-    def table(self, family) -> PortAllocator:
+    def table(self, family: int) -> PortAllocator:
         return self.tables[family]
 
-    def released(self, port, family):
+    def released(self, port: int, family: int) -> None:
         self.tables[family].released(port)
 
     @property
-    def in_use(self):
+    def in_use(self) -> Set[Tuple[int, int]]:
         """(family, port) of every RTP port held."""
         return {(af, port) for af, table in self.tables.items() for port in table.in_use}
 
     @property
-    def free(self):
+    def free(self) -> int:
         return sum(table.free for table in self.tables.values())
 
-    def __len__(self):
+    def __len__(self) -> int:
         return sum(len(table) for table in self.tables.values())

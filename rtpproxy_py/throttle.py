@@ -2,20 +2,23 @@
 a second (ports exhausted, file descriptors gone) are written at most once per
 interval per kind, with a count of the ones held back."""
 
+import logging
 import time
+from typing import Any, Callable, Dict
 
 INTERVAL = 10.0
 
 
 class LogThrottle:
-    def __init__(self, logger, interval=INTERVAL, clock=time.monotonic):
+    def __init__(self, logger: logging.Logger, interval: float = INTERVAL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.logger = logger
         self.interval = interval
         self.clock = clock
-        self._next = {}       # kind -> time the next line of that kind may be written
-        self._held = {}       # kind -> lines held back since the last one written
+        self._next: Dict[str, float] = {}       # kind -> time the next line of that kind may be written
+        self._held: Dict[str, int] = {}         # kind -> lines held back since the last one written
 
-    def log(self, level, kind, message, *args):
+    def log(self, level: int, kind: str, message: str, *args: Any) -> bool:
         """Log ``message % args`` unless a line of ``kind`` went out less than
         ``interval`` seconds ago. Returns whether it was written."""
         now = self.clock()

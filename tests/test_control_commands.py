@@ -258,20 +258,20 @@ def test_graceful_shutdown_on_stdin_eof(rtpproxy):
     assert d.command("U c 127.0.0.1 4000 f").isdigit()
     d.proc.stdin.close()
     # sessions keep the process alive; deleting the last one ends it
-    import time
-    time.sleep(0.3)
-    assert d.alive()
+    from helpers import wait_for
+    assert wait_for(lambda: "graceful shutdown: no new sessions" in d.log()), d.log()
+    assert not wait_for(lambda: not d.alive(), timeout=0.3)    # fails at once if it exits
     d.proc.send_signal(__import__("signal").SIGTERM)
     assert d.proc.wait(5) == 0
 
 
 def test_sighup_refuses_new_sessions_and_exits_when_idle(rtpproxy):
     import signal
-    import time
+    from helpers import wait_for
     d = rtpproxy()
     assert d.command("U c 127.0.0.1 4000 f").isdigit()
     d.proc.send_signal(signal.SIGHUP)
-    time.sleep(0.3)
+    assert wait_for(lambda: "graceful shutdown: no new sessions" in d.log()), d.log()
     assert d.command("U c2 127.0.0.1 4000 f") == "E99"
     assert d.command("U c 127.0.0.1 4000 f").isdigit()   # existing sessions still work
     assert d.command("D c f") == "0"

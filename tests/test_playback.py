@@ -120,8 +120,7 @@ def test_relayed_media_is_dropped_while_playing_and_s_stops(rtpproxy, prompt):
     data, _ = callee.recv()
     assert rtp.parse(data).ssrc == 0xC0FFEE
     assert d.command("S stop ftag ttag") == "0"
-    time.sleep(0.05)
-    collect([caller], 0.05)                 # whatever was in flight
+    assert wait_for(lambda: not collect([caller], 0.05)[caller])    # whatever was in flight
     assert collect([caller], 0.3)[caller] == []
     callee.send(rtp_packet(99, ssrc=0xCA11EE), "127.0.0.1", to_callee_side)
     data, _ = caller.recv()
@@ -181,8 +180,7 @@ def test_play_errors(rtpproxy, prompt, tmp_path):
     assert d.command("P-1 err %s 0 ftag ttag" % base) == "0"
     assert wait_for(lambda: caller.recv(0.5)[0] is not None)
     assert d.command("P0 err %s 0 ftag ttag" % base) == "0"
-    time.sleep(0.05)
-    collect([caller], 0.05)
+    assert wait_for(lambda: not collect([caller], 0.05)[caller])    # in flight, drained
     assert collect([caller], 0.2)[caller] == []
     # a file that is not a whole packet long plays nothing and ends
     (tmp_path / "tiny.0").write_bytes(b"\xff" * 50)
@@ -200,8 +198,7 @@ def test_deleting_the_session_ends_the_prompt(rtpproxy, prompt):
     assert d.command("P-1 del %s 0 ftag ttag" % base) == "0"
     assert len(collect([caller], 0.2)[caller]) > 5
     assert d.command("D del ftag ttag") == "0"
-    time.sleep(0.05)
-    collect([caller], 0.05)
+    assert wait_for(lambda: not collect([caller], 0.05)[caller])    # in flight, drained
     assert collect([caller], 0.2)[caller] == []
     assert d.command("G nplrs_created nplrs_destroyed") == "1 1"
 

@@ -31,6 +31,7 @@ cost more than the comparison (BENCHMARKS.md, "RTP analysis").
 """
 
 import sys
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -64,11 +65,11 @@ _IPOW16 = 1.0 / _POW / 16
 if sys.version_info >= (3, 11):
     header_int = int.from_bytes           # big-endian by default; cheaper without the argument
 else:                                     # pragma: no cover
-    def header_int(data):
+    def header_int(data: bytes) -> int:
         return int.from_bytes(data, "big")
 # Steps are shared between streams (most use the same one), so the one a
 # packet adds is usually in the CPU's cache.
-_STEPS = {}
+_STEPS: Dict[int, int] = {}
 
 
 class _JitterRecord:
@@ -77,18 +78,18 @@ class _JitterRecord:
     __slots__ = ("ssrc", "prev_rts", "prev_ts", "jlast", "jmax", "jtotal", "pcount",
                  "ring", "ring_pos")
 
-    def __init__(self, ssrc):
+    def __init__(self, ssrc: int) -> None:
         self.ssrc = ssrc
-        self.prev_rts = 0
-        self.prev_ts = 0
+        self.prev_rts: float = 0
+        self.prev_ts: int = 0
         self.jlast = 0.0
         self.jmax = 0.0
         self.jtotal = 0.0
         self.pcount = 0
-        self.ring = [None] * RING_SIZE
+        self.ring: List[Optional[int]] = [None] * RING_SIZE
         self.ring_pos = 0
 
-    def push(self, ts):
+    def push(self, ts: int) -> None:
         self.ring[self.ring_pos] = ts
         self.ring_pos = (self.ring_pos + 1) % RING_SIZE
 
@@ -101,7 +102,7 @@ class FastRun(list):
 
     __slots__ = ("expect", "step")
 
-    def __init__(self):
+    def __init__(self) -> None:
         list.__init__(self)
         self.expect = -1
         self.step = 0
@@ -124,27 +125,29 @@ class RtpAnalyzer:
         "last_t", "max_gap",
     )
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.run = FastRun()
         self.fast_ts_step = 0
-        self.jrec = None
+        self.jrec: Optional[_JitterRecord] = None
         self.jclock = 0
         self.psent = self.precvd = self.pdups = self.ssrc_changes = self.perrs = 0
-        self.seg_ssrc = None
+        self.seg_ssrc: int = None  # type: ignore[assignment]  # None until the first packet
         self.pcount = self.min_seq = self.max_seq = self.seq_offset = self.seg_dups = 0
         self.run_lo = 0
-        self.seen = []
-        self.last_seq = self.last_ts = None
-        self.records = []
+        self.seen: List[List[int]] = []
+        # None until the first packet; the fast path and settle() run only after it
+        self.last_seq: int = None  # type: ignore[assignment]
+        self.last_ts: int = None  # type: ignore[assignment]
+        self.records: List[_JitterRecord] = []
         self.fold_jmax = 0.0
         self.fold_jtotal = 0.0
         self.fold_count = 0
-        self.last_t = None
+        self.last_t: float = None  # type: ignore[assignment]  # None until the first packet
         self.max_gap = 0.0
 
     # --- per packet ------------------------------------------------------------
 
-    def feed(self, data, t):
+    def feed(self, data: bytes, t: float) -> None:
         """Account one received datagram that arrived at ``t`` seconds."""
         run = self.run
         h = header_int(data[:12])
@@ -158,7 +161,7 @@ class RtpAnalyzer:
 
     # --- the general case ------------------------------------------------------
 
-    def settle(self):
+    def settle(self) -> None:
         """Apply what fast-path packets deferred: counts, intervals, jitter and
         the timestamp ring. Runs before anything reads the results, on the next
         unusual packet, and from the daemon's housekeeping once SETTLE_BATCH
@@ -189,12 +192,12 @@ class RtpAnalyzer:
             for i in range(n - k + 1, n + 1):
                 rec.push((first_ts + i * step) & 0xFFFFFFFF)
 
-    def tidy(self):
+    def tidy(self) -> None:
         """Housekeeping (once a second): settle a long run of fast-path packets."""
         if len(self.run) >= SETTLE_BATCH:
             self.settle()
 
-    def _settle_times(self, times, rec, step):
+    def _settle_times(self, times: List[float], rec: Optional[_JitterRecord], step: int) -> None:
         """Intervals and jitter of a run, one packet at a time (short runs)."""
         last_t, longest = self.last_t, self.max_gap
         if rec is None:
@@ -221,7 +224,7 @@ class RtpAnalyzer:
             rec.prev_rts, rec.jlast, rec.jmax, rec.jtotal = prev_rts, jlast, jmax, jtotal
         self.last_t, self.max_gap = last_t, longest
 
-    def _settle_times_numpy(self, times, rec, step):
+    def _settle_times_numpy(self, times: List[float], rec: Optional[_JitterRecord], step: int) -> None:
         """The same for a long run, vectorized, in few NumPy calls (each costs
         about a microsecond whatever its size). The jitter recurrence
         j[k] = j[k-1] + (D[k] - j[k-1]) / 16 is computed in closed form over
@@ -254,7 +257,7 @@ class RtpAnalyzer:
         rec.jlast, rec.jmax, rec.jtotal = float(jlast), float(jmax), float(jtotal)
         rec.prev_rts = float(rts[-1])
 
-    def feed_unexpected(self, data, h, t):
+    def feed_unexpected(self, data: bytes, h: int, t: float) -> None:
         """A packet the fast path did not predict (``h``: its header as an integer)."""
         self.settle()
         self.run.expect = -1
@@ -275,7 +278,7 @@ class RtpAnalyzer:
                 and self.max_seq == seq + self.seq_offset):
             self._arm(h, pt, ts, (ts - prev_ts) & 0xFFFFFFFF)
 
-    def _arm(self, h, pt, ts, ts_step):
+    def _arm(self, h: int, pt: int, ts: int, ts_step: int) -> None:
         """The packet just handled continues its stream regularly: predict the
         next header, if the fast path would give exactly the slow path's results
         for it (the timestamp rules of _jitter cannot trigger, and the timestamp
@@ -299,7 +302,7 @@ class RtpAnalyzer:
         self.run.step = step
         self.run.expect = h + step
 
-    def _sequence(self, s, ts, ssrc, marker, pt, t):
+    def _sequence(self, s: int, ts: int, ssrc: int, marker: bool, pt: int, t: float) -> bool:
         """Sequence tracking (extractaudio.md 7, steps 1-6). Returns True when
         the packet became the newest of its segment."""
         if self.seg_ssrc is None:
@@ -349,14 +352,14 @@ class RtpAnalyzer:
         # extractaudio stops on it, the relay just leaves it out.
         return False
 
-    def _start_segment(self, ssrc, x):
+    def _start_segment(self, ssrc: int, x: int) -> None:
         self.seg_ssrc = ssrc
         self.min_seq = self.max_seq = self.run_lo = x
         self.pcount = 1
         self.seg_dups = 0
         self.seen = []
 
-    def _close_segment(self):
+    def _close_segment(self) -> None:
         if self.pcount > 0:
             self.psent += self.max_seq - self.min_seq + 1
             self.precvd += self.pcount
@@ -367,7 +370,7 @@ class RtpAnalyzer:
     # 131072-bit map; only the last SEEN_WINDOW numbers can be looked up again,
     # so older runs are dropped.)
 
-    def _seen(self, x):
+    def _seen(self, x: int) -> bool:
         if self.run_lo <= x <= self.max_seq:
             return True
         for low, high in self.seen:
@@ -375,13 +378,13 @@ class RtpAnalyzer:
                 return True
         return False
 
-    def _forget_run(self, new_max):
+    def _forget_run(self, new_max: int) -> None:
         """A gap: the contiguous run ends here and becomes an older run."""
         self.seen.append([self.run_lo, self.max_seq])
         self.run_lo = new_max
         self._prune()
 
-    def _remember(self, x):
+    def _remember(self, x: int) -> None:
         """A late packet filled a hole below the newest number."""
         if x == self.run_lo - 1:
             self.run_lo = x
@@ -396,14 +399,14 @@ class RtpAnalyzer:
         self.seen.append([x, x])
         self._prune()
 
-    def _prune(self):
+    def _prune(self) -> None:
         if len(self.seen) > 32:
             floor = self.max_seq - SEEN_WINDOW
             self.seen = [pair for pair in self.seen if pair[1] >= floor]
 
     # --- jitter -------------------------------------------------------------------
 
-    def _record(self, ssrc):
+    def _record(self, ssrc: int) -> _JitterRecord:
         rec = self._find_record(ssrc)
         if rec is not None:
             return rec
@@ -417,7 +420,7 @@ class RtpAnalyzer:
         self.records.insert(0, rec)
         return rec
 
-    def _jitter(self, ssrc, pt, ts, t, hint):
+    def _jitter(self, ssrc: int, pt: int, ts: int, t: float, hint: int) -> None:
         clock = clock_rate(pt)
         if clock is None:
             return
@@ -449,12 +452,12 @@ class RtpAnalyzer:
         self._save(rec, ts, rts)
 
     @staticmethod
-    def _save(rec, ts, rts):
+    def _save(rec: _JitterRecord, ts: int, rts: float) -> None:
         rec.push(ts)
         rec.prev_rts = rts
         rec.prev_ts = ts
 
-    def _find_record(self, ssrc):
+    def _find_record(self, ssrc: int) -> Optional[_JitterRecord]:
         for rec in self.records:
             if rec.ssrc == ssrc:
                 return rec
@@ -462,7 +465,7 @@ class RtpAnalyzer:
 
     # --- results -------------------------------------------------------------------
 
-    def sequence_totals(self):
+    def sequence_totals(self) -> Tuple[int, int, int]:
         """(nsent, nrcvd, ndups) over every segment so far."""
         self.settle()
         sent, rcvd, dups = self.psent, self.precvd, self.pdups
@@ -473,60 +476,60 @@ class RtpAnalyzer:
         return sent, rcvd, dups
 
     @property
-    def rtpa_nsent(self):
+    def rtpa_nsent(self) -> int:
         return self.sequence_totals()[0]
 
     @property
-    def rtpa_nrcvd(self):
+    def rtpa_nrcvd(self) -> int:
         return self.sequence_totals()[1]
 
     @property
-    def rtpa_ndups(self):
+    def rtpa_ndups(self) -> int:
         return self.sequence_totals()[2]
 
     @property
-    def rtpa_nlost(self):
+    def rtpa_nlost(self) -> int:
         sent, rcvd, _ = self.sequence_totals()
         return max(0, sent - rcvd)
 
     @property
-    def longest_ipi(self):
+    def longest_ipi(self) -> float:
         """The longest time between two packets, seconds."""
         self.settle()
         return self.max_gap
 
     @property
-    def rtpa_perrs(self):
+    def rtpa_perrs(self) -> int:
         return self.perrs
 
-    def _jitter_records(self):
+    def _jitter_records(self) -> List[_JitterRecord]:
         self.settle()
         return [rec for rec in self.records if rec.pcount >= 2]
 
     @property
-    def rtpa_jlast(self):
+    def rtpa_jlast(self) -> float:
         """jlast of the newest SSRC with at least two packets, timestamp units."""
         records = self._jitter_records()
         return records[0].jlast if records else 0.0
 
     @property
-    def rtpa_jmax(self):
+    def rtpa_jmax(self) -> float:
         return max([rec.jmax for rec in self._jitter_records()] + [self.fold_jmax])
 
     @property
-    def rtpa_javg(self):
+    def rtpa_javg(self) -> float:
         records = self._jitter_records()
         count = sum(rec.pcount - 1 for rec in records) + self.fold_count
         if not count:
             return 0.0
         return (sum(rec.jtotal for rec in records) + self.fold_jtotal) / count
 
-    def jitter_clock(self):
+    def jitter_clock(self) -> int:
         """Clock rate of the newest SSRC's payload (to turn jitter into seconds)."""
         return self.jclock or 8000
 
 
-def _parse(data):
+def _parse(data: bytes) -> Optional[Tuple[int, bool, int, int, int, int]]:
     """(b0, marker, pt, seq, ts, ssrc) of a well-formed RTP packet, or None
     (the checks of extractaudio.md section 3)."""
     header = rtp.parse(data)

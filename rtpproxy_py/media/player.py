@@ -10,6 +10,7 @@ the waiting and the sending.
 
 import random
 import re
+from typing import Any, List, Optional, Protocol, Sequence
 
 from . import rtp
 
@@ -22,22 +23,34 @@ TICKS_PER_MS = 8
 EARLY = 0.0005
 
 
-def parse_codec_list(text):
+def parse_codec_list(text: str) -> List[int]:
     """'0,8,18' -> [0, 8, 18]; any single non-digit character separates."""
     return [int(part) for part in re.split(r"[^0-9]", text) if part]
+
+
+class PromptSource(Protocol):
+    """Where a Player reads its prompt from (prompt_file.PromptFile, BytesSource)."""
+
+    def read(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes at ``offset``."""
+
+    def close(self) -> None:
+        """The player is done with it."""
 
 
 class Player:
     """One prompt playing towards one party."""
 
-    def __init__(self, source, pt, ptime_ms=DEFAULT_PTIME, count=1, rng=random):
+    def __init__(self, source: "PromptSource", pt: int, ptime_ms: int = DEFAULT_PTIME, count: int = 1,
+                 rng: Any = random) -> None:
         self.source = source
         self.pt = pt
         frame = FRAMES.get(pt)
         if frame is None:
             # a prompt file of a codec the player cannot cut: nothing is sent,
             # but the player stays (and keeps relayed media muted) until stopped
-            self.packet_bytes = self.packet_ms = None
+            self.packet_bytes: Optional[int] = None
+            self.packet_ms: Optional[int] = None
         else:
             frame_bytes, frame_ms = frame
             frames = -(-ptime_ms // frame_ms)
@@ -48,25 +61,28 @@ class Player:
         self.seq = rng.getrandbits(16)
         self.ts = rng.getrandbits(32)
         self.ssrc = rng.getrandbits(32)
-        self.started_at = None
-        self.next_due = None             # None: not started, or nothing more to send
+        self.started_at: Optional[float] = None
+        self.next_due: Optional[float] = None             # None: not started, or nothing more to send
         self.sent = 0
         self.finished = False
 
-    def start(self, now):
+    def start(self, now: float) -> None:
         """The party's address is known: the first packet is due now."""
         if self.started_at is None and not self.finished:
             self.started_at = now
             if self.packet_bytes is not None:
                 self.next_due = now
 
-    def poll(self, now):
+    def poll(self, now: float) -> Sequence[bytes]:
         """The packets due at ``now`` (a list of RTP datagrams), in order."""
         due = self.next_due
         if due is None or due > now + EARLY:
             return ()
+        # next_due is set only once started, and only when the codec can be cut
+        packet_ms, started_at = self.packet_ms, self.started_at
+        assert packet_ms is not None and started_at is not None
         out = []
-        step = self.packet_ms / 1000.0
+        step = packet_ms / 1000.0
         while due <= now + EARLY:
             payload = self._next_payload()
             if payload is None:
@@ -75,15 +91,16 @@ class Player:
             out.append(rtp.build(self.pt, self.seq, self.ts, self.ssrc, payload,
                                  marker=self.sent == 0))
             self.seq = (self.seq + 1) & 0xFFFF
-            self.ts = (self.ts + TICKS_PER_MS * self.packet_ms) & 0xFFFFFFFF
+            self.ts = (self.ts + TICKS_PER_MS * packet_ms) & 0xFFFFFFFF
             self.sent += 1
-            due = self.started_at + self.sent * step
+            due = started_at + self.sent * step
             self.next_due = due
         return out
 
-    def _next_payload(self):
+    def _next_payload(self) -> Optional[bytes]:
         """The next packet's bytes; at the end of the file rewind if plays remain."""
         size = self.packet_bytes
+        assert size is not None     # only asked for while next_due is set
         data = self.source.read(self.offset, size)
         if len(data) < size:                 # the partial tail is discarded
             if self.plays_left == 1:
@@ -97,7 +114,7 @@ class Player:
         self.offset += size
         return data
 
-    def finish(self):
+    def finish(self) -> None:
         """Stop for good (end of prompt, S, another P, or the session ends)."""
         self.finished = True
         self.next_due = None
@@ -107,11 +124,11 @@ class Player:
 class BytesSource:
     """A prompt held in memory (tests, benchmarks)."""
 
-    def __init__(self, data):
+    def __init__(self, data: bytes) -> None:
         self.data = data
 
-    def read(self, offset, size):
+    def read(self, offset: int, size: int) -> bytes:
         return self.data[offset:offset + size]
 
-    def close(self):
+    def close(self) -> None:
         pass

@@ -29,6 +29,8 @@ bytes for ``k`` samples (one byte per 8 kHz tick), where upstream cuts at
 ``k/2`` bytes and so garbles the audio (B.4, "upstream quirk").
 """
 
+from typing import List, Optional, Tuple
+
 from . import rtp
 from .codecs.payload_types import payload_samples
 
@@ -47,12 +49,12 @@ _DEFAULT_UNIT = 80
 _G723_FRAME_BYTES = (24, 20, 4, None)
 
 
-def _before(a, b):
+def _before(a: int, b: int) -> bool:
     """Timestamp a is before b (RFC 1982-style, modulo 2**32)."""
     return ((a - b) & MASK) > HALF
 
 
-def _signed(d):
+def _signed(d: int) -> int:
     d &= MASK
     return d - (1 << 32) if d >= HALF else d
 
@@ -62,7 +64,8 @@ class _Queued:
 
     __slots__ = ("header", "payload", "pt", "seq", "ts", "marker", "samples", "appendable")
 
-    def __init__(self, header, payload, pt, seq, ts, marker, samples):
+    def __init__(self, header: bytes, payload: bytes, pt: int, seq: int, ts: int, marker: bool,
+                 samples: int) -> None:
         self.header = header
         self.payload = payload
         self.pt = pt
@@ -74,7 +77,7 @@ class _Queued:
         self.appendable = not (pt == 18 and len(payload) % 10)
 
 
-def _chunk(item, k):
+def _chunk(item: _Queued, k: int) -> Optional[Tuple[int, int]]:
     """(bytes, samples) of the first chunk of ``item`` with at least ``k``
     samples, or None when that chunk is the whole packet (B.4 chunk rule)."""
     pt, n = item.pt, item.samples
@@ -92,7 +95,7 @@ def _chunk(item, k):
             return None
         payload, offset = item.payload, 0
         for _ in range(frames):
-            offset += _G723_FRAME_BYTES[payload[offset] & 3]
+            offset += _G723_FRAME_BYTES[payload[offset] & 3]  # type: ignore[operator]  # type 3: None, a TypeError as before
         return offset, 240 * frames
     return None
 
@@ -100,23 +103,23 @@ def _chunk(item, k):
 class Resizer:
     """The re-packetizer of one stream."""
 
-    def __init__(self, ptime_ms):
+    def __init__(self, ptime_ms: int) -> None:
         self.out = self.max_buf = 0
         self.retune(ptime_ms)
-        self.queue = []
+        self.queue: List[_Queued] = []
         self.queued = 0              # samples in the queue
-        self.ssrc = None
-        self.last_sent = None        # timestamp after the last output packet
-        self.delta = None            # reference clock offset (B.3 step 3)
-        self.out_seq = None          # sequence number of the next output packet
-        self.base_time = None        # pacing: when the audio at base_ts arrived
+        self.ssrc: Optional[int] = None
+        self.last_sent: Optional[int] = None        # timestamp after the last output packet
+        self.delta: Optional[int] = None      # reference clock offset (B.3 step 3)
+        self.out_seq: Optional[int] = None          # sequence number of the next output packet
+        self.base_time: Optional[float] = None   # pacing: when the audio at base_ts arrived
         self.base_ts = 0
         self.largest_in = 0
         self.n_in = 0
         self.n_out = 0
         self.n_discard = 0
 
-    def retune(self, ptime_ms):
+    def retune(self, ptime_ms: int) -> None:
         """A new ``z`` value for the same stream; queued audio is kept."""
         self.ptime = ptime_ms
         self.out = ptime_ms * 8
@@ -124,7 +127,7 @@ class Resizer:
 
     # --- input ----------------------------------------------------------------------
 
-    def enqueue(self, packet, now):
+    def enqueue(self, packet: bytes, now: float) -> bool:
         """Take ``packet`` (received at ``now`` seconds) into the queue. Returns
         False for a packet the resizer does not handle: relay it unchanged."""
         header = rtp.parse(packet)
@@ -157,7 +160,7 @@ class Resizer:
             self.largest_in = samples
         return True
 
-    def _align(self, ts, now):
+    def _align(self, ts: int, now: float) -> None:
         """B.3 step 3 (the reference clock), and the pacing schedule."""
         it = int(now * CLOCK) & MASK
         if self.delta is None:
@@ -177,19 +180,21 @@ class Resizer:
         if due > now or due < now - LATE_TOLERANCE:
             self.base_time, self.base_ts = now, ts
 
-    def _due(self, ts):
-        return self.base_time + _signed(ts - self.base_ts) / CLOCK
+    def _due(self, ts: int) -> float:
+        # base_time is set by _align before anything is queued or due
+        return self.base_time + _signed(ts - self.base_ts) / CLOCK  # type: ignore[operator]
 
     # --- output ---------------------------------------------------------------------
 
-    def dequeue(self, now):
+    def dequeue(self, now: float) -> Tuple[List[bytes], Optional[float]]:
         """The packets to send at ``now`` and when to ask again (None: only
         when another packet comes)."""
-        out = []
+        out: List[bytes] = []
         queue = self.queue
         while queue:
             head = queue[0]
-            ref = ((int(now * CLOCK) & MASK) + self.delta) & MASK
+            # delta is set by _align whenever the queue holds a packet
+            ref = ((int(now * CLOCK) & MASK) + self.delta) & MASK  # type: ignore[operator]
             aged_at = (head.ts + self.max_buf) & MASK
             if self.queued < self.out and _before(ref, aged_at):
                 return out, now + ((aged_at - ref) & MASK) / CLOCK
@@ -200,7 +205,7 @@ class Resizer:
             out.append(self._build())
         return out, None
 
-    def _build(self):
+    def _build(self) -> bytes:
         """One output packet from the head of the queue (B.4 steps 3-5)."""
         queue = self.queue
         head = queue[0]
@@ -247,14 +252,14 @@ class Resizer:
         return packet
 
     @staticmethod
-    def _cut(item, nbytes, nsamples):
+    def _cut(item: _Queued, nbytes: int, nsamples: int) -> None:
         """The first ``nbytes`` of ``item`` went out: keep the rest queued."""
         item.payload = item.payload[nbytes:]
         item.ts = (item.ts + nsamples) & MASK
         item.samples -= nsamples
         item.marker = False
 
-    def discard(self):
+    def discard(self) -> None:
         """The resizer is removed (U/L without z, or the session ends):
         queued packets are dropped and counted as discards."""
         self.n_discard += len(self.queue)
@@ -262,7 +267,7 @@ class Resizer:
         self.queued = 0
 
 
-def _rewrite(header, pt, seq, ts, marker):
+def _rewrite(header: bytes, pt: int, seq: int, ts: int, marker: bool) -> bytes:
     """The input header (CSRC list and extension kept) with new fields; the
     padding bit is cleared, as padding is never carried over."""
     out = bytearray(header)

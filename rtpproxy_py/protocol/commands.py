@@ -5,7 +5,7 @@ command, already checked against the grammar of control-protocol.md.
 """
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import List, Optional, Tuple, Union
 
 
 @dataclass
@@ -163,3 +163,9 @@ class DeleteAll:
 class Stats:
     verbose: bool
     names: List[str] = field(default_factory=list)
+
+
+# What protocol.parse returns, and what an ``&&`` sub-command parses to.
+Command = Union[Version, FeatureCheck, Update, Delete, Play, StopPlay, Record, Copy,
+                StopRecord, Query, Info, DeleteAll, Stats]
+SubCommand = Union[SubDelete, SubSet, SubLookup, SubCopy, SubModule]

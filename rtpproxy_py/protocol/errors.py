@@ -44,6 +44,6 @@ SHUTTING_DOWN = 99
 class CommandError(Exception):
     """A command failed with protocol error ``code``; the reply is ``E<code>``."""
 
-    def __init__(self, code):
+    def __init__(self, code: int) -> None:
         super().__init__("E%d" % code)
         self.code = code

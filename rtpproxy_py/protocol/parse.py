@@ -10,9 +10,11 @@ the command's own grammar.
 
 import re
 import socket
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import commands as c
 from . import errors as e
+from .commands import Command, SubCommand
 from .errors import CommandError
 
 MAX_TOKENS_PER_SEGMENT = 23
@@ -40,7 +42,7 @@ _GRAMMAR = {
 }
 
 
-def tokenize(data):
+def tokenize(data: bytes) -> List[List[str]]:
     """Split a command into segments of str tokens (the first is the main one).
 
     Any byte is ordinary, as upstream has no UTF-8 check: a token is decoded
@@ -51,7 +53,7 @@ def tokenize(data):
     tokens = [t for t in _SEPARATORS.split(data) if t]
     if not tokens:
         raise CommandError(e.SYNTAX_ERROR)
-    segments = [[]]
+    segments: List[List[str]] = [[]]
     for token in tokens:
         if token == b"&&":
             if not segments[-1] or len(segments) > MAX_SUBCOMMANDS:
@@ -68,12 +70,12 @@ def tokenize(data):
     return segments
 
 
-def raw(text):
+def raw(text: str) -> bytes:
     """The bytes a token (or a string built from tokens) came from."""
     return text.encode("utf-8", "surrogateescape")
 
 
-def parse(data):
+def parse(data: bytes) -> Command:
     segments = tokenize(data)
     main, subs = segments[0], segments[1:]
     word = main[0]
@@ -94,18 +96,21 @@ def parse(data):
     return _PARSERS[letter](modifiers, main[1:], subs)
 
 
-def _parse_version(modifiers, args, subs):
+def _parse_version(modifiers: str, args: List[str], subs: List[List[str]]) -> c.Version:
     return c.Version()
 
 
-def _parse_feature_check(modifiers, args, subs):
+def _parse_feature_check(modifiers: str, args: List[str], subs: List[List[str]]) -> c.FeatureCheck:
     return c.FeatureCheck(args[0])
 
 
-def _parse_update(modifiers, args, subs, lookup=False):
+def _parse_update(modifiers: str, args: List[str], subs: List[List[str]],
+                  lookup: bool = False) -> c.Update:
     mods = parse_update_modifiers(modifiers)
     call_id, addr, port, from_tag = args[:4]
-    to_tag = notify_socket = notify_tag = None
+    to_tag: Optional[str] = None
+    notify_socket: Optional[str] = None
+    notify_tag: Optional[str] = None
     rest = args[4:]
     if len(rest) == 1:
         to_tag = rest[0]
@@ -113,24 +118,23 @@ def _parse_update(modifiers, args, subs, lookup=False):
         notify_socket, notify_tag = rest
     elif len(rest) == 3:
         to_tag, notify_socket, notify_tag = rest
-    if notify_tag is not None:
-        notify_tag = url_decode(notify_tag)
+    tag = url_decode(notify_tag) if notify_tag is not None else None
     cmd = c.Update(lookup, mods, call_id, addr, port, from_tag, to_tag,
-                   notify_socket, notify_tag)
+                   notify_socket, tag)
     cmd.subcommands = [_parse_subcommand(s, cmd) for s in subs]
     return cmd
 
 
-def _parse_lookup(modifiers, args, subs):
+def _parse_lookup(modifiers: str, args: List[str], subs: List[List[str]]) -> c.Update:
     return _parse_update(modifiers, args, subs, lookup=True)
 
 
-def _tags(args):
+def _tags(args: List[str]) -> Tuple[str, Optional[str]]:
     """(from_tag, to_tag or None) from the tail of a command."""
     return args[0], (args[1] if len(args) > 1 else None)
 
 
-def _parse_delete(modifiers, args, subs):
+def _parse_delete(modifiers: str, args: List[str], subs: List[List[str]]) -> c.Delete:
     weak = False
     for ch in modifiers:
         if ch not in "wW":
@@ -142,7 +146,7 @@ def _parse_delete(modifiers, args, subs):
 _SIGNED_INT = re.compile(r"[+-]?[0-9]+\Z")
 
 
-def _parse_play(modifiers, args, subs):
+def _parse_play(modifiers: str, args: List[str], subs: List[List[str]]) -> c.Play:
     if modifiers:
         if not _SIGNED_INT.match(modifiers):
             raise CommandError(e.BAD_PLAY_COUNT)
@@ -153,11 +157,11 @@ def _parse_play(modifiers, args, subs):
     return c.Play(count, call_id, prompt, codecs, *_tags(args[3:]))
 
 
-def _parse_stop_play(modifiers, args, subs):
+def _parse_stop_play(modifiers: str, args: List[str], subs: List[List[str]]) -> c.StopPlay:
     return c.StopPlay(args[0], *_tags(args[1:]))
 
 
-def _parse_record(modifiers, args, subs):
+def _parse_record(modifiers: str, args: List[str], subs: List[List[str]]) -> c.Record:
     single = False
     for ch in modifiers.lower():
         if ch == "s":
@@ -169,7 +173,7 @@ def _parse_record(modifiers, args, subs):
     return c.Record(single, args[0], *_tags(args[1:]))
 
 
-def _parse_copy(modifiers, args, subs):
+def _parse_copy(modifiers: str, args: List[str], subs: List[List[str]]) -> c.Copy:
     single = reply_port = False
     for ch in modifiers.lower():
         if ch == "s":
@@ -181,7 +185,7 @@ def _parse_copy(modifiers, args, subs):
     return c.Copy(single, reply_port, args[0], args[1], *_tags(args[2:]))
 
 
-def _parse_stop_record(modifiers, args, subs):
+def _parse_stop_record(modifiers: str, args: List[str], subs: List[List[str]]) -> c.StopRecord:
     mods = modifiers.lower()
     if mods and mods[0] != "a":
         raise CommandError(e.RECORD_BAD_MODIFIER)
@@ -190,7 +194,7 @@ def _parse_stop_record(modifiers, args, subs):
     return c.StopRecord(mods == "a", args[0], *_tags(args[1:]))
 
 
-def _parse_query(modifiers, args, subs):
+def _parse_query(modifiers: str, args: List[str], subs: List[List[str]]) -> c.Query:
     verbose = False
     for ch in modifiers:
         if ch not in "vV":
@@ -203,7 +207,7 @@ def _parse_query(modifiers, args, subs):
     return cmd
 
 
-def _parse_info(modifiers, args, subs):
+def _parse_info(modifiers: str, args: List[str], subs: List[List[str]]) -> c.Info:
     brief = load = False
     for ch in modifiers.lower():
         if ch == "b":
@@ -215,11 +219,11 @@ def _parse_info(modifiers, args, subs):
     return c.Info(brief, load)
 
 
-def _parse_delete_all(modifiers, args, subs):
+def _parse_delete_all(modifiers: str, args: List[str], subs: List[List[str]]) -> c.DeleteAll:
     return c.DeleteAll()
 
 
-def _parse_stats(modifiers, args, subs):
+def _parse_stats(modifiers: str, args: List[str], subs: List[List[str]]) -> c.Stats:
     verbose = False
     for ch in modifiers:
         if ch not in "vV":
@@ -230,7 +234,7 @@ def _parse_stats(modifiers, args, subs):
     return c.Stats(verbose, list(args))
 
 
-_PARSERS = {
+_PARSERS: Dict[str, Callable[[str, List[str], List[List[str]]], Command]] = {
     "u": _parse_update,
     "l": _parse_lookup,
     "d": _parse_delete,
@@ -250,14 +254,14 @@ _PARSERS = {
 
 # --- U/L modifiers -------------------------------------------------------
 
-def _take(text, pos, allowed):
+def _take(text: str, pos: int, allowed: str) -> Tuple[str, int]:
     end = pos
     while end < len(text) and text[end] in allowed:
         end += 1
     return text[pos:end], end
 
 
-def _take_address(text, pos, error):
+def _take_address(text: str, pos: int, error: int) -> Tuple[Tuple[str, str], int]:
     """Read ``1.2.3.4``, ``[v6]`` or ``{label}`` at ``pos`` (labels only for ``l``).
 
     Returns ((kind, value), new position); kind is "addr" or "label".
@@ -284,7 +288,7 @@ def _take_address(text, pos, error):
 _HEX_ADDRESS = re.compile(r"[0-9a-fA-F:.]+\Z")
 
 
-def parse_update_modifiers(text):
+def parse_update_modifiers(text: str) -> c.UpdateModifiers:
     mods = c.UpdateModifiers()
     pos = 0
     while pos < len(text):
@@ -337,7 +341,7 @@ def parse_update_modifiers(text):
 
 # --- sub-commands ----------------------------------------------------------
 
-def _parse_subcommand(tokens, main):
+def _parse_subcommand(tokens: List[str], main: Command) -> SubCommand:
     try:
         return _parse_subcommand_tokens(tokens, main)
     except CommandError:
@@ -348,11 +352,11 @@ def _parse_subcommand(tokens, main):
 _MODULE_WORD = re.compile(r"[Mm]([0-9]+):([0-9]+)\Z")
 
 
-def _has_both_tags(main):
+def _has_both_tags(main: Command) -> bool:
     return isinstance(main, c.Update) and not main.lookup and main.to_tag is not None
 
 
-def _parse_subcommand_tokens(tokens, main):
+def _parse_subcommand_tokens(tokens: List[str], main: Command) -> SubCommand:
     word = tokens[0]
     letter, mods = word[0].lower(), word[1:]
     if letter == "d" and len(tokens) == 1 and mods.lower() in ("", "w"):
@@ -376,7 +380,7 @@ def _parse_subcommand_tokens(tokens, main):
 _DIGITS = re.compile(r"[0-9]+\Z")
 
 
-def remote_sockaddr(addr, port, ipv6):
+def remote_sockaddr(addr: str, port: str, ipv6: bool) -> Optional[Tuple[Any, ...]]:
     """The remote address a U/L (or an ``L`` sub-command) carries, section 5.7:
     None when its length is implausible for the family (silently ignored),
     else the numeric sockaddr; anything else is E37."""
@@ -398,7 +402,7 @@ def remote_sockaddr(addr, port, ipv6):
 _HEX = "0123456789abcdefABCDEF"
 
 
-def url_decode(text):
+def url_decode(text: str) -> bytes:
     """Decode ``%XX`` escapes of a notify tag; a malformed escape is E10."""
     data = raw(text)
     if b"%" not in data:

@@ -1,15 +1,17 @@
 """Reply text (control-protocol.md section 3). Every reply ends in one LF."""
 
+from typing import Optional, Sequence, Union
 
-def number(value):
+
+def number(value: int) -> str:
     return "%d\n" % value
 
 
-def error(code):
+def error(code: int) -> str:
     return "E%d\n" % code
 
 
-def port(port, addr=None, ipv6=False):
+def port(port: int, addr: Optional[str] = None, ipv6: bool = False) -> str:
     """``PORT``, ``PORT ADDR`` or ``PORT ADDR 6`` (addr None: wildcard listen)."""
     if addr is None:
         return "%d" % port
@@ -18,7 +20,7 @@ def port(port, addr=None, ipv6=False):
     return "%d %s" % (port, addr)
 
 
-def with_subcommand_results(main, results):
+def with_subcommand_results(main: str, results: Sequence[Union[None, str, int]]) -> str:
     """Append `` && RESULT`` items for executed sub-commands (section 6.3).
 
     ``results`` holds, in order, ``None`` for a silent success, a string for a

@@ -4,6 +4,7 @@ import ctypes
 
 import numpy as np
 
+from .frames import pad_to_frames
 from .native import load_library
 
 SONAME = "libbcg729.so.0"
@@ -66,7 +67,7 @@ class G729:
 
     def encode(self, samples):
         """int16 samples (zero-padded to whole 10 ms frames) -> G.729 frames."""
-        pcm = _padded(samples, FRAME_SAMPLES)
+        pcm = pad_to_frames(samples, FRAME_SAMPLES)
         if self._vad:                 # frames of 10, 2 or 0 bytes
             return b"".join(self.encode_frame(pcm[i:i + FRAME_SAMPLES])
                             for i in range(0, len(pcm), FRAME_SAMPLES))
@@ -107,11 +108,3 @@ class G729:
             self._dec = None
 
     __del__ = close
-
-
-def _padded(samples, frame):
-    pcm = np.ascontiguousarray(samples, dtype=np.int16)
-    extra = -len(pcm) % frame
-    if extra:
-        pcm = np.concatenate([pcm, np.zeros(extra, dtype=np.int16)])
-    return pcm

@@ -4,7 +4,7 @@ import ctypes
 
 import numpy as np
 
-from .g729 import _padded
+from .frames import pad_to_frames
 from .native import load_library
 
 SONAME = "libgsm.so.1"
@@ -44,7 +44,7 @@ class GSM:
         """int16 samples (zero-padded to whole 20 ms frames) -> 33-byte frames."""
         if self._enc is None:
             self._enc = self._lib.gsm_create()
-        pcm = _padded(samples, FRAME_SAMPLES)
+        pcm = pad_to_frames(samples, FRAME_SAMPLES)
         count = len(pcm) // FRAME_SAMPLES
         out = ctypes.create_string_buffer(count * FRAME_BYTES)
         base, src = ctypes.addressof(out), pcm.ctypes.data
