@@ -54,7 +54,7 @@ from .dispatcher import LOAD, CommandContext, Dispatcher
 from .main import Daemon
 from .ports import PortsExhausted, SharedPortTable
 from .protocol import reply
-from .protocol.commands import Update
+from .protocol.commands import SubCopy, Update
 from .protocol.errors import SESSION_CREATE_FAILED
 from .protocol.parse import parse
 from .relay import Relay
@@ -470,7 +470,7 @@ class FrontDispatcher(Dispatcher):
         if call_id is not None:
             ctx = ctx or CommandContext()
             message = (ch.COMMAND, bytes(data), ctx.source_ip, ctx.local_ip, ctx.deadline)
-            link = self.workers.for_call(call_id)
+            link = self._worker_for(command, call_id)
             text = link.request(*message, sheddable=bool(ctx.deadline))
             if text == _SESSION_REFUSED and isinstance(command, Update) and not command.lookup:
                 text = self._place_elsewhere(call_id, link, message) or text
@@ -482,6 +482,23 @@ class FrontDispatcher(Dispatcher):
             if text is not None:
                 return text
         return super().execute(data, ctx)
+
+    def _worker_for(self, command, call_id):
+        """The worker that runs ``command``. A new Call-ID whose U forks another
+        call's streams (``&& C``) joins the worker holding that call, since a
+        fork needs both sessions in one process; it stays there until its last
+        session ends (the worker reports GONE)."""
+        workers = self.workers
+        link = workers.for_call(call_id)
+        source = next((sub.call_id for sub in getattr(command, "subcommands", ())
+                       if isinstance(sub, SubCopy)), None)
+        if source is None or source == call_id or call_id in workers.placed:
+            return link
+        holder = workers.for_call(source)
+        if holder is link or link.request(ch.ADMIN, call_id, 0):
+            return link         # same worker, or the Call-ID has sessions on its own
+        workers.placed[call_id] = holder
+        return holder
 
     def _place_elsewhere(self, call_id, refused, message):
         """-L is per process: a new session its worker refused goes to the

@@ -54,3 +54,25 @@ def test_v_lists_stream_forking():
     out = subprocess.run([sys.executable, "-m", "rtpproxy_py", "-v"], capture_output=True,
                          text=True, timeout=30, cwd=TOP, env=dict(os.environ, PYTHONPATH=TOP))
     assert "Extension 20260309:" in out.stdout
+
+
+def test_c_subcommand_with_workers_joins_the_forked_calls_worker(rtpproxy):
+    """With --workers the new Call-ID's session is made on the worker that
+    holds the forked call, whatever its own Call-ID hashes to."""
+    d = rtpproxy("-l", HOST, "--workers", "2")
+    from rtpproxy_py.workers import worker_for
+    # a pair of Call-IDs that hash to different workers
+    other = next("fork%d" % k for k in range(100) if worker_for("fork%d" % k, 2) != worker_for("cid1", 2))
+    call = Call(d, "cid1", "f1", "t1")
+    srs_u, srs_l = Endpoint(), Endpoint()
+    reply = d.command("U %s %s %d f2 t2 && L %s %d && C cid1 f1 t1"
+                      % (other, HOST, srs_u.port, HOST, srs_l.port))
+    assert " && -1" not in reply, reply
+    to_u, to_l = (int(part.split()[0]) for part in reply.split(" && "))
+    from_caller, from_callee = call.talk(3)
+    assert srs_l.drain(0.2) == [(p, (HOST, to_u)) for p in from_caller]
+    assert srs_u.drain(0.2) == [(p, (HOST, to_l)) for p in from_callee]
+    # later commands on the new Call-ID reach the same worker
+    assert d.command("Q %s f2 t2" % other).startswith("60 ")
+    assert d.command("D %s f2" % other) == "0"
+    assert d.command("Q %s f2 t2" % other) == "E50"
