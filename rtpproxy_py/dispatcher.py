@@ -292,7 +292,7 @@ class Dispatcher:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
             key = (family, socket.inet_pton(family, host))
-        except OSError:
+        except (OSError, UnicodeError):     # UnicodeError: bytes that are not UTF-8
             return None
         address = self._unlisted.get(key)
         if address is not None:
