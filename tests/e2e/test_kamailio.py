@@ -65,14 +65,19 @@ def media_of_call(messages, rtp, call_id, relay_ip=RELAY_IP):
             relayed(rtp, phone_b, relay_for_b, relay_for_a, phone_a))
 
 
-def check_anchored(messages, rtp, call_id, relay_ip=RELAY_IP, since=None):
+def check_anchored(messages, rtp, call_id, relay_ip=RELAY_IP, since=None, exact=True):
     """Both phones were given the relay's address, and the call's RTP went A -> relay -> B
     and B -> relay -> A, every packet unchanged (from ``since`` on, if given). Returns
-    the number of packets sent each way."""
+    the number of packets sent each way. ``exact=False``: every packet a phone sent
+    came out, but more may have (see the failover test)."""
     counts = []
     for sent, delivered in media_of_call(messages, rtp, call_id, relay_ip):
         src = sent[0].src[0] if sent else "a phone"
-        if since is None:
+        if not exact:
+            missing = Counter(p.data for p in sent) - Counter(p.data for p in delivered)
+            assert not missing, "%s sent %d packets, %d of them did not come out of the relay" % (
+                src, len(sent), sum(missing.values()))
+        elif since is None:
             assert Counter(p.data for p in sent) == Counter(p.data for p in delivered), \
                 "%s sent %d packets, %d came out of the relay" % (src, len(sent), len(delivered))
         else:
@@ -328,8 +333,12 @@ def test_two_relays_with_weights_and_failover(lab, death):
     assert served_before[RELAY_IP] > 0 and served_before[RELAY2_IP] > 0, served_before
 
     # every call that started after the death went through the survivor, media both ways
+    # Not exact: while the hung relay slows Kamailio, calls overlap on the survivor and
+    # sipp plays the same packets (same bytes, sequence numbers and SSRC) in every
+    # call, so another call's stream on a reused phone and relay port pair inside this
+    # call's time window cannot be told apart from this call's (seen 1 run in 5).
     for cid in after:
-        to_b, to_a = check_anchored(messages, rtp, cid, relay_ip=RELAY2_IP)
+        to_b, to_a = check_anchored(messages, rtp, cid, relay_ip=RELAY2_IP, exact=False)
         assert to_b > 50 and to_a > 50, (cid, to_b, to_a)
     assert kam.lines(r"proxy <%s> does not respond, disable it" % re.escape(r1.control_spec))
     assert "active sessions: 0" in r2.command("I")
