@@ -79,6 +79,8 @@ Options:
                     own event loop (default: one per core; 1 = a single process)
   --kernel_offload  let the kernel forward latched streams that use no per-packet
                     feature (nftables NAT; needs CAP_NET_ADMIN)
+  --no_fastpath     relay every packet in Python: no compiled forwarder for latched
+                    streams (it is used when it was built)
 """
 
 # Short options that take an argument, as in upstream's getopt string.

@@ -117,6 +117,7 @@ class Config:
     latch_window: float = 3.0     # strict: seconds after a U/L in which sources are learned
     workers: int = 1              # worker processes (1: the single-process daemon)
     kernel_offload: bool = False  # nftables forwards eligible latched streams
+    fastpath: bool = True         # compiled forwarder for latched streams (--no_fastpath: off)
 
     def all_listen(self):
         return self.listen4 + self.listen6
@@ -445,6 +446,7 @@ def build(opts, debug_build=False):
                                  "the strict latching window in seconds")
     c.workers = _workers(opts["--workers"], debug_build)
     c.kernel_offload = bool(opts["--kernel_offload"])
+    c.fastpath = not opts.get("--no_fastpath")
     c.no_redirect = bool(opts["--no_redirect"]) or debug_build
     return c
 
