@@ -59,6 +59,8 @@ typedef struct {
 typedef struct {
     int used;
     int in_fd, out_fd;
+    struct sockaddr_storage to;   /* where out_fd sends when it is not connected */
+    socklen_t tolen;              /* 0: out_fd is connected */
     int dup;
     int analysis;
     int paused;               /* queue full: out of epoll until Python drains it */
@@ -197,6 +199,10 @@ static void relay_ready(int slot, stream_t *st)
             int copies = (st->dup && len < SMALL_PACKET) ? 2 : 1;
             for (int c = 0; c < copies; c++) {
                 memset(&out[nout].msg_hdr, 0, sizeof out[nout].msg_hdr);
+                if (st->tolen) {
+                    out[nout].msg_hdr.msg_name = &st->to;
+                    out[nout].msg_hdr.msg_namelen = st->tolen;
+                }
                 out[nout].msg_hdr.msg_iov = &iov[i];
                 out[nout].msg_hdr.msg_iovlen = 1;
                 iov[i].iov_len = len;
@@ -364,17 +370,27 @@ static PyObject *fp_stop(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* add(in_fd, out_fd, dup, analysis) -> slot. in_fd < 0: a stream fed by
- * feed() only (tests, fuzzing). */
+/* add(in_fd, out_fd, dup, analysis, sockaddr) -> slot. sockaddr: the packed
+ * address out_fd sends to, or b"" when out_fd is connected. in_fd < 0: a
+ * stream fed by feed() only (tests, fuzzing). */
 static PyObject *fp_add(PyObject *self, PyObject *args)
 {
     (void)self;
     int in_fd, out_fd, dup, analysis;
-    if (!PyArg_ParseTuple(args, "iipp", &in_fd, &out_fd, &dup, &analysis))
+    const char *to = NULL;
+    Py_ssize_t tolen = 0;
+    if (!PyArg_ParseTuple(args, "iipp|y#", &in_fd, &out_fd, &dup, &analysis, &to, &tolen))
         return NULL;
+    if (tolen < 0 || (size_t)tolen > sizeof(struct sockaddr_storage)) {
+        PyErr_SetString(PyExc_ValueError, "sockaddr too long");
+        return NULL;
+    }
     stream_t *st = calloc(1, sizeof *st);
     if (st == NULL)
         return PyErr_NoMemory();
+    if (tolen > 0)
+        memcpy(&st->to, to, (size_t)tolen);
+    st->tolen = (socklen_t)tolen;
     st->used = 1;
     st->in_fd = in_fd;
     st->out_fd = out_fd;
@@ -589,14 +605,23 @@ static PyObject *fp_feed(PyObject *self, PyObject *args)
     double t;
     if (!PyArg_ParseTuple(args, "iy*d", &slot, &data, &t))
         return NULL;
+    /* a copy of exactly the datagram's size, so that AddressSanitizer sees a
+     * read one byte past it (a bytes object has a NUL there) */
+    uint8_t *copy = malloc(data.len ? (size_t)data.len : 1);
+    if (copy == NULL) {
+        PyBuffer_Release(&data);
+        return PyErr_NoMemory();
+    }
+    memcpy(copy, data.buf, (size_t)data.len);
     lock_nogil();
     stream_t *st = get(slot);
     int ok = st != NULL;
     if (ok && st->qlen < QUEUE_CAP)
-        account(slot, st, (const uint8_t *)data.buf, (size_t)data.len, t);
+        account(slot, st, copy, (size_t)data.len, t);
     else if (ok)
         ok = -1;
     pthread_mutex_unlock(&lock);
+    free(copy);
     PyBuffer_Release(&data);
     if (!ok)
         return NULL;
@@ -606,7 +631,7 @@ static PyObject *fp_feed(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"start", fp_start, METH_NOARGS, "Start the relaying thread; returns the descriptor that becomes readable when attention() has slots."},
     {"stop", fp_stop, METH_NOARGS, "Stop the relaying thread."},
-    {"add", fp_add, METH_VARARGS, "add(in_fd, out_fd, dup, analysis) -> slot"},
+    {"add", fp_add, METH_VARARGS, "add(in_fd, out_fd, dup, analysis, sockaddr=b'') -> slot"},
     {"read", fp_read, METH_VARARGS, "read(slot) -> state since the last read"},
     {"arm", fp_arm, METH_VARARGS, "arm(slot, expect, step, ts_step, last_t, max_gap, has_rec, clock, prev_rts, jlast, jmax, jtotal) -> bool"},
     {"remove", fp_remove, METH_VARARGS, "remove(slot) -> the final state"},

@@ -29,6 +29,8 @@ every packet is relayed in Python.
 """
 
 import logging
+import socket
+import struct
 
 from .media.analyzer import RING_SIZE, header_int
 
@@ -61,11 +63,30 @@ def blocker(stream):
     handle, peer = stream.handle, stream.peer
     if handle is None or handle.twin is None or handle.resizing:
         return "not latched"
-    peer_handle = peer.handle
-    if peer_handle is None or peer_handle.twin is None or peer.target is None \
-            or peer_handle.twin_addr != peer.target:
-        return "other party not latched"
+    if peer.handle is None or peer.target is None:
+        return "nowhere to send"
+    if _out(peer) is None:
+        return "scoped IPv6 address"
     return feature_blocker(stream)
+
+
+def _out(peer):
+    """(socket, packed address or b"") the other party's packets go out of:
+    its connected twin, or its main socket and a destination; None if the
+    address cannot be packed here."""
+    handle, target = peer.handle, peer.target
+    if handle.twin is not None and handle.twin_addr == target:
+        return handle.twin, b""
+    host, port = target[0], target[1]
+    try:
+        if handle.family == socket.AF_INET:
+            return handle.sock, (struct.pack("=H", socket.AF_INET) + struct.pack("!H", port)
+                                 + socket.inet_aton(host) + bytes(8))
+        scope = target[3] if len(target) > 3 else 0
+        return handle.sock, (struct.pack("=H", socket.AF_INET6) + struct.pack("!HI", port, 0)
+                             + socket.inet_pton(socket.AF_INET6, host) + struct.pack("=I", scope))
+    except (OSError, ValueError, struct.error):
+        return None
 
 
 def _snapshot_data(prefix, length, last):
@@ -101,11 +122,13 @@ class Feed:
     """One C stream slot and the analyzer its packets go to: the part of the
     driver that needs no relay (tests and the fuzz target use it alone)."""
 
-    __slots__ = ("slot", "analyzer")
+    __slots__ = ("slot", "analyzer", "out", "target")
 
-    def __init__(self, slot, analyzer):
+    def __init__(self, slot, analyzer, out=None, target=None):
         self.slot = slot
         self.analyzer = analyzer
+        self.out = out              # (socket, packed address) packets leave by
+        self.target = target        # the address they go to
 
     def arm(self):
         """Hand the analyzer's prediction to C; False if packets came meanwhile."""
@@ -122,7 +145,7 @@ class Feed:
                              float(rec.prev_rts), float(rec.jlast), float(rec.jmax),
                              float(rec.jtotal))
 
-    def absorb(self, state, final=False):
+    def absorb(self, state):
         """Apply a read()/remove() state to the analyzer; returns (packets,
         bytes, last_rx, newest packet data or None, its time)."""
         (npkts, nbytes, last_rx, last, run_n, expect, last_t, max_gap, prev_rts, jlast, jmax,
@@ -207,7 +230,9 @@ class FastPath:
         for stream in session.rtp:
             reason = blocker(stream)
             if stream in self.owned:
-                if reason is not None or self.owned[stream].analyzer is not stream.analyzer:
+                feed = self.owned[stream]
+                if reason is not None or feed.analyzer is not stream.analyzer \
+                        or feed.target != stream.peer.target or feed.out != _out(stream.peer):
                     self.release(stream)
                 else:
                     continue
@@ -220,26 +245,30 @@ class FastPath:
                 self.release(stream)
 
     def _acquire(self, stream):
-        handle, peer_handle = stream.handle, stream.peer.handle
+        handle = stream.handle
         analyzer = stream.analyzer
+        out = _out(stream.peer)
         try:
-            slot = _fastpath.add(handle.twin.fileno(), peer_handle.twin.fileno(),
-                                 self.relay.config.dup_small, analyzer is not None)
+            slot = _fastpath.add(handle.twin.fileno(), out[0].fileno(),
+                                 self.relay.config.dup_small, analyzer is not None, out[1])
         except OSError as exc:
             log.debug("port %d: the fast path cannot take it (%s)", handle.port, exc)
             return
-        feed = Feed(slot, analyzer)
+        feed = Feed(slot, analyzer, out, stream.peer.target)
         feed.arm()
         handle.twin_watcher.stop()
         self.owned[stream] = feed
         self.by_slot[slot] = stream
+        log.debug("port %d: relayed by the fast path", handle.port)
 
     def release(self, stream):
         """Back to the Python readers; the thread no longer reads its socket."""
         feed = self.owned.pop(stream)
         del self.by_slot[feed.slot]
-        self._credit(stream, feed.absorb(_fastpath.remove(feed.slot), final=True))
+        self._credit(stream, feed.absorb(_fastpath.remove(feed.slot)), recheck=False)
         handle = stream.handle
+        if handle is not None:
+            log.debug("port %d: relayed in Python again", handle.port)
         if handle is not None and handle.twin is not None and not stream.session.closed:
             from .relay import _twin_reader
             peer = stream.peer.handle
@@ -251,7 +280,7 @@ class FastPath:
 
     # --- counters -----------------------------------------------------------------
 
-    def _credit(self, stream, counts):
+    def _credit(self, stream, counts, recheck=True):
         npkts, nbytes, last_rx, newest = counts
         if not npkts:
             return False
@@ -261,7 +290,7 @@ class FastPath:
             stream.nbytes_in += nbytes
         if last_rx is not None:
             stream.last_rx = last_rx
-        if newest is not None and last_rx is not None and last_rx >= stream.recheck_at:
+        if recheck and newest is not None and last_rx is not None and last_rx >= stream.recheck_at:
             stream._recheck(newest[0], newest[1])
         return True
 

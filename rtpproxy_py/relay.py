@@ -239,8 +239,9 @@ def _main_reader(relay, stream, handle, peer, dup):
                 pass
         if check_twin is not None and _wanted_twin(stream, handle) != handle.twin_addr:
             check_twin(stream.session)
-        elif fast_owned_before:
-            fast.update(stream.session)
+        elif fast_owned_before or (fast is not None and stream.peer in fast_owned
+                                   and fast_owned[stream.peer].target != stream.target):
+            fast.update(stream.session)     # taken back, or its peer's destination moved
     return read
 
 
