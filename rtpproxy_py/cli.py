@@ -66,7 +66,7 @@ Options:
   --no_redirect     keep logging to stderr when daemonizing
   --poll_batch MS   gather packets for up to MS milliseconds between polls: fewer
                     wake-ups under load, at most MS ms added delay; 0 = poll per
-                    packet [default: 2]
+                    packet; not used while the fast path runs [default: 2]
   --rtp_analysis    analyze relayed RTP for Q's rtpa_* counters, jitter and
                     longest_ipi (off by default: about 12 % more CPU per packet)
   --metrics ADDR    serve Prometheus metrics on http://ADDR/metrics; ADDR is

@@ -307,12 +307,16 @@ class Relay:
         else:
             self._tick = self.loop.timer(CLOCK_TICK, CLOCK_TICK)
         self._tick.start(self._update_clock)
-        if config.poll_batch and not set_io_collect_interval(self.loop, config.poll_batch):
-            log.info("this gevent build cannot batch polls; --poll_batch ignored")
         self.fastpath = None
         if config.fastpath:
             from .fastpath import FastPath
             self.fastpath = FastPath.start(self, config)
+        # --poll_batch saves CPU per packet on the Python path, but every control
+        # command waits for it too (up to the whole interval). With the fast path
+        # the packets of latched calls are not on this loop, so it polls at once.
+        if self.fastpath is None and config.poll_batch and not set_io_collect_interval(
+                self.loop, config.poll_batch):
+            log.info("this gevent build cannot batch polls; --poll_batch ignored")
         self.offload = None
         if config.kernel_offload:
             from .offload import KernelOffload
