@@ -90,6 +90,8 @@ static int nattention;
 static int epfd = -1, notify_fd = -1, stop_fd = -1;
 static pthread_t thread;
 static int running;
+/* totals for stats() */
+static uint64_t total_pkts, total_queued, total_paused, total_wakeups;
 
 static double monotonic(void)
 {
@@ -123,6 +125,7 @@ static void want_attention(int slot, stream_t *st)
 /* One received datagram: counters and analysis. Called with the lock held. */
 static void account(int slot, stream_t *st, const uint8_t *buf, size_t len, double now)
 {
+    total_pkts++;
     st->npkts++;
     st->nbytes += len;
     st->last_rx = now;
@@ -157,9 +160,11 @@ static void account(int slot, stream_t *st, const uint8_t *buf, size_t len, doub
     }
     /* Not predicted: Python decides. Later packets wait behind it. */
     st->armed = 0;
+    total_queued++;
     snapshot(&st->queue[st->qlen++], buf, len, now);
     want_attention(slot, st);
     if (st->qlen == QUEUE_CAP) {
+        total_paused++;
         st->paused = 1;
         epoll_ctl(epfd, EPOLL_CTL_DEL, st->in_fd, NULL);
     }
@@ -238,6 +243,7 @@ static void *run_thread(void *arg)
             break;
         }
         pthread_mutex_lock(&lock);
+        total_wakeups++;
         int stop = !running;
         for (int i = 0; i < n && !stop; i++) {
             int slot = (int)ev[i].data.u32;
@@ -628,7 +634,20 @@ static PyObject *fp_feed(PyObject *self, PyObject *args)
     return PyBool_FromLong(ok > 0);
 }
 
+/* stats() -> (packets, queued for Python, pauses, thread wake-ups) since start */
+static PyObject *fp_stats(PyObject *self, PyObject *args)
+{
+    (void)self; (void)args;
+    lock_nogil();
+    PyObject *out = Py_BuildValue("(KKKK)", (unsigned long long)total_pkts,
+                                  (unsigned long long)total_queued, (unsigned long long)total_paused,
+                                  (unsigned long long)total_wakeups);
+    pthread_mutex_unlock(&lock);
+    return out;
+}
+
 static PyMethodDef methods[] = {
+    {"stats", fp_stats, METH_NOARGS, "(packets, queued for Python, pauses, wake-ups) since start"},
     {"start", fp_start, METH_NOARGS, "Start the relaying thread; returns the descriptor that becomes readable when attention() has slots."},
     {"stop", fp_stop, METH_NOARGS, "Stop the relaying thread."},
     {"add", fp_add, METH_VARARGS, "add(in_fd, out_fd, dup, analysis, sockaddr=b'') -> slot"},

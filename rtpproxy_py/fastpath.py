@@ -329,5 +329,8 @@ class FastPath:
             gevent.sleep(POLL_INTERVAL)
             try:
                 self.refresh_all()
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("fast path: %d streams; packets %d, queued for Python %d, pauses %d, "
+                              "wake-ups %d", len(self.owned), *_fastpath.stats())
             except Exception:       # keep polling; the error is a bug to see in the log
                 log.exception("fast path: reading the counters failed")
