@@ -136,6 +136,20 @@ def check(data):
 
 def main():
     import atheris
+
+    from rtpproxy_py import fastpath
+    from rtpproxy_py.media import analyzer, rtp
+    # Coverage of the Python side guides the fuzzer: the analyzer's branches
+    # are the C path's cases (the C file itself is not instrumented).
+    for module in (fastpath, analyzer, rtp, sys.modules[__name__]):
+        for value in vars(module).values():
+            if callable(value) and getattr(value, "__module__", None) == module.__name__:
+                if isinstance(value, type):
+                    for name, member in vars(value).items():
+                        if callable(member) and hasattr(member, "__code__"):
+                            setattr(value, name, atheris.instrument_func(member))
+                elif hasattr(value, "__code__"):
+                    setattr(module, value.__name__, atheris.instrument_func(value))
     atheris.Setup(sys.argv, check)
     atheris.Fuzz()
 

@@ -31,6 +31,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -189,11 +190,8 @@ static void relay_ready(int slot, stream_t *st)
             room = QUEUE_CAP - st->qlen;   /* every one might need a queue entry */
         int n = recvmmsg(st->in_fd, in, room, MSG_DONTWAIT, NULL);
         if (n <= 0) {
-            if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-                /* an ICMP error on the connected socket: read it and go on */
-                char c;
-                recv(st->in_fd, &c, 1, MSG_DONTWAIT);
-            }
+            if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+                continue;   /* EINTR, or an ICMP error on the connected socket (now cleared) */
             return;
         }
         double now = monotonic();
@@ -235,6 +233,11 @@ static void *run_thread(void *arg)
 {
     (void)arg;
     struct epoll_event ev[EVENTS];
+    /* Mildly disfavoured against the event loop's thread when both want the
+     * CPU: a control command that wakes the loop runs before the next batch
+     * of packets rather than after the scheduler's time slice. */
+    struct sched_param none = {0};
+    pthread_setschedparam(pthread_self(), SCHED_BATCH, &none);
     for (;;) {
         int n = epoll_wait(epfd, ev, EVENTS, -1);
         if (n < 0) {

@@ -41,7 +41,8 @@ try:
 except ImportError:                     # built without a C compiler
     _fastpath = None
 
-POLL_INTERVAL = 1.0
+POLL_INTERVAL = 1.0         # every stream's counters are read this often...
+POLL_SLICES = 20            # ...a slice of them at a time
 
 
 def available():
@@ -60,6 +61,8 @@ def blocker(stream):
         return "RTCP"
     if session.strict:
         return "strict latching"
+    if stream.asymmetric or stream.peer.asymmetric:
+        return "asymmetric"         # packets from other ports come in on the main socket
     handle, peer = stream.handle, stream.peer
     if handle is None or handle.twin is None or handle.resizing:
         return "not latched"
@@ -324,13 +327,24 @@ class FastPath:
                 self._sync(stream)
 
     def _poll(self):
+        """Every stream is read once per POLL_INTERVAL, a slice at each of
+        POLL_SLICES ticks: reading 2000 streams at once would hold the loop
+        (and a command arriving then) for about 10 ms."""
         import gevent
+        todo = []
         while True:
-            gevent.sleep(POLL_INTERVAL)
+            gevent.sleep(POLL_INTERVAL / POLL_SLICES)
             try:
-                self.refresh_all()
-                if log.isEnabledFor(logging.DEBUG):
-                    log.debug("fast path: %d streams; packets %d, queued for Python %d, pauses %d, "
-                              "wake-ups %d", len(self.owned), *_fastpath.stats())
+                if not todo:
+                    todo = list(self.owned)
+                    if log.isEnabledFor(logging.DEBUG):
+                        log.debug("fast path: %d streams; packets %d, queued for Python %d, "
+                                  "pauses %d, wake-ups %d", len(todo), *_fastpath.stats())
+                count = -(-len(todo) // POLL_SLICES) if todo else 0
+                for stream in todo[-count:] if count else ():
+                    if stream in self.owned:
+                        self._sync(stream)
+                del todo[len(todo) - count:]
             except Exception:       # keep polling; the error is a bug to see in the log
+                todo = []
                 log.exception("fast path: reading the counters failed")

@@ -217,10 +217,12 @@ def _main_reader(relay, stream, handle, peer, dup):
             data, source = recvfrom(RECV_SIZE)
         except OSError:
             return
-        if stream in fast_owned:
-            # A new source may be accepted, and fed to the analyzer: the
-            # stream's state comes back from the C thread first.
-            fast.release(stream)
+        if source != stream.rem_addr and (stream in fast_owned or stream.peer in fast_owned):
+            # A new source may be accepted: fed to the analyzer, and made the
+            # address the other party's packets go to. Both directions come
+            # back from the C thread first, as the Python readers would not
+            # run before this one is done.
+            fast.release_session(stream.session)
             fast_owned_before = True
         else:
             fast_owned_before = False
@@ -239,9 +241,8 @@ def _main_reader(relay, stream, handle, peer, dup):
                 pass
         if check_twin is not None and _wanted_twin(stream, handle) != handle.twin_addr:
             check_twin(stream.session)
-        elif fast_owned_before or (fast is not None and stream.peer in fast_owned
-                                   and fast_owned[stream.peer].target != stream.target):
-            fast.update(stream.session)     # taken back, or its peer's destination moved
+        elif fast_owned_before:
+            fast.update(stream.session)     # the C thread may take them again
     return read
 
 
