@@ -43,6 +43,7 @@ except ImportError:                     # built without a C compiler
 
 POLL_INTERVAL = 1.0         # every stream's counters are read this often...
 POLL_SLICES = 20            # ...a slice of them at a time
+SYNC_ROUNDS = 8             # queues drained per stream and sync, at most
 
 
 def available():
@@ -172,7 +173,7 @@ class Feed:
         prediction re-armed when it had to stop."""
         npkts = nbytes = 0
         last_rx = newest = None
-        while True:
+        for _ in range(SYNC_ROUNDS):
             state = _fastpath.read(self.slot)
             n, b, rx, new = self.absorb(state)
             npkts += n
@@ -184,7 +185,10 @@ class Feed:
             if not state[12] and state[5] >= 0:
                 return npkts, nbytes, last_rx, newest     # still armed: nothing to re-arm
             if self.arm():
-                return npkts, nbytes, last_rx, newest
+                break
+        # (still not armed after SYNC_ROUNDS: packets that need Python keep
+        # coming; the rest waits for the next attention or poll)
+        return npkts, nbytes, last_rx, newest
 
 
 def _float(value):
