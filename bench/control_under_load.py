@@ -7,7 +7,8 @@ uses the tools ../shared/bench/sidebyside.py builds into /tmp/sbs.
     bench/control_under_load.py [--rounds R] NAME="RELAY COMMAND" ...
 
 For each relay and round (fresh relay process per measure, relay on CPU 1,
-clients on CPU 0): ``cycle`` (ctlbench -m cycle -n 20000 -W 32), ``lat``
+clients on CPU 0; RELAY_CPUS=0,1 gives the relay both, for the default
+workers): ``cycle`` (ctlbench -m cycle -n 20000 -W 32), ``lat``
 (ctlbench -m lat, 300 U at 100/s), ``lat1k`` (the same while rtpbench relays
 1000 sessions), ``pipe`` (3,000 U written at once on one cunix: connection,
 replies read as they come: U/s) and ``pipe1k`` (the same while 1000 sessions
@@ -26,6 +27,9 @@ import tempfile
 import time
 
 B = "/tmp/sbs"
+# The relay's CPUs. Default workers are one per CPU the relay may use, so
+# RELAY_CPUS=0,1 is what measures them (the clients stay on CPU 0).
+RELAY_CPUS = os.environ.get("RELAY_CPUS", "1")
 CTL = "127.0.0.1:22222"
 PIPELINED = 3000
 
@@ -54,7 +58,7 @@ def main():
         sock = os.path.join(tmp, "ctl.sock")
         argv = shlex.split(cmd) + ["-s", "udp:" + CTL, "-s", "cunix:" + sock, "-l", "127.0.0.1",
                                    "-m", "20000", "-M", "60000", "-d", "ERR", "-L", "20000"]
-        p = subprocess.Popen(inns + ["taskset", "-c", "1"] + argv, stdout=subprocess.DEVNULL,
+        p = subprocess.Popen(inns + ["taskset", "-c", RELAY_CPUS] + argv, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True)
         time.sleep(2.0)
         return p, sock
@@ -124,7 +128,8 @@ def main():
                          p99=rows[-1]["u_lat_us"]["p99"])
                 emit(relay=name, round=rnd, test="pipe1k", rate=pipelined(sock, "b%d" % rnd))
                 out, _ = bench.communicate(timeout=200)
-                rows = [json.loads(line) for line in out.splitlines() if line.startswith('{"n"')]
+                rows = [r for r in (json.loads(line) for line in out.splitlines()
+                                    if line.startswith("{")) if "loss_pct" in r]
                 if rows:
                     emit(relay=name, round=rnd, test="load1k", loss=rows[-1]["loss_pct"])
                 stop(p)
