@@ -69,7 +69,7 @@ Options:
   --no_redirect     keep logging to stderr when daemonizing
   --poll_batch MS   gather packets for up to MS milliseconds between polls: fewer
                     wake-ups under load, at most MS ms added delay; 0 = poll per
-                    packet [default: 2]
+                    packet; not used while the fast path runs [default: 2]
   --rtp_analysis    analyze relayed RTP for Q's rtpa_* counters, jitter and
                     longest_ipi: the default, as upstream (with --kernel_offload
                     it must be given to keep analysis on)
@@ -87,6 +87,8 @@ Options:
                     feature (nftables NAT; needs CAP_NET_ADMIN)
   --admin_socket PATH  unix socket where rtpproxy-ctl lists the live sessions
                     and counters (not a control socket; mode 0660)
+  --no_fastpath     relay every packet in Python: no compiled forwarder for latched
+                    streams (it is used when it was built)
 """
 
 # Short options that take an argument, as in upstream's getopt string.

@@ -125,6 +125,7 @@ class Config:
     kernel_offload: bool = False  # nftables forwards eligible latched streams
     modules: list = field(default_factory=list)   # modules.ModuleSpec from --dso/--config
     admin_socket: Optional[str] = None   # unix socket rtpproxy-ctl talks to (admin.py)
+    fastpath: bool = True         # compiled forwarder for latched streams (--no_fastpath: off)
 
     def all_listen(self):
         return self.listen4 + self.listen6
@@ -488,6 +489,7 @@ def build(opts, debug_build=False):
     c.latch_window = _int_option(opts["--latch_window"], "--latch_window", 1, 60,
                                  "the strict latching window in seconds")
     c.workers = _workers(opts["--workers"], debug_build)
+    c.fastpath = not opts.get("--no_fastpath")
     c.no_redirect = bool(opts["--no_redirect"]) or debug_build
     return c
 

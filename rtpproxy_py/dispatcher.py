@@ -645,6 +645,9 @@ class Dispatcher:
         streams, the rest cost the same at any session count). The --workers
         front end (workers.py) sums them over its workers. LOAD is not a G
         counter: I's average load, which adds up too."""
+        refresh = getattr(self.relay, "refresh_all_counters", None)
+        if refresh is not None:
+            refresh()                           # what the C fast path relayed
         values = self.counters.values(self.table, names)
         values[LOAD] = self.counters.average_load
         return values, len(self.table)

@@ -227,6 +227,9 @@ class _StateCollector:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
         d = self.dispatcher
         counters = d.counters
+        refresh = getattr(self.relay, "refresh_all_counters", None)
+        if refresh is not None:
+            refresh()                           # what the C fast path relayed
         sessions = list(d.table)
         packets = counters.packet_totals(d.table)
         media = counters.media_totals(sessions)

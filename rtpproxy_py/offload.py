@@ -12,6 +12,11 @@ they are: no entry is deleted when a pair is handed over, and packets already
 queued in the relay's sockets are still relayed by the program without
 spoiling the kernel's translation. Nothing is lost in the switch.
 
+The compiled fast path (fastpath.py) is the tier between the program's
+readers and the kernel, handed streams over by the same calls
+(Relay._media_changed asks both); ``feature_blocker`` is the part of the
+rules they share.
+
 A feature that needs a stream's packets takes it back: recording and copying
 add taps (a tap marked ``kernel_counts``, --metrics' byte count, does not:
 the kernel's counters give the bytes too), a prompt mutes the stream, re-packetizing sets ``resize_ptime``,
@@ -82,16 +87,26 @@ def blocker(session):
             return "not latched" if not stream.latched else "asymmetric"
         if len(stream.rem_addr) != 2 or stream.local.ipv6:
             return "IPv6"
-        if stream.taps and not all(getattr(tap, "kernel_counts", False) for tap in stream.taps):
-            return "recording or copying"
         if stream.muted:
             return "prompt playing"
-        if stream.resize_ptime is not None:
-            return "re-packetizing"
         if stream.analyzer is not None:
             return "RTP analysis"
-        if stream.offload_vetoes:
-            return ", ".join(sorted(stream.offload_vetoes))
+        reason = feature_blocker(stream)
+        if reason is not None:
+            return reason
+    return None
+
+
+def feature_blocker(stream):
+    """The per-packet feature that needs ``stream``'s packets in Python
+    (None: none). Both tiers ask it: the kernel here, the compiled fast path
+    (fastpath.py, which also does RTP analysis and counts bytes)."""
+    if stream.taps and not all(getattr(tap, "kernel_counts", False) for tap in stream.taps):
+        return "recording or copying"
+    if stream.resizer is not None or stream.resize_ptime is not None:
+        return "re-packetizing"
+    if stream.offload_vetoes:
+        return ", ".join(sorted(stream.offload_vetoes))
     return None
 
 

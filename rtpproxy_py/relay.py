@@ -251,12 +251,23 @@ def _main_reader(relay, stream, handle, peer, dup):
     on_packet = stream.on_packet
     check_twin = relay._sync_twins if stream.is_rtp else None
     send, sendto = _sender(peer)
+    fast = relay.fastpath if stream.is_rtp else None
+    fast_owned = fast.owned if fast is not None else ()
 
     def read():
         try:
             data, source = recvfrom(RECV_SIZE)
         except OSError:
             return
+        if source != stream.rem_addr and (stream in fast_owned or stream.peer in fast_owned):
+            # A new source may be accepted: fed to the analyzer, and made the
+            # address the other party's packets go to. Both directions come
+            # back from the C thread first, as the Python readers would not
+            # run before this one is done.
+            fast.release_session(stream.session)
+            fast_owned_before = True
+        else:
+            fast_owned_before = False
         target = on_packet(data, source, NOW)
         if target is not None:
             try:
@@ -272,6 +283,8 @@ def _main_reader(relay, stream, handle, peer, dup):
                 pass
         if check_twin is not None and _wanted_twin(stream, handle) != handle.twin_addr:
             check_twin(stream.session)
+        elif fast_owned_before:
+            fast.update(stream.session)     # the C thread may take them again
     return read
 
 
@@ -338,7 +351,15 @@ class Relay:
         else:
             self._tick = self.loop.timer(CLOCK_TICK, CLOCK_TICK)
         self._tick.start(self._update_clock)
-        if config.poll_batch and not set_io_collect_interval(self.loop, config.poll_batch):
+        self.fastpath = None
+        if config.fastpath:
+            from .fastpath import FastPath
+            self.fastpath = FastPath.start(self, config)
+        # --poll_batch saves CPU per packet on the Python path, but every control
+        # command waits for it too (up to the whole interval). With the fast path
+        # the packets of latched calls are not on this loop, so it polls at once.
+        if self.fastpath is None and config.poll_batch and not set_io_collect_interval(
+                self.loop, config.poll_batch):
             log.info("this gevent build cannot batch polls; --poll_batch ignored")
         self.offload = None
         if config.kernel_offload:
@@ -475,6 +496,8 @@ class Relay:
         raise PortsExhausted()
 
     def _close_leg(self, session, leg):
+        if self.fastpath is not None:
+            self.fastpath.release_session(session)
         if self.offload is not None:
             self.offload.remove(session)
         for stream in (session.rtp[leg], session.rtcp[leg]):
@@ -532,6 +555,9 @@ class Relay:
             wanted = _wanted_twin(stream, handle)
             if wanted == handle.twin_addr:
                 continue
+            if not changed and self.fastpath is not None:
+                # the C thread reads this twin or sends from it: take both back first
+                self.fastpath.release_session(session)
             changed = True
             if wanted is None:
                 handle.close_twin()
@@ -550,6 +576,13 @@ class Relay:
             self._rewire(session)
         for stream in redirected:
             self._drain_main(stream)
+        self._media_changed(session)
+
+    def _media_changed(self, session):
+        """The session's latching or per-packet features changed: each tier
+        (the compiled fast path, the kernel) takes or gives back its streams."""
+        if self.fastpath is not None:
+            self.fastpath.update(session)
         if self.offload is not None:
             self.offload.update(session)
 
@@ -570,6 +603,8 @@ class Relay:
     def _rewire(self, session):
         """(Re)start every watcher of the session with fresh readers."""
         dup = self.config.dup_small
+        if self.fastpath is not None:
+            self.fastpath.release_session(session)
         for stream in session.streams():
             handle = stream.handle
             if handle is None:
@@ -622,8 +657,8 @@ class Relay:
     # --- per-session greenlet ----------------------------------------------
 
     def session_started(self, session):
-        if self.offload is not None:
-            session.on_media_change = self.offload.update
+        if self.offload is not None or self.fastpath is not None:
+            session.on_media_change = self._media_changed
         # (event that wakes the greenlet, the greenlet, [when it plans to wake])
         wake, plan = Event(), [FOREVER]
         session.timer = (wake, gevent.spawn(self._session_loop, session, wake, plan), plan)
@@ -645,6 +680,8 @@ class Relay:
             now = clock()
             deadline = session.expires_at()
             if now >= deadline:
+                if self.fastpath is not None and self.fastpath.refresh(session):
+                    continue        # the C thread relayed packets: not idle after all
                 if self.offload is not None and self.offload.refresh(session):
                     continue        # the kernel relayed packets: not idle after all
                 self.on_expired(session)
@@ -749,12 +786,24 @@ class Relay:
         return True
 
     def refresh_counters(self, session):
-        """Before Q: packets the kernel relayed for the session, counted now."""
+        """Before Q: packets the C thread or the kernel relayed for the
+        session, counted now."""
+        if self.fastpath is not None:
+            self.fastpath.refresh(session)
         if self.offload is not None:
             self.offload.refresh(session)
 
+    def refresh_all_counters(self):
+        """Before G and --metrics: what the C thread relayed, counted now (the
+        kernel's counters are read once a second)."""
+        if self.fastpath is not None:
+            self.fastpath.refresh_all()
+
     def shutdown(self):
         """After the last session ended: nothing left in the kernel."""
+        if self.fastpath is not None:
+            self.fastpath.close()
+            self.fastpath = None
         if self.offload is not None:
             self.offload.close()
             self.offload = None

@@ -123,6 +123,8 @@ class Daemon:
         if foreground:
             argv.append("-f")
         argv += list(args)
+        if os.environ.get("RTPPROXY_TEST_NO_FASTPATH") and command is None:
+            argv.append("--no_fastpath")    # tests/test_no_fastpath.py: the pure-Python relay
         if not any(a.startswith("-d") for a in args):
             argv += ["-d", "INFO"]
         self.argv = argv
