@@ -7,7 +7,7 @@ PY = $(VENV)/bin/python
 
 # The runtime only (setup.cfg's install_requires), quietly: pip's output goes
 # to $(VENV)/install.log and is shown only when the install fails.
-$(VENV)/.runtime: setup.cfg pyproject.toml
+$(VENV)/.runtime: setup.cfg setup.py pyproject.toml rtpproxy_py/_fastpath.c
 	@$(PYTHON) -m venv $(VENV) >/dev/null 2>&1 || { rm -rf $(VENV); \
 	    echo "make: creating $(VENV) failed; install Debian's python3-venv first (apt-get install python3-venv)" >&2; exit 1; }
 	@echo "installing the runtime into $(VENV) (pip's output: $(VENV)/install.log)"
