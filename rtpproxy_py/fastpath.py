@@ -71,6 +71,8 @@ def blocker(stream):
         return "nowhere to send"
     if _out(peer) is None:
         return "scoped IPv6 address"
+    if peer.filters is not None or peer.egress is not None:
+        return "module filter on the way out"   # e.g. dtls_gw encrypts what leaves the peer
     return feature_blocker(stream)
 
 

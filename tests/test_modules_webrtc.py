@@ -260,7 +260,7 @@ def test_three_relays_two_dtls_gateways_around_a_plain_forwarder(rtpproxy, webrt
             phone_a.send(packet, HOST, r1_1)
             data, _ = phone_b.recv(0.2)
             return data == packet
-        wait_for(a_reaches_b, timeout=8.0)        # the handshake runs through relay 2
+        assert wait_for(a_reaches_b, timeout=8.0), "no media through the DTLS gateways"   # the handshake runs through relay 2
         phone_b.drain(0.2)
         for packet in from_a:
             phone_a.send(packet, HOST, r1_1)

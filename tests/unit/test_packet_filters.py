@@ -51,7 +51,7 @@ def call():
         parties[stream.index, stream.is_rtp] = party
         stream.signal_address(party.getsockname(), False, 0.0)
         stream.refresh_target()
-    relay = types.SimpleNamespace(send_from=Relay.send_from, _sync_twins=None)
+    relay = types.SimpleNamespace(send_from=Relay.send_from, _sync_twins=None, fastpath=None)
     relay.deliver = lambda *args: Relay.deliver(relay, *args)
     yield session, parties, relay
     for sock in socks:
