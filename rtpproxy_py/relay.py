@@ -322,13 +322,15 @@ def _twin_reader(relay, stream, handle, peer, dup):
 
 
 class Relay:
-    def __init__(self, config, clock=time.monotonic):
+    def __init__(self, config, clock=time.monotonic, ports=None):
         self.config = config
         self.clock = clock
         self.loop = gevent.get_hub().loop
-        # One port table per address family, as upstream (control-protocol.md 5.6).
-        self.ports = FamilyPorts(config.port_min, config.port_max, config.sequential_ports)
-        self.on_expired = None       # dispatcher.expire, set by main
+        # One port table per address family, as upstream (control-protocol.md 5.6);
+        # a --workers worker passes the table all workers share.
+        self.ports = ports if ports is not None else FamilyPorts(
+            config.port_min, config.port_max, config.sequential_ports)
+        self.on_expired = None       # dispatcher.expire, set by service.LocalMedia
         self.open_sockets = 0
         self.throttle = LogThrottle(log)
         self._nofile_warned = False

@@ -42,16 +42,15 @@ import pickle
 import signal
 import sys
 import time
-import zlib
 
 import gevent
 from gevent._hub_local import get_hub_if_exists
 from gevent.event import AsyncResult, Event
 
 from . import channel as ch
+from .channel import worker_for  # noqa: F401 (tests and worker.py name it here)
 from .admin import PAGE
 from .dispatcher import LOAD, CommandContext, Dispatcher
-from .main import Daemon
 from .ports import PortsExhausted, SharedPortTable
 from .protocol import reply
 from .protocol.commands import SubCopy, Update
@@ -74,11 +73,6 @@ _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _SESSION_REFUSED = reply.error(SESSION_CREATE_FAILED)
 QUEUE_FULL = object()       # WorkerLink.request: shed before it was sent
-
-
-def worker_for(call_id, count):
-    """The worker (0-based) that holds ``call_id``: stable across restarts."""
-    return zlib.crc32(call_id.encode("utf-8", "surrogateescape")) % count
 
 
 def add_values(total, values):
@@ -531,11 +525,16 @@ class FrontDispatcher(Dispatcher):
         pass                 # the workers close their own sessions when stopped
 
 
-class FrontEnd(Daemon):
-    """The daemon with --workers N > 1: Daemon's process life, control sockets
-    and signals, with FrontDispatcher and the workers behind them."""
+class WorkersMedia:
+    """The media back end of the daemon with --workers N > 1 (service.Service
+    gives it the process life, control sockets and signals): FrontDispatcher
+    with the worker processes behind it."""
 
-    def _build(self):
+    def __init__(self, config):
+        self.config = config
+        self.notifier = self.workers = self.dispatcher = self.metrics = None
+
+    def build(self):
         from .notify import Notifier
 
         config = self.config
@@ -555,17 +554,16 @@ class FrontEnd(Daemon):
         self.workers = Workers(config, self.notifier, to_syslog)
         self.workers.launch()
         self.dispatcher = FrontDispatcher(config, self.workers, self.notifier, time.monotonic)
-        # Runs once the daemon waits for work, i.e. after -u and its checks passed.
-        gevent.spawn(self._watch_workers)
 
-    def _watch_workers(self):
-        if self.workers.watch():
-            self._announce()         # ready only now that every worker serves
+    def serving(self, announce):
+        """Runs once the service waits for work, i.e. after -u and its checks
+        passed: configure the workers; ready only once every worker serves."""
+        def watch():
+            if self.workers.watch():
+                announce()
+        gevent.spawn(watch)
 
-    def _serving(self):
-        pass                         # _watch_workers announces it
-
-    def _start_metrics(self):
+    def start_metrics(self, metrics_sock):
         """--metrics: the front end serves every process's figures added up."""
         if self.config.metrics is None:
             return
@@ -578,7 +576,7 @@ class FrontEnd(Daemon):
             texts.extend(text for text in self.workers.ask_all(ch.METRICS) if text)
             return texts
 
-        self.metrics.serve(self.metrics_sock, MergedCollector(fetch))
+        self.metrics.serve(metrics_sock, MergedCollector(fetch))
 
     def admin_sessions(self, call_id):
         """rtpproxy-ctl's listing: every worker's sessions, a page at a time
@@ -597,6 +595,5 @@ class FrontEnd(Daemon):
                 offset += PAGE
         return out
 
-    def _stop_media(self):
+    def stop(self):
         self.workers.stop()
-
