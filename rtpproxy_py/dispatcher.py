@@ -10,8 +10,6 @@ one at a time and to completion, as upstream's single command thread does.
 import logging
 import socket
 import time
-from dataclasses import dataclass
-from typing import Optional
 
 from . import capabilities
 from .config import BindAddress, is_local_address
@@ -19,6 +17,7 @@ from .protocol import commands as c
 from .protocol import errors as e
 from .protocol import reply
 from .protocol.errors import CommandError
+from .protocol.context import CommandContext
 from .protocol.parse import parse, remote_sockaddr
 from .media.analyzer import RtpAnalyzer
 from .media.player import DEFAULT_PTIME, Player
@@ -48,17 +47,6 @@ _QUERY_FLOATS = ("longest_ipi", "rtpa_jlast", "rtpa_jmax", "rtpa_javg")
 _QUERY_DEFAULT = ("ttl", "npkts_ina", "npkts_ino", "nrelayed", "ndropped")
 
 
-@dataclass
-class CommandContext:
-    """Where a command came from (for %%CC_SELF%% notification targets)."""
-
-    source_ip: str = "127.0.0.1"
-    local_ip: Optional[str] = None
-    # monotonic time after which the client has retried: the command may then
-    # be shed unanswered (--workers; 0: a stream client, always answered)
-    deadline: float = 0.0
-
-
 class LookupMiss(Exception):
     """L on an unknown session: reply ``0``, counted as an error."""
 
@@ -86,6 +74,11 @@ class Dispatcher:
         self._unlisted = {}          # (family, packed address) -> BindAddress (_unlisted_local)
 
     # --- entry point ------------------------------------------------------
+
+    @property
+    def tally(self):
+        """What the control transports count (protocol.context.CommandTally)."""
+        return self.counters
 
     def execute(self, data, ctx=None):
         """Command bytes -> reply text (without cookie), counters updated."""

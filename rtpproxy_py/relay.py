@@ -58,6 +58,7 @@ import time
 import gevent
 from gevent.event import Event
 
+from .net import route_source
 from .ports import FamilyPorts, PortsExhausted
 from .throttle import LogThrottle
 
@@ -612,14 +613,7 @@ class Relay:
 
     def route_source(self, host, family):
         """The local address the kernel would use to reach ``host``, or None."""
-        probe = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            probe.connect((host, 9))
-            return probe.getsockname()[0]
-        except OSError:
-            return None
-        finally:
-            probe.close()
+        return route_source(host, family)
 
     # --- per-session greenlet ----------------------------------------------
 

@@ -24,9 +24,9 @@ from .channel import worker_for
 from . import daemon
 from .admin import PAGE, local_sessions
 from .control.transports import CLIENT_RETRY, TURN_PAUSE, count_shed
-from .dispatcher import CommandContext
 from .service import LocalMedia, Service
 from .ports import FamilyPorts, SharedPortTable
+from .protocol.context import CommandContext
 
 log = logging.getLogger("rtpproxy")
 
@@ -139,7 +139,7 @@ class Worker:
             if kind == ch.COMMAND:
                 _, data, source_ip, local_ip, deadline = message
                 if deadline and time.monotonic() > deadline:
-                    count_shed(dispatcher.counters, "a command waited %.0f s for worker %d" % (
+                    count_shed(dispatcher.tally, "a command waited %.0f s for worker %d" % (
                         CLIENT_RETRY, self.number))
                     link.send(ch.REPLY, ch.SHED)
                     continue

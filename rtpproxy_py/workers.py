@@ -50,13 +50,14 @@ from gevent.event import AsyncResult, Event
 from . import channel as ch
 from .channel import worker_for  # noqa: F401 (tests and worker.py name it here)
 from .admin import PAGE
-from .dispatcher import LOAD, CommandContext, Dispatcher
+from .dispatcher import LOAD, Dispatcher
+from .net import route_source
 from .ports import PortsExhausted, SharedPortTable
 from .protocol import reply
+from .protocol.context import CommandContext
 from .protocol.commands import SubCopy, Update
 from .protocol.errors import SESSION_CREATE_FAILED
 from .protocol.parse import parse
-from .relay import Relay
 from .control.transports import count_shed
 
 log = logging.getLogger("rtpproxy")
@@ -441,7 +442,7 @@ class _NoMedia:
         raise PortsExhausted()
 
     def route_source(self, host, family):
-        return Relay.route_source(self, host, family)
+        return route_source(host, family)
 
 
 class FrontDispatcher(Dispatcher):
@@ -469,7 +470,7 @@ class FrontDispatcher(Dispatcher):
             if text == _SESSION_REFUSED and isinstance(command, Update) and not command.lookup:
                 text = self._place_elsewhere(call_id, link, message) or text
             if text is QUEUE_FULL:
-                count_shed(self.counters, "a worker has %d commands waiting" % MAX_PENDING)
+                count_shed(self.tally, "a worker has %d commands waiting" % MAX_PENDING)
                 return None
             if text is ch.SHED:
                 return None             # counted by the worker

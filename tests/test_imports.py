@@ -17,6 +17,7 @@ CORE_MODULES = (
     "rtpproxy_py.capabilities", "rtpproxy_py.throttle", "rtpproxy_py.media_port",
     "rtpproxy_py.media.rtp", "rtpproxy_py.media.rtcp", "rtpproxy_py.media.analyzer",
     "rtpproxy_py.media.player", "rtpproxy_py.media.resizer", "rtpproxy_py.media.prompt_file",
+    "rtpproxy_py.protocol.context",
 )
 
 
