@@ -583,7 +583,7 @@ class Dispatcher:
 
     def handle_record(self, cmd, ctx):
         started = False
-        for session, leg in _record_matches(self.table, cmd.call_id, cmd.from_tag, cmd.to_tag):
+        for session, leg in self.table.find_for_delete(cmd.call_id, cmd.from_tag, cmd.to_tag, every=True):
             if self.recorder is not None and self.recorder.record(session, leg, cmd.single_file):
                 started = True
         if not started:
@@ -622,7 +622,7 @@ class Dispatcher:
 
     def handle_stop_record(self, cmd, ctx):
         stopped = False
-        for session, leg in _record_matches(self.table, cmd.call_id, cmd.from_tag, cmd.to_tag):
+        for session, leg in self.table.find_for_delete(cmd.call_id, cmd.from_tag, cmd.to_tag, every=True):
             for k in ((0, 1) if cmd.both_legs else (leg,)):
                 if self.recorder is not None and self.recorder.stop(session, k):
                     stopped = True
@@ -709,20 +709,6 @@ _HANDLERS = {
     c.DeleteAll: "handle_delete_all",
     c.Stats: "handle_stats",
 }
-
-def _record_matches(table, call_id, from_tag, to_tag):
-    """[(session, leg)] for R and N (recording-formats.md 2): every session of
-    the Call-ID whose from-tag is FROMTAG[;N] (leg 1, the caller's packets) or
-    else TOTAG[;N] (leg 0, the callee's packets)."""
-    matches = []
-    for session in list(table.by_call_id.get(call_id, ())):
-        stored = session.from_tag
-        if stored == from_tag or stored.startswith(from_tag + ";"):
-            matches.append((session, 1))
-        elif to_tag is not None and (stored == to_tag or stored.startswith(to_tag + ";")):
-            matches.append((session, 0))
-    return matches
-
 
 def _parse_udp_target(target):
     """``udp:HOST:PORT`` -> (IPv4 address, port). Raises CopyFailed."""
