@@ -266,7 +266,6 @@ class Service:
 
     def _stats_ticker(self):
         import gevent
-        fd_watch = daemon.FdWatch()
         dispatcher = self.media.dispatcher
         while True:
             gevent.sleep(STATS_INTERVAL)
@@ -276,7 +275,6 @@ class Service:
             dispatcher.tidy()
             cpu = os.times()
             counters.sample_load(cpu.user + cpu.system, now)
-            fd_watch.check(len(dispatcher.table))
 
     def deorbit(self):
         log.warning("graceful shutdown: no new sessions; exiting when the last one ends")
