@@ -55,9 +55,8 @@ from .net import route_source
 from .ports import PortsExhausted, SharedPortTable
 from .protocol import reply
 from .protocol.context import CommandContext
-from .protocol.commands import SubCopy, Update
 from .protocol.errors import SESSION_CREATE_FAILED
-from .protocol.parse import parse
+from .protocol.parse import route
 from .control.transports import count_shed
 
 log = logging.getLogger("rtpproxy")
@@ -457,17 +456,20 @@ class FrontDispatcher(Dispatcher):
         self.workers = workers
 
     def execute(self, data, ctx=None):
+        # Only what routing needs is read here; the worker parses the command
+        # (one parse per command, issue 17). A command that fails the checks
+        # every command shares is answered (and counted) here; one that fails
+        # its own grammar is answered by the worker, with the same error.
         try:
-            command = parse(data)
-            call_id = getattr(command, "call_id", None)
+            call_id, new_session, fork_source = route(data)
         except Exception:
-            command = call_id = None     # malformed: answered (and counted) here
+            call_id = None              # malformed: answered (and counted) here
         if call_id is not None:
             ctx = ctx or CommandContext()
             message = (ch.COMMAND, bytes(data), ctx.source_ip, ctx.local_ip, ctx.deadline)
-            link = self._worker_for(command, call_id)
+            link = self._worker_for(call_id, fork_source)
             text = link.request(*message, sheddable=bool(ctx.deadline))
-            if text == _SESSION_REFUSED and isinstance(command, Update) and not command.lookup:
+            if text == _SESSION_REFUSED and new_session:
                 text = self._place_elsewhere(call_id, link, message) or text
             if text is QUEUE_FULL:
                 count_shed(self.tally, "a worker has %d commands waiting" % MAX_PENDING)
@@ -478,15 +480,13 @@ class FrontDispatcher(Dispatcher):
                 return text
         return super().execute(data, ctx)
 
-    def _worker_for(self, command, call_id):
-        """The worker that runs ``command``. A new Call-ID whose U forks another
-        call's streams (``&& C``) joins the worker holding that call, since a
-        fork needs both sessions in one process; it stays there until its last
-        session ends (the worker reports GONE)."""
+    def _worker_for(self, call_id, source):
+        """The worker that runs a command for ``call_id``. A new Call-ID whose U
+        forks another call's streams (``&& C``, from ``source``) joins the worker
+        holding that call, since a fork needs both sessions in one process; it
+        stays there until its last session ends (the worker reports GONE)."""
         workers = self.workers
         link = workers.for_call(call_id)
-        source = next((sub.call_id for sub in getattr(command, "subcommands", ())
-                       if isinstance(sub, SubCopy)), None)
         if source is None or source == call_id or call_id in workers.placed:
             return link
         holder = workers.for_call(source)
