@@ -64,7 +64,7 @@ class Dispatcher:
         self.deorbiting = False
         self.on_idle = None          # called when deorbiting and the last session ends
         self.metrics = None          # metrics.Metrics when --metrics is given
-        self.recorder = None         # recording.Recordings (R, C, N, -a), set by main
+        self.recorder = None         # recording.Recordings (R, C, N, -a), set by service.LocalMedia
         self.forks = Forks()         # the C sub-command (stream forking)
         self.modules = None          # modules.host.ModuleHost with --dso/--config
         if getattr(config, "modules", None) and self.runs_modules:
