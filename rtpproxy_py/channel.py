@@ -10,11 +10,19 @@ drains, so messages always leave in the order they were sent.
 import collections
 import marshal
 import socket
+import zlib
 
 import gevent
 from gevent.socket import wait_read, wait_write
 
 RECV_BUFFER = 256 * 1024
+
+
+def worker_for(call_id, count):
+    """The worker (0-based) that holds ``call_id``: stable across restarts
+    (the front end routes by it; a worker checks whether a call is its own)."""
+    return zlib.crc32(call_id.encode("utf-8", "surrogateescape")) % count
+
 
 # front end -> worker
 CONFIG = "config"          # (CONFIG, pickled Config, log to syslog): the first message

@@ -158,22 +158,6 @@ def set_open_files(limit):
         limit, soft, why)
 
 
-class FdWatch:
-    """Warns once when sessions (5 descriptors each) use 80 % of the open-files limit."""
-
-    FDS_PER_SESSION = 5
-
-    def __init__(self):
-        self.limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        self.warned = self.limit == resource.RLIM_INFINITY
-
-    def check(self, sessions):
-        if not self.warned and sessions * self.FDS_PER_SESSION >= 0.8 * self.limit:
-            self.warned = True
-            log.warning("%d sessions use about 80%% of the open-files limit (%d); new sessions will "
-                        "fail soon: raise it with -L", sessions, self.limit)
-
-
 _POLICIES = {"fifo": getattr(os, "SCHED_FIFO", None), "rr": getattr(os, "SCHED_RR", None)}
 
 

@@ -28,7 +28,7 @@ from greenlet import greenlet as raw_greenlet
 
 from . import debugtools
 from .config import ConfigError
-from .main import Daemon
+from .service import LocalMedia, Service
 
 log = logging.getLogger("rtpproxy")
 
@@ -61,10 +61,10 @@ class Snapshot:
 class LeakReport:
     """Resources held after every session ended that the baseline did not hold."""
 
-    def __init__(self, daemon, baseline):
-        self.sessions = len(daemon.dispatcher.table)
-        self.ports = len(daemon.relay.ports.in_use)
-        self.sockets = daemon.relay.open_sockets
+    def __init__(self, media, baseline):
+        self.sessions = len(media.dispatcher.table)
+        self.ports = len(media.relay.ports.in_use)
+        self.sockets = media.relay.open_sockets
         self.greenlets = [g for g in live_greenlets() if g not in baseline.greenlets]
         self.fds = {fd: what for fd, what in open_fds().items() if baseline.fds.get(fd) != what}
 
@@ -90,8 +90,13 @@ def _describe(g):
     return getattr(run, "__qualname__", None) or type(g).__name__
 
 
-class DebugDaemon(Daemon):
-    def run(self):
+class DebugParts:
+    """The debug build's additions to a service (service.Service ``parts``):
+    the profile runs from before the event loop starts; the loop-health line
+    and the leak baseline start once the service is up; the leak report runs
+    after it stopped."""
+
+    def __init__(self):
         try:
             self.health_period = debugtools.env_seconds(
                 debugtools.LOOP_HEALTH_ENV, debugtools.LOOP_HEALTH_PERIOD)
@@ -99,11 +104,13 @@ class DebugDaemon(Daemon):
             raise ConfigError(str(exc)) from None
         # Resolved now: daemonizing changes directory later.
         self.profile = debugtools.Profile("rtpproxy_debug", log)
-        return super().run()
+        self.media = self.health = self.baseline = None
 
-    def _start(self):
+    def before_start(self, service):
         self.profile.start()
-        super()._start()
+
+    def started(self, service):
+        self.media = service.media
         self.health = debugtools.LoopHealth(log, self.health_period, extra=self.resources)
         self.health.start()
         if os.environ.get(LEAK_ENV):
@@ -112,20 +119,19 @@ class DebugDaemon(Daemon):
 
     def resources(self):
         return "holding sessions %d, greenlets %d, fds %d, rss %d kB" % (
-            len(self.dispatcher.table), len(live_greenlets()), len(open_fds()), rss_kb())
+            len(self.media.dispatcher.table), len(live_greenlets()), len(open_fds()), rss_kb())
 
-    def _shutdown(self):
-        super()._shutdown()
+    def stopped(self, service):
         self.health.stop()
         self.profile.finish()   # first, so the report's own work is not in it
         import gevent
         gevent.sleep(0.05)      # let the greenlets killed above unwind
-        report = LeakReport(self, self.baseline)
+        report = LeakReport(self.media, self.baseline)
         log.log(logging.INFO if report.clean else logging.ERROR, "%s", report.text())
         debugtools.print_verdict("rtpproxy", None if report.clean else report.text())
 
     def _inject_leak(self):
-        table, relay = self.dispatcher.table, self.relay
+        table, relay = self.media.dispatcher.table, self.media.relay
         real_remove, real_ended = table.remove, relay.session_ended
         leaked = []
 
@@ -143,3 +149,7 @@ class DebugDaemon(Daemon):
         table.remove = remove
         relay.session_ended = session_ended
 
+
+def debug_service(config):
+    """rtpproxy_debug's service: the single-process one with DebugParts."""
+    return Service(config, LocalMedia(config), parts=[DebugParts()])

@@ -10,8 +10,6 @@ one at a time and to completion, as upstream's single command thread does.
 import logging
 import socket
 import time
-from dataclasses import dataclass
-from typing import Optional
 
 from . import capabilities
 from .config import BindAddress, is_local_address
@@ -19,6 +17,7 @@ from .protocol import commands as c
 from .protocol import errors as e
 from .protocol import reply
 from .protocol.errors import CommandError
+from .protocol.context import CommandContext
 from .protocol.parse import parse, remote_sockaddr
 from .media.analyzer import RtpAnalyzer
 from .media.player import DEFAULT_PTIME, Player
@@ -48,17 +47,6 @@ _QUERY_FLOATS = ("longest_ipi", "rtpa_jlast", "rtpa_jmax", "rtpa_javg")
 _QUERY_DEFAULT = ("ttl", "npkts_ina", "npkts_ino", "nrelayed", "ndropped")
 
 
-@dataclass
-class CommandContext:
-    """Where a command came from (for %%CC_SELF%% notification targets)."""
-
-    source_ip: str = "127.0.0.1"
-    local_ip: Optional[str] = None
-    # monotonic time after which the client has retried: the command may then
-    # be shed unanswered (--workers; 0: a stream client, always answered)
-    deadline: float = 0.0
-
-
 class LookupMiss(Exception):
     """L on an unknown session: reply ``0``, counted as an error."""
 
@@ -76,7 +64,7 @@ class Dispatcher:
         self.deorbiting = False
         self.on_idle = None          # called when deorbiting and the last session ends
         self.metrics = None          # metrics.Metrics when --metrics is given
-        self.recorder = None         # recording.Recordings (R, C, N, -a), set by main
+        self.recorder = None         # recording.Recordings (R, C, N, -a), set by service.LocalMedia
         self.forks = Forks()         # the C sub-command (stream forking)
         self.modules = None          # modules.host.ModuleHost with --dso/--config
         if getattr(config, "modules", None) and self.runs_modules:
@@ -86,6 +74,11 @@ class Dispatcher:
         self._unlisted = {}          # (family, packed address) -> BindAddress (_unlisted_local)
 
     # --- entry point ------------------------------------------------------
+
+    @property
+    def tally(self):
+        """What the control transports count (protocol.context.CommandTally)."""
+        return self.counters
 
     def execute(self, data, ctx=None):
         """Command bytes -> reply text (without cookie), counters updated."""
@@ -590,7 +583,7 @@ class Dispatcher:
 
     def handle_record(self, cmd, ctx):
         started = False
-        for session, leg in _record_matches(self.table, cmd.call_id, cmd.from_tag, cmd.to_tag):
+        for session, leg in self.table.find_for_delete(cmd.call_id, cmd.from_tag, cmd.to_tag, every=True):
             if self.recorder is not None and self.recorder.record(session, leg, cmd.single_file):
                 started = True
         if not started:
@@ -629,7 +622,7 @@ class Dispatcher:
 
     def handle_stop_record(self, cmd, ctx):
         stopped = False
-        for session, leg in _record_matches(self.table, cmd.call_id, cmd.from_tag, cmd.to_tag):
+        for session, leg in self.table.find_for_delete(cmd.call_id, cmd.from_tag, cmd.to_tag, every=True):
             for k in ((0, 1) if cmd.both_legs else (leg,)):
                 if self.recorder is not None and self.recorder.stop(session, k):
                     stopped = True
@@ -719,20 +712,6 @@ _HANDLERS = {
     c.DeleteAll: "handle_delete_all",
     c.Stats: "handle_stats",
 }
-
-def _record_matches(table, call_id, from_tag, to_tag):
-    """[(session, leg)] for R and N (recording-formats.md 2): every session of
-    the Call-ID whose from-tag is FROMTAG[;N] (leg 1, the caller's packets) or
-    else TOTAG[;N] (leg 0, the callee's packets)."""
-    matches = []
-    for session in list(table.by_call_id.get(call_id, ())):
-        stored = session.from_tag
-        if stored == from_tag or stored.startswith(from_tag + ";"):
-            matches.append((session, 1))
-        elif to_tag is not None and (stored == to_tag or stored.startswith(to_tag + ";")):
-            matches.append((session, 0))
-    return matches
-
 
 def _parse_udp_target(target):
     """``udp:HOST:PORT`` -> (IPv4 address, port). Raises CopyFailed."""

@@ -58,6 +58,7 @@ import time
 import gevent
 from gevent.event import Event
 
+from .net import route_source
 from .ports import FamilyPorts, PortsExhausted
 from .throttle import LogThrottle
 
@@ -335,13 +336,15 @@ def _twin_reader(relay, stream, handle, peer, dup):
 
 
 class Relay:
-    def __init__(self, config, clock=time.monotonic):
+    def __init__(self, config, clock=time.monotonic, ports=None):
         self.config = config
         self.clock = clock
         self.loop = gevent.get_hub().loop
-        # One port table per address family, as upstream (control-protocol.md 5.6).
-        self.ports = FamilyPorts(config.port_min, config.port_max, config.sequential_ports)
-        self.on_expired = None       # dispatcher.expire, set by main
+        # One port table per address family, as upstream (control-protocol.md 5.6);
+        # a --workers worker passes the table all workers share.
+        self.ports = ports if ports is not None else FamilyPorts(
+            config.port_min, config.port_max, config.sequential_ports)
+        self.on_expired = None       # dispatcher.expire, set by service.LocalMedia
         self.open_sockets = 0
         self.throttle = LogThrottle(log)
         self._nofile_warned = False
@@ -645,14 +648,7 @@ class Relay:
 
     def route_source(self, host, family):
         """The local address the kernel would use to reach ``host``, or None."""
-        probe = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            probe.connect((host, 9))
-            return probe.getsockname()[0]
-        except OSError:
-            return None
-        finally:
-            probe.close()
+        return route_source(host, family)
 
     # --- per-session greenlet ----------------------------------------------
 

@@ -955,8 +955,11 @@ class SessionTable:
                     return session, 1
         return None, None
 
-    def find_for_delete(self, call_id, from_tag, to_tag=None):
-        """[(session, leg)] matched with D/R/N's prefix-aware rule (5.8)."""
+    def find_for_delete(self, call_id, from_tag, to_tag=None, every=False):
+        """[(session, leg)] matched with D/R/N's prefix-aware rule (5.8): every
+        session of the Call-ID whose from-tag is FROMTAG[;N] (leg 1, the
+        caller's packets) or else TOTAG[;N] (leg 0). D stops at an exact match;
+        R and N (``every``, recording-formats.md 2) take every match."""
         matches = []
         for session in list(self.by_call_id.get(call_id, ())):
             stored = session.from_tag
@@ -968,7 +971,7 @@ class SessionTable:
             else:
                 continue
             matches.append((session, leg))
-            if exact:
+            if exact and not every:
                 break
         return matches
 

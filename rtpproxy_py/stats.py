@@ -56,6 +56,16 @@ class Counters:
         self.average_load = 0.0
         self._load_mark = None     # (time, CPU seconds) at the last load sample
 
+    # protocol.context.CommandTally: what the control transports count
+    def replied(self):
+        self.ncmds_repld += 1
+
+    def repeated(self):
+        self.ncmds_rcvd_ndups += 1
+
+    def shed(self):
+        self.ncmds_shed += 1
+
     def session_destroyed(self, session, now, timed_out):
         self.nsess_destroyed += 1
         if timed_out:

@@ -20,12 +20,13 @@ import sys
 import time
 
 from . import channel as ch
+from .channel import worker_for
 from . import daemon
 from .admin import PAGE, local_sessions
 from .control.transports import CLIENT_RETRY, TURN_PAUSE, count_shed
-from .dispatcher import CommandContext
-from .main import Daemon
+from .service import LocalMedia, Service
 from .ports import FamilyPorts, SharedPortTable
+from .protocol.context import CommandContext
 
 log = logging.getLogger("rtpproxy")
 
@@ -60,22 +61,31 @@ class _Prefix(logging.Filter):
         return True
 
 
-class WorkerDaemon(Daemon):
-    """Daemon._start and _shutdown as they are (so every feature wired there
-    runs here too), with the channel in place of the control sockets."""
+class Worker:
+    """One worker: a service.Service with the in-process media back end
+    (so every feature wired there runs here too) and no control sockets;
+    the channel to the front end feeds it commands instead."""
 
     def __init__(self, config, link, ports, number):
-        super().__init__(config)
+        self.config = config
         self.link = link
-        self.ports = ports
         self.number = number
+        shared = FamilyPorts(config.port_min, config.port_max, config.sequential_ports,
+                             shared=ports, owner=number)
+        self.media = LocalMedia(config, ports=shared, notifier=ChannelNotifier(link))
+        self.service = Service(config, self.media)
+
+    @property
+    def dispatcher(self):
+        return self.media.dispatcher
 
     def run(self, to_syslog):
         import gevent
         daemon.setup_logging(self.config, to_syslog=to_syslog)
         log.addFilter(_Prefix("worker %d: " % self.number))
         _set_name("rtpproxy-w%d" % self.number)
-        self._start()
+        service = self.service
+        service.start()
         if os.geteuid() == 0:
             # -u, as the front end does after its own start. A worker started
             # again later (after one died) already runs as the front end's user.
@@ -84,10 +94,6 @@ class WorkerDaemon(Daemon):
         # to do; SIGTERM (systemd stops the whole unit) still stops a worker.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        config = self.config
-        self.relay.ports = FamilyPorts(config.port_min, config.port_max, config.sequential_ports,
-                                       shared=self.ports, owner=self.number)
-        self.dispatcher.notifier = ChannelNotifier(self.link)
         self.dispatcher.on_idle = lambda: self.link.send(ch.IDLE)
         self._report_guest_calls()
         serving = gevent.spawn(self._serve)
@@ -95,9 +101,9 @@ class WorkerDaemon(Daemon):
         self.link.send(ch.READY, os.getpid())
         log.info("started, pid %d", os.getpid())
         try:
-            self.stop_event.wait()
+            service.stop_event.wait()
         finally:
-            self._shutdown()
+            service.shutdown()
             serving.kill(block=False)
             self.link.close()
         return 0
@@ -106,7 +112,6 @@ class WorkerDaemon(Daemon):
         """A call the front end placed here though its Call-ID hashes to
         another worker (that one was full): say when its last session ends,
         so the Call-ID goes back to its own worker."""
-        from .workers import worker_for       # imported at start, not when fds may be short
         dispatcher, link = self.dispatcher, self.link
         destroy, own, count = dispatcher.destroy, self.number - 1, self.config.workers
 
@@ -134,7 +139,7 @@ class WorkerDaemon(Daemon):
             if kind == ch.COMMAND:
                 _, data, source_ip, local_ip, deadline = message
                 if deadline and time.monotonic() > deadline:
-                    count_shed(dispatcher.counters, "a command waited %.0f s for worker %d" % (
+                    count_shed(dispatcher.tally, "a command waited %.0f s for worker %d" % (
                         CLIENT_RETRY, self.number))
                     link.send(ch.REPLY, ch.SHED)
                     continue
@@ -142,10 +147,11 @@ class WorkerDaemon(Daemon):
             elif kind == ch.STATS:
                 link.send(ch.REPLY, dispatcher.stat_values(message[1] if len(message) > 1 else None))
             elif kind == ch.METRICS:
-                link.send(ch.REPLY, self.metrics.exposition() if self.metrics is not None else None)
+                metrics = self.media.metrics
+                link.send(ch.REPLY, metrics.exposition() if metrics is not None else None)
             elif kind == ch.ADMIN:
                 try:
-                    page = local_sessions(self, message[1], message[2], PAGE)
+                    page = local_sessions(self.media, message[1], message[2], PAGE)
                 except Exception:        # rtpproxy-ctl must never stop a worker serving
                     log.exception("admin listing failed")
                     page = []
@@ -157,7 +163,7 @@ class WorkerDaemon(Daemon):
                 dispatcher.start_deorbit()
             elif kind == ch.STOP:
                 break
-        self.stop_event.set()
+        self.service.stop_event.set()
 
     def _snapshots(self):
         import gevent
@@ -187,7 +193,7 @@ def main(argv=None):
         raise SystemExit("rtpproxy worker: started without a configuration")
     config = pickle.loads(pickled)
     ports = SharedPortTable(config.port_min, config.port_max, fd=ports_fd)
-    return WorkerDaemon(config, ch.Channel(sock), ports, number).run(to_syslog)
+    return Worker(config, ch.Channel(sock), ports, number).run(to_syslog)
 
 
 if __name__ == "__main__":

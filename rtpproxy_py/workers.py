@@ -42,22 +42,21 @@ import pickle
 import signal
 import sys
 import time
-import zlib
 
 import gevent
 from gevent._hub_local import get_hub_if_exists
 from gevent.event import AsyncResult, Event
 
 from . import channel as ch
+from .channel import worker_for  # noqa: F401 (tests and worker.py name it here)
 from .admin import PAGE
-from .dispatcher import LOAD, CommandContext, Dispatcher
-from .main import Daemon
+from .dispatcher import LOAD, Dispatcher
+from .net import route_source
 from .ports import PortsExhausted, SharedPortTable
 from .protocol import reply
-from .protocol.commands import SubCopy, Update
+from .protocol.context import CommandContext
 from .protocol.errors import SESSION_CREATE_FAILED
-from .protocol.parse import parse
-from .relay import Relay
+from .protocol.parse import route
 from .control.transports import count_shed
 
 log = logging.getLogger("rtpproxy")
@@ -74,11 +73,6 @@ _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _SESSION_REFUSED = reply.error(SESSION_CREATE_FAILED)
 QUEUE_FULL = object()       # WorkerLink.request: shed before it was sent
-
-
-def worker_for(call_id, count):
-    """The worker (0-based) that holds ``call_id``: stable across restarts."""
-    return zlib.crc32(call_id.encode("utf-8", "surrogateescape")) % count
 
 
 def add_values(total, values):
@@ -447,7 +441,7 @@ class _NoMedia:
         raise PortsExhausted()
 
     def route_source(self, host, family):
-        return Relay.route_source(self, host, family)
+        return route_source(host, family)
 
 
 class FrontDispatcher(Dispatcher):
@@ -462,20 +456,23 @@ class FrontDispatcher(Dispatcher):
         self.workers = workers
 
     def execute(self, data, ctx=None):
+        # Only what routing needs is read here; the worker parses the command
+        # (one parse per command, issue 17). A command that fails the checks
+        # every command shares is answered (and counted) here; one that fails
+        # its own grammar is answered by the worker, with the same error.
         try:
-            command = parse(data)
-            call_id = getattr(command, "call_id", None)
+            call_id, new_session, fork_source = route(data)
         except Exception:
-            command = call_id = None     # malformed: answered (and counted) here
+            call_id = None              # malformed: answered (and counted) here
         if call_id is not None:
             ctx = ctx or CommandContext()
             message = (ch.COMMAND, bytes(data), ctx.source_ip, ctx.local_ip, ctx.deadline)
-            link = self._worker_for(command, call_id)
+            link = self._worker_for(call_id, fork_source)
             text = link.request(*message, sheddable=bool(ctx.deadline))
-            if text == _SESSION_REFUSED and isinstance(command, Update) and not command.lookup:
+            if text == _SESSION_REFUSED and new_session:
                 text = self._place_elsewhere(call_id, link, message) or text
             if text is QUEUE_FULL:
-                count_shed(self.counters, "a worker has %d commands waiting" % MAX_PENDING)
+                count_shed(self.tally, "a worker has %d commands waiting" % MAX_PENDING)
                 return None
             if text is ch.SHED:
                 return None             # counted by the worker
@@ -483,15 +480,13 @@ class FrontDispatcher(Dispatcher):
                 return text
         return super().execute(data, ctx)
 
-    def _worker_for(self, command, call_id):
-        """The worker that runs ``command``. A new Call-ID whose U forks another
-        call's streams (``&& C``) joins the worker holding that call, since a
-        fork needs both sessions in one process; it stays there until its last
-        session ends (the worker reports GONE)."""
+    def _worker_for(self, call_id, source):
+        """The worker that runs a command for ``call_id``. A new Call-ID whose U
+        forks another call's streams (``&& C``, from ``source``) joins the worker
+        holding that call, since a fork needs both sessions in one process; it
+        stays there until its last session ends (the worker reports GONE)."""
         workers = self.workers
         link = workers.for_call(call_id)
-        source = next((sub.call_id for sub in getattr(command, "subcommands", ())
-                       if isinstance(sub, SubCopy)), None)
         if source is None or source == call_id or call_id in workers.placed:
             return link
         holder = workers.for_call(source)
@@ -531,11 +526,16 @@ class FrontDispatcher(Dispatcher):
         pass                 # the workers close their own sessions when stopped
 
 
-class FrontEnd(Daemon):
-    """The daemon with --workers N > 1: Daemon's process life, control sockets
-    and signals, with FrontDispatcher and the workers behind them."""
+class WorkersMedia:
+    """The media back end of the daemon with --workers N > 1 (service.Service
+    gives it the process life, control sockets and signals): FrontDispatcher
+    with the worker processes behind it."""
 
-    def _build(self):
+    def __init__(self, config):
+        self.config = config
+        self.notifier = self.workers = self.dispatcher = self.metrics = None
+
+    def build(self):
         from .notify import Notifier
 
         config = self.config
@@ -555,17 +555,16 @@ class FrontEnd(Daemon):
         self.workers = Workers(config, self.notifier, to_syslog)
         self.workers.launch()
         self.dispatcher = FrontDispatcher(config, self.workers, self.notifier, time.monotonic)
-        # Runs once the daemon waits for work, i.e. after -u and its checks passed.
-        gevent.spawn(self._watch_workers)
 
-    def _watch_workers(self):
-        if self.workers.watch():
-            self._announce()         # ready only now that every worker serves
+    def serving(self, announce):
+        """Runs once the service waits for work, i.e. after -u and its checks
+        passed: configure the workers; ready only once every worker serves."""
+        def watch():
+            if self.workers.watch():
+                announce()
+        gevent.spawn(watch)
 
-    def _serving(self):
-        pass                         # _watch_workers announces it
-
-    def _start_metrics(self):
+    def start_metrics(self, metrics_sock):
         """--metrics: the front end serves every process's figures added up."""
         if self.config.metrics is None:
             return
@@ -578,7 +577,7 @@ class FrontEnd(Daemon):
             texts.extend(text for text in self.workers.ask_all(ch.METRICS) if text)
             return texts
 
-        self.metrics.serve(self.metrics_sock, MergedCollector(fetch))
+        self.metrics.serve(metrics_sock, MergedCollector(fetch))
 
     def admin_sessions(self, call_id):
         """rtpproxy-ctl's listing: every worker's sessions, a page at a time
@@ -597,6 +596,5 @@ class FrontEnd(Daemon):
                 offset += PAGE
         return out
 
-    def _stop_media(self):
+    def stop(self):
         self.workers.stop()
-

@@ -39,7 +39,7 @@ from gevent.event import Event
 from gevent.pool import Group
 
 from ..config import ConfigError
-from ..dispatcher import CommandContext
+from ..protocol.context import CommandContext, CommandTally
 from ..throttle import LogThrottle
 from .reply_cache import SWEEP_INTERVAL, ReplyCache
 
@@ -65,9 +65,9 @@ CLIENT_RETRY = 1.0        # seconds: Kamailio's rtpproxy_tout; a reply after it 
 SHED = None               # what execute returns for a command shed unanswered
 
 
-def count_shed(counters, how):
+def count_shed(tally: CommandTally, how):
     """One command shed: counted, and logged at most once per interval."""
-    counters.ncmds_shed += 1
+    tally.shed()
     throttle.log(logging.WARNING, "shed", "overloaded: control commands shed unanswered (%s; "
                  "G ncmds_shed counts them)", how)
 
@@ -111,7 +111,7 @@ class ControlServer:
     def __init__(self, spec, config):
         self.spec = spec
         self.config = config
-        self.counters = None
+        self.tally = None           # protocol.context.CommandTally
         self.greenlets = []
         self.sock = None
 
@@ -119,8 +119,9 @@ class ControlServer:
         raise NotImplementedError
 
     def start(self, dispatcher, on_eof=None):
-        """Serve commands with ``dispatcher`` (Dispatcher.execute, its counters)."""
-        self.counters = dispatcher.counters
+        """Serve commands with ``dispatcher``: its ``execute``, and its
+        ``tally`` (protocol.context.CommandTally) for what the transport counts."""
+        self.tally = dispatcher.tally
         self.concurrent = getattr(dispatcher, "concurrent", False)
         self._serve_start(dispatcher.execute, on_eof)
 
@@ -135,7 +136,7 @@ class ControlServer:
 
     def _reply(self, send, text):
         send(text.encode("utf-8") if isinstance(text, str) else text)
-        self.counters.ncmds_repld += 1
+        self.tally.replied()
 
     def _bind_error(self, exc):
         spec = self.spec.text
@@ -212,14 +213,14 @@ class UdpControl(ControlServer):
         match = _COOKIE.match(data)
         cached = self.cache.get(match.group(1)) if match is not None else None
         if cached is not None:
-            self.counters.ncmds_rcvd_ndups += 1
+            self.tally.repeated()
             try:
                 self.sock.sendto(cached, source)
-                self.counters.ncmds_repld += 1
+                self.tally.replied()
             except OSError:
                 pass
             return
-        count_shed(self.counters, "%s: more than %d commands waiting" % (self.spec.text, MAX_INFLIGHT))
+        count_shed(self.tally, "%s: more than %d commands waiting" % (self.spec.text, MAX_INFLIGHT))
 
     def handle_datagram(self, data, source, execute, received=None):
         match = _COOKIE.match(data)
@@ -239,7 +240,7 @@ class UdpControl(ControlServer):
             running.wait()      # a retransmission while the command runs: its reply
         cached = self.cache.get(cookie)
         if cached is not None:
-            self.counters.ncmds_rcvd_ndups += 1
+            self.tally.repeated()
             self._reply(send, cached)
             return
         ctx = CommandContext(source[0] if self.spec.family == stdsocket.AF_INET else "127.0.0.1",

@@ -77,6 +77,13 @@ def raw(text: str) -> bytes:
 
 def parse(data: bytes) -> Command:
     segments = tokenize(data)
+    letter, modifiers = _verb(segments)
+    return _PARSERS[letter](modifiers, segments[0][1:], segments[1:])
+
+
+def _verb(segments: List[List[str]]) -> Tuple[str, str]:
+    """(command letter, modifiers) once the checks every command shares
+    passed (E0, E1, E2, E3 for sub-commands where none are allowed)."""
     main, subs = segments[0], segments[1:]
     word = main[0]
     letter = word[0].lower()
@@ -93,7 +100,31 @@ def parse(data: bytes) -> Command:
         raise CommandError(e.MODIFIERS_NOT_ALLOWED)
     if subs and not takes_subcommands:
         raise CommandError(e.SUBCOMMAND_ERROR)
-    return _PARSERS[letter](modifiers, main[1:], subs)
+    return letter, modifiers
+
+
+# Commands whose first argument is a Call-ID (U L D P S R C N Q).
+_NAMES_CALL = frozenset("uldpsrcnq")
+
+
+def route(data: bytes) -> Tuple[Optional[str], bool, Optional[str]]:
+    """What the --workers front end needs to choose the worker, without the
+    command's own grammar (the worker parses the command, once):
+    (Call-ID or None, whether it is a U, the Call-ID a ``&& C`` sub-command
+    copies from or None). Raises CommandError as ``parse`` does for what
+    every command shares (tokens, letter, count, modifiers allowed)."""
+    segments = tokenize(data)
+    letter, _ = _verb(segments)
+    if letter not in _NAMES_CALL:
+        return None, False, None
+    main = segments[0]
+    source = None
+    if letter == "u" and len(main) in (6, 8):        # a U with a to-tag may fork (&& C)
+        for sub in segments[1:]:
+            if sub[0].lower() == "c" and len(sub) == 4:
+                source = sub[1]
+                break
+    return main[1], letter == "u", source
 
 
 def _parse_version(modifiers: str, args: List[str], subs: List[List[str]]) -> c.Version:

@@ -133,3 +133,26 @@ def test_strict_latching_modifier_k():
         with pytest.raises(CommandError) as err:
             parse_update_modifiers(letter)
         assert err.value.code == 35
+
+
+def test_route_reads_what_the_workers_front_end_needs_and_agrees_with_parse():
+    """--workers: the front end only routes (the worker parses, once); the
+    Call-ID, U-ness and && C source it reads are the ones parse gives."""
+    from rtpproxy_py.protocol.parse import route
+    from rtpproxy_py.protocol.commands import SubCopy, Update
+    for data in (b"U cid 192.0.2.1 4000 ft tt && C other ft2 tt2", b"U cid 192.0.2.1 4000 ft",
+                 b"L cid 192.0.2.1 4000 ft tt", b"D cid ft", b"P2 cid prompt 0 ft", b"S cid ft",
+                 b"R cid ft tt", b"C cid udp:192.0.2.9:4000 ft", b"NA cid ft", b"Qv cid ft tt",
+                 b"U c\xff 192.0.2.1 4000 ft", b"I", b"G", b"V", b"VF 20040107", b"X"):
+        cmd = parse(data)
+        source = next((s.call_id for s in getattr(cmd, "subcommands", None) or ()
+                       if isinstance(s, SubCopy)), None)
+        expected = (getattr(cmd, "call_id", None), isinstance(cmd, Update) and not cmd.lookup, source)
+        assert route(data) == expected, data
+    # what every command shares is checked as parse checks it
+    for data in (b"Z cid", b"D cid", b"Sx cid ft", b"", b"D cid ft && D"):
+        with pytest.raises(CommandError) as parsed:
+            parse(data)
+        with pytest.raises(CommandError) as routed:
+            route(data)
+        assert routed.value.code == parsed.value.code, data

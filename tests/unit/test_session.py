@@ -135,3 +135,14 @@ def test_tag_matching():
     assert [x for x, _ in t.find_for_delete("cid", "ft")] == [a, b]
     assert t.find_for_delete("cid", "ft;2") == [(b, 1)]
     assert t.find_for_delete("cid", "xx", "ft") == [(a, 0), (b, 0)]
+
+
+def test_one_prefix_rule_for_delete_and_recording():
+    """D stops at the exact tag; R and N (every=True) take every FT[;N] match."""
+    t = SessionTable()
+    exact, forked = Session("cid", "ft", 0, 60), Session("cid", "ft;2", 0, 60)
+    t.add(exact)
+    t.add(forked)
+    assert t.find_for_delete("cid", "ft") == [(exact, 1)]
+    assert t.find_for_delete("cid", "ft", every=True) == [(exact, 1), (forked, 1)]
+    assert t.find_for_delete("cid", "xx", "ft", every=True) == [(exact, 0), (forked, 0)]
