@@ -489,7 +489,8 @@ def build(opts, debug_build=False):
     c.latch_window = _int_option(opts["--latch_window"], "--latch_window", 1, 60,
                                  "the strict latching window in seconds")
     c.workers = _workers(opts["--workers"], debug_build)
-    c.fastpath = not opts.get("--no_fastpath")
+    # the debug build relays in Python: its profile and leak report see every packet
+    c.fastpath = not opts.get("--no_fastpath") and not debug_build
     c.no_redirect = bool(opts["--no_redirect"]) or debug_build
     return c
 

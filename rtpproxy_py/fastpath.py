@@ -279,10 +279,7 @@ class FastPath:
         if handle is not None:
             log.debug("port %d: relayed in Python again", handle.port)
         if handle is not None and handle.twin is not None and not stream.session.closed:
-            from .relay import _twin_reader
-            peer = stream.peer.handle
-            handle.twin_watcher.start(_twin_reader(self.relay, stream, handle, peer,
-                                                   self.relay.config.dup_small))
+            handle.twin_watcher.start(self.relay.twin_reader(stream))
 
     def owns(self, stream):
         return stream in self.owned

@@ -789,6 +789,11 @@ class Relay:
         if self.offload is not None:
             self.offload.refresh(session)
 
+    def twin_reader(self, stream):
+        """The Python reader of ``stream``'s connected twin (the fast path
+        hands a stream back with it)."""
+        return _twin_reader(self, stream, stream.handle, stream.peer.handle, self.config.dup_small)
+
     def refresh_all_counters(self):
         """Before G and --metrics: what the C thread relayed, counted now (the
         kernel's counters are read once a second)."""
