@@ -297,7 +297,10 @@ def test_malformed_datagrams_never_move_a_stream(rtpproxy, lab):
         got[name].append(label)
     assert got["M"] == []
     assert sorted(got["B1rtcp"]) == sorted("A1 rtcp %d" % s for s in range(0, 12, 3))
-    assert sorted(got["A1rtcp"]) == sorted("B1 rtcp %d" % s for s in range(0, 12, 3))
+    # A's first report may be relayed before A's first RTP packet latched A (and
+    # so A's RTCP port was guessed): it then went to the signalled port, as upstream
+    reports_to_a = sorted("B1 rtcp %d" % s for s in range(0, 12, 3))
+    assert sorted(got["A1rtcp"]) in (reports_to_a, reports_to_a[1:]), got["A1rtcp"]
     assert len(got["B1rtp"]) == 12 and len(got["A1rtp"]) >= 11      # A's first may precede A's latch
     assert int(d.command("G npkts_discard")) >= 12 * len(junk) - 4
 
