@@ -327,6 +327,28 @@ def relay_reader_calls(stats):
                if filename.endswith("relay.py") and function.startswith("read"))
 
 
+class ServiceManagerSocket:
+    """The service manager's end of systemd's notify protocol (Type=notify):
+    a unix datagram socket at ``path`` whose messages ``receive`` returns."""
+
+    def __init__(self, path):
+        if os.path.exists(path):
+            os.unlink(path)
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+
+    def receive(self, timeout):
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv(4096).decode()
+        except socket.timeout:
+            return None
+
+    def close(self):
+        self.sock.close()
+
+
 class NotifyListener:
     """A timeout-notification listener (what a SIP proxy runs): a stream server
     (TCP, or unix with family=AF_UNIX) that collects the lines it receives."""

@@ -29,7 +29,7 @@ import subprocess
 
 import pytest
 
-from helpers import TOP, console_scripts, relay_one_call
+from helpers import TOP, ServiceManagerSocket, console_scripts, relay_one_call
 
 from rtpproxy_py import version_string
 
@@ -235,29 +235,18 @@ os.execv(start, [start])
 """
 
 
-class ServiceManager:
+class ServiceManager(ServiceManagerSocket):
     """systemd's end of Type=notify: a unix datagram socket the service's
     user may write to."""
 
     def __init__(self, user):
         os.makedirs(NOTIFY_DIR, exist_ok=True)
         os.chmod(NOTIFY_DIR, 0o755)
-        self.path = os.path.join(NOTIFY_DIR, "notify.sock")
-        if os.path.exists(self.path):
-            os.unlink(self.path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
+        super().__init__(os.path.join(NOTIFY_DIR, "notify.sock"))
         os.chown(self.path, user.pw_uid, user.pw_gid)
 
-    def receive(self, timeout):
-        self.sock.settimeout(timeout)
-        try:
-            return self.sock.recv(4096).decode()
-        except socket.timeout:
-            return None
-
     def close(self):
-        self.sock.close()
+        super().close()
         shutil.rmtree(NOTIFY_DIR, ignore_errors=True)
 
 

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 
-from helpers import TOP, port_range, relay_one_call, wait_for
+from helpers import TOP, ServiceManagerSocket, port_range, relay_one_call, wait_for
 
 # Binds each of $RTPP_TEST_LISTEN ("unix:PATH", "udp:HOST:PORT", "tcp:HOST:PORT")
 # as systemd does for a .socket unit, then becomes the daemon (same pid).
@@ -53,23 +53,11 @@ os.execv(sys.executable, [sys.executable, "-m", "rtpproxy_py"] + sys.argv[1:])
 """
 
 
-class Manager:
+class Manager(ServiceManagerSocket):
     """The service manager's end of the notify protocol."""
 
     def __init__(self, tmp_path):
-        self.path = str(tmp_path / "notify.sock")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-
-    def receive(self, timeout):
-        self.sock.settimeout(timeout)
-        try:
-            return self.sock.recv(4096).decode()
-        except socket.timeout:
-            return None
-
-    def close(self):
-        self.sock.close()
+        super().__init__(str(tmp_path / "notify.sock"))
 
 
 def start(argv, tmp_path, env=None, program=None):
