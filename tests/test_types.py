@@ -19,6 +19,7 @@ TYPED = [
     "rtpproxy_py/media/player.py",
     "rtpproxy_py/media/resizer.py",
     "rtpproxy_py/media/analyzer.py",
+    "rtpproxy_py/media/rtp_stats.py",
     "rtpproxy_py/net.py",
 ]
 
