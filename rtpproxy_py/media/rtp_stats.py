@@ -276,7 +276,7 @@ class RtpStats:
         "ssrc_changes", "psent", "precvd", "duplicates",
         # the open segment
         "seg_ssrc", "pcount", "min_seq", "max_seq", "seq_offset", "seg_dups", "run_lo", "seen",
-        "jitter",
+        "prune_at", "jitter",
     )
 
     def __init__(self, upstream_u32: bool = False) -> None:
@@ -288,6 +288,7 @@ class RtpStats:
         self.pcount = self.min_seq = self.max_seq = self.seq_offset = self.seg_dups = 0
         self.run_lo = 0
         self.seen: List[List[int]] = []
+        self.prune_at = 32
         self.jitter = Jitter()
 
     def account(self, s: int, ts: int, ssrc: int, marker: bool, pt: int, t: float) -> bool:
@@ -320,15 +321,15 @@ class RtpStats:
             self._close_segment()             # too far off: a new segment
             self._start_segment(ssrc, x)
             return True
-        if self._seen(x):
-            self.seg_dups += 1
-            return False
-        if x > max_seq:
+        if x > max_seq:                       # (every number seen is at most max_seq)
             if x != max_seq + 1:
                 self._forget_run(x)
             self.max_seq = x
             self.pcount += 1
             return True
+        if self._seen(x):
+            self.seg_dups += 1
+            return False
         if x >= self.min_seq or self.seq_offset == 0:
             if x < self.min_seq:
                 self.min_seq = x
@@ -376,7 +377,7 @@ class RtpStats:
     def _seen(self, x: int) -> bool:
         if self.run_lo <= x <= self.max_seq:
             return True
-        for low, high in self.seen:
+        for low, high in reversed(self.seen):    # newest first: a late packet is usually recent
             if low <= x <= high:
                 return True
         return False
@@ -403,9 +404,12 @@ class RtpStats:
         self._prune()
 
     def _prune(self) -> None:
-        if len(self.seen) > 32:
+        if len(self.seen) > self.prune_at:
             floor = self.max_seq - SEEN_WINDOW
             self.seen = [pair for pair in self.seen if pair[1] >= floor]
+            # a lossy stream keeps many runs in the window: filter again only
+            # once the list has doubled (amortized constant cost per run)
+            self.prune_at = max(32, 2 * len(self.seen))
 
     # --- the whole-array form ---------------------------------------------------------
     #
