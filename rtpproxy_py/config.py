@@ -10,7 +10,11 @@ import re
 import socket
 import syslog
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple, cast
+
+if TYPE_CHECKING:
+    from .modules import ModuleSpec
+    from .sd_daemon import InheritedSocket
 
 DEFAULT_CONTROL = "unix:/var/run/rtpproxy.sock"
 DEFAULT_CONTROL_PORT = 22222
@@ -33,10 +37,10 @@ class BindAddress:
     label: Optional[str] = None
 
     @property
-    def ipv6(self):
+    def ipv6(self) -> bool:
         return self.family == socket.AF_INET6
 
-    def reply_address(self):
+    def reply_address(self) -> Optional[str]:
         """What U/L replies carry after the port (None: port only)."""
         if self.advertised:
             return self.advertised
@@ -50,10 +54,10 @@ class ControlSpec:
     path: Optional[str] = None
     host: Optional[str] = None
     port: Optional[int] = None
-    inherited: Optional[object] = None    # systemd: the sd_daemon.InheritedSocket served
+    inherited: Optional["InheritedSocket"] = None    # systemd: the socket served
 
     @property
-    def family(self):
+    def family(self) -> int:
         if self.inherited is not None:
             return self.inherited.family
         return socket.AF_INET6 if self.kind in ("udp6", "tcp6") else socket.AF_INET
@@ -68,7 +72,7 @@ class NotifyTarget:
     port: Optional[int] = None
     wildcard: bool = False     # tcp:%%CC_SELF%%:PORT
 
-    def matches(self, socket_text):
+    def matches(self, socket_text: str) -> bool:
         if socket_text == self.text:
             return True
         return self.kind == "unix" and socket_text == self.path
@@ -123,15 +127,15 @@ class Config:
     latch_window: float = 3.0     # strict: seconds after a U/L in which sources are learned
     workers: int = 1              # worker processes (1: the single-process daemon)
     kernel_offload: bool = False  # nftables forwards eligible latched streams
-    modules: list = field(default_factory=list)   # modules.ModuleSpec from --dso/--config
+    modules: List["ModuleSpec"] = field(default_factory=list)   # from --dso/--config
     admin_socket: Optional[str] = None   # unix socket rtpproxy-ctl talks to (admin.py)
     fastpath: bool = True         # compiled forwarder for latched streams (--no_fastpath: off)
 
-    def all_listen(self):
+    def all_listen(self) -> List[BindAddress]:
         return self.listen4 + self.listen6
 
     @property
-    def bridging(self):
+    def bridging(self) -> bool:
         return self.bridge is not None
 
 
@@ -148,9 +152,9 @@ for _n in range(8):
     _FACILITIES["local%d" % _n] = getattr(syslog, "LOG_LOCAL%d" % _n)
 
 
-def _int_option(value, flag, lo, hi, what):
+def _int_option(value: Optional[str], flag: str, lo: int, hi: int, what: str) -> int:
     try:
-        number = int(value, 10)
+        number = int(value, 10)  # type: ignore[arg-type]  # None: TypeError, as a bad value
     except (TypeError, ValueError):
         raise ConfigError("%s %s: %s must be a whole number from %d to %d." % (flag, value, what, lo, hi)) from None
     if not lo <= number <= hi:
@@ -158,7 +162,7 @@ def _int_option(value, flag, lo, hi, what):
     return number
 
 
-def parse_log_level(text):
+def parse_log_level(text: str) -> Tuple[int, int]:
     level, _, facility = text.partition(":")
     if level.upper() not in _LEVELS:
         raise ConfigError("-d %s: the log level must be one of DBUG, INFO, WARN, ERR or CRIT." % text)
@@ -174,7 +178,7 @@ def parse_log_level(text):
     return _LEVELS[level.upper()], fac
 
 
-def _split_host_port(text, default_port, what):
+def _split_host_port(text: str, default_port: Optional[int], what: str) -> Tuple[str, Optional[int]]:
     """HOST[:PORT] with the last ':' separating the port; [v6]:port also taken."""
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]")
@@ -196,7 +200,7 @@ def _split_host_port(text, default_port, what):
     return host, number
 
 
-def _resolve(host, family, what, no_resolve):
+def _resolve(host: str, family: int, what: str, no_resolve: bool) -> str:
     if host in ("*", ""):
         return "::" if family == socket.AF_INET6 else "0.0.0.0"
     flags = socket.AI_NUMERICHOST if no_resolve else 0
@@ -206,10 +210,10 @@ def _resolve(host, family, what, no_resolve):
         kind = "IPv6" if family == socket.AF_INET6 else "IPv4"
         raise ConfigError("%s: %r is not a usable %s address%s." % (
             what, host, kind, " (--no_resolve allows numeric addresses only)" if no_resolve else "")) from None
-    return infos[0][4][0]
+    return str(infos[0][4][0])
 
 
-def parse_control(text, no_resolve=False):
+def parse_control(text: str, no_resolve: bool = False) -> ControlSpec:
     what = "-s %s" % text
     for prefix in ("unix", "cunix", "udp6", "udp", "tcp6", "tcp", "stdioc", "stdio", "systemd"):
         if text.startswith(prefix + ":"):
@@ -236,7 +240,7 @@ def parse_control(text, no_resolve=False):
 _HOST_PORT = re.compile(r"\[?[0-9A-Za-z.:-]*[0-9A-Za-z.\]]:[0-9]{1,5}\Z")
 
 
-def unix_path_meant_as_udp(spec):
+def unix_path_meant_as_udp(spec: ControlSpec) -> Optional[str]:
     """``-s 127.0.0.1:22222`` (no scheme) is a unix socket path for upstream and
     for us, but was probably meant as udp: the text to suggest, or None."""
     if spec.kind != "unix" or spec.text != spec.path or "/" in spec.text:
@@ -246,7 +250,7 @@ def unix_path_meant_as_udp(spec):
     return ("udp6:" if spec.text.count(":") > 1 else "udp:") + spec.text
 
 
-def parse_notify_target(text, no_resolve=False):
+def parse_notify_target(text: str, no_resolve: bool = False) -> NotifyTarget:
     what = "-n %s" % text
     if text.startswith("tcp:"):
         host, port = _split_host_port(text[4:], None, what)
@@ -261,7 +265,7 @@ def parse_notify_target(text, no_resolve=False):
     return NotifyTarget(text, "unix", path=path)
 
 
-def parse_metrics_address(text):
+def parse_metrics_address(text: str) -> Tuple[str, int]:
     """--metrics HOST:PORT, [V6]:PORT or PORT -> (host, port)."""
     what = "--metrics %s" % text
     if text.isdigit():
@@ -275,7 +279,7 @@ def parse_metrics_address(text):
     return host, port
 
 
-def _check_local(host, family, flag):
+def _check_local(host: str, family: int, flag: str) -> None:
     """Fail now, not at the first call, when the address is not on this host."""
     probe = socket.socket(family, socket.SOCK_DGRAM)
     try:
@@ -291,7 +295,7 @@ def _check_local(host, family, flag):
         probe.close()
 
 
-def is_local_address(host, family):
+def is_local_address(host: str, family: int) -> bool:
     """Can media sockets be bound to ``host`` (an address of this host)?"""
     probe = socket.socket(family, socket.SOCK_DGRAM)
     try:
@@ -303,7 +307,7 @@ def is_local_address(host, family):
         probe.close()
 
 
-def _parse_one_address(text, family, flag, no_resolve):
+def _parse_one_address(text: str, family: int, flag: str, no_resolve: bool) -> BindAddress:
     """addr[=adv] -> BindAddress (label handled by the caller)."""
     host, _, adv = text.partition("=")
     resolved = _resolve(host, family, "%s %s" % (flag, text), no_resolve)
@@ -313,14 +317,16 @@ def _parse_one_address(text, family, flag, no_resolve):
     return BindAddress(family, resolved, wildcard, adv or None)
 
 
-def _parse_listen(values, family, flag, no_resolve):
+def _parse_listen(values: List[str], family: int, flag: str, no_resolve: bool
+                  ) -> Tuple[List[BindAddress], Optional[Tuple[Optional[BindAddress], BindAddress]]]:
     """-l / -6 values -> (addresses, bridge pair or None)."""
-    addresses = []
-    bridge = None
+    addresses: List[BindAddress] = []
+    bridge: Optional[Tuple[Optional[BindAddress], BindAddress]] = None
     for n, value in enumerate(values):
         if not value.strip():
             # upstream refuses an empty address too; "*" is the way to say "all"
             raise ConfigError("%s '': give an address (or '*' for all addresses of the family)." % flag)
+        label: Optional[str]
         label, at, rest = value.partition("@")
         if not at:
             label, rest = None, value
@@ -352,7 +358,7 @@ def _parse_listen(values, family, flag, no_resolve):
     return addresses, bridge
 
 
-def build(opts, debug_build=False):
+def build(opts: Mapping[str, Any], debug_build: bool = False) -> Config:
     """docopt's dict -> Config."""
     c = Config(debug_build=debug_build)
     c.no_resolve = bool(opts["--no_resolve"])
@@ -369,7 +375,7 @@ def build(opts, debug_build=False):
         c.listen4 = [BindAddress(socket.AF_INET, "0.0.0.0", True)]
     c.primary = c.listen4[0] if c.listen4 else c.listen6[0]
     if bridge4:
-        c.bridge = bridge4
+        c.bridge = cast(Tuple[BindAddress, BindAddress], bridge4)   # -l always names the internal side
     elif bridge6:
         internal, external = bridge6
         if internal is None:
@@ -495,7 +501,7 @@ def build(opts, debug_build=False):
     return c
 
 
-def _modules(opts, debug_build):
+def _modules(opts: Mapping[str, Any], debug_build: bool) -> List["ModuleSpec"]:
     """--dso (in command line order) then --config: the modules to run (modules.md 2)."""
     dsos, config_file = opts["--dso"] or [], opts["--config"]
     if not dsos and config_file is None:
@@ -512,7 +518,7 @@ def _modules(opts, debug_build):
     return loader.specs
 
 
-def _rtp_analysis(opts, kernel_offload):
+def _rtp_analysis(opts: Mapping[str, Any], kernel_offload: bool) -> bool:
     """On by default, as upstream always analyzes. --no_rtp_analysis turns it
     off; so does --kernel_offload unless --rtp_analysis is given too, because
     an analyzed stream needs its packets and would never go to the kernel."""
@@ -524,7 +530,7 @@ def _rtp_analysis(opts, kernel_offload):
     return on or not kernel_offload
 
 
-def _inherit_sockets(controls):
+def _inherit_sockets(controls: List[ControlSpec]) -> List[ControlSpec]:
     """``-s systemd:`` stands for every socket systemd passed (socket
     activation, sd_daemon.listen_fds): one ControlSpec each."""
     wanted = [spec for spec in controls if spec.kind == "systemd"]
@@ -541,15 +547,17 @@ def _inherit_sockets(controls):
     if not inherited:
         raise ConfigError("-s systemd:: systemd passed no sockets to this process (no LISTEN_FDS "
                           "for it); start it through rtpproxy.socket, or use unix:, udp: or tcp:.")
-    out = []
+    out: List[ControlSpec] = []
     for spec in controls:
         if spec.kind != "systemd":
             out.append(spec)
             continue
         for sock in inherited:
-            host = port = None
+            host: Optional[str] = None
+            port: Optional[int] = None
             if sock.family in (socket.AF_INET, socket.AF_INET6):
-                host, port = sock.address[0], sock.address[1]
+                address = cast(Tuple[str, int], sock.address)
+                host, port = address[0], address[1]
             elif sock.family != socket.AF_UNIX:
                 raise ConfigError("-s systemd:: systemd passed %s, which is neither a unix nor an "
                                   "IP socket; check rtpproxy.socket." % sock.describe())
@@ -558,7 +566,7 @@ def _inherit_sockets(controls):
     return out
 
 
-def _workers(value, debug_build):
+def _workers(value: Optional[str], debug_build: bool) -> int:
     """--workers: default one per core this process may run on; the debug build
     is one process so that its profile and leak report see every packet."""
     if value is None:
@@ -570,7 +578,7 @@ def _workers(value, debug_build):
     return count
 
 
-def _parse_user(c, text):
+def _parse_user(c: Config, text: str) -> None:
     c.user_spec = text
     user, _, group = text.partition(":")
     if not user and not group:

@@ -21,6 +21,7 @@ TYPED = [
     "rtpproxy_py/media/analyzer.py",
     "rtpproxy_py/media/rtp_stats.py",
     "rtpproxy_py/net.py",
+    "rtpproxy_py/config.py",
 ]
 
 

@@ -8,7 +8,7 @@ One engine, two ways to feed it:
   unparsable packets and a fast path for the common packet);
 * whole arrays, ``RtpStats.account_many``: extractaudio's per-file lines
   (RtpStreamStats here), with runs of packets that simply follow one
-  another applied at once (``RtpStats.extend_run``, ``Jitter.run``) and
+  another applied at once (``RtpStats.extend_run``, ``Jitter.run_arrays``) and
   every other packet through ``account``.
 
 Both give the same statistics for the same packets (tests/unit/
@@ -99,12 +99,14 @@ class JitterRecord:
         self.ring[self.ring_pos] = ts
         self.ring_pos = (self.ring_pos + 1) % RING_SIZE
 
-    def push_many(self, timestamps: Sequence[int]) -> None:
-        """``push`` each; only the last RING_SIZE can still be in the ring."""
-        n = len(timestamps)
+    def push_many(self, timestamps: Sequence[int], count: Optional[int] = None) -> None:
+        """``push`` each of ``count`` timestamps (default: all given), of which
+        ``timestamps`` holds at least the last RING_SIZE: only those can still
+        be in the ring."""
+        n = len(timestamps) if count is None else count
         k = min(n, RING_SIZE)
         self.ring_pos = (self.ring_pos + n - k) % RING_SIZE
-        for ts in timestamps[n - k:]:
+        for ts in timestamps[len(timestamps) - k:]:
             self.push(ts)
 
 
@@ -188,26 +190,48 @@ class Jitter:
     def run(self, rec: JitterRecord, clock: int, times: Iterable[float],
             timestamps: Sequence[int]) -> None:
         """``update`` for each packet of a run, exactly (the same float
-        operations in the same order)."""
+        operations in the same order); lists, for short runs."""
         prev_rts, prev_ts = rec.prev_rts, rec.prev_ts
-        jlast, jmax, jtotal, counted = rec.jlast, rec.jmax, rec.jtotal, 0
+        deviations = []
         for t, ts in zip(times, timestamps):
             rts = (t * clock) // 1
             d = prev_rts - rts
             if d == 0 or ts - prev_ts <= abs(d) * 1024:    # else a timestamp jump: not counted
-                dev = (rts - ts) - (prev_rts - prev_ts)
-                if dev < 0:
-                    dev = -dev
-                jlast += (dev - jlast) / 16
-                if jlast > jmax:
-                    jmax = jlast
-                jtotal += jlast
-                counted += 1
+                deviations.append(abs((rts - ts) - (prev_rts - prev_ts)))
             prev_rts, prev_ts = rts, ts
+        self._recur(rec, deviations)
         rec.prev_rts, rec.prev_ts = prev_rts, prev_ts
-        rec.jlast, rec.jmax, rec.jtotal = jlast, jmax, jtotal
-        rec.pcount += counted
         rec.push_many(timestamps)
+
+    def run_arrays(self, rec: JitterRecord, clock: int, times: np.ndarray,
+                   timestamps: np.ndarray) -> None:
+        """``run`` for long runs (extractaudio): the deviations with NumPy (the
+        same exact float64 values), the recurrence in order."""
+        n = len(times)
+        rts = np.empty(n + 1)
+        rts[0] = rec.prev_rts
+        np.floor(times * clock, out=rts[1:])
+        ts = np.empty(n + 1, dtype=np.int64)
+        ts[0] = rec.prev_ts
+        ts[1:] = timestamps
+        d = rts[:-1] - rts[1:]
+        counted = (d == 0) | (ts[1:] - ts[:-1] <= np.abs(d) * 1024)
+        deviation = np.abs((rts[1:] - ts[1:]) - (rts[:-1] - ts[:-1]))
+        self._recur(rec, deviation[counted].tolist())
+        rec.prev_rts, rec.prev_ts = float(rts[-1]), int(ts[-1])
+        rec.push_many(ts[-RING_SIZE:].tolist(), n)
+
+    @staticmethod
+    def _recur(rec: JitterRecord, deviations: List[float]) -> None:
+        """The RFC 3550 recurrence over the |D| of the packets counted, in order."""
+        jlast, jmax, jtotal = rec.jlast, rec.jmax, rec.jtotal
+        for dev in deviations:
+            jlast += (dev - jlast) / 16
+            if jlast > jmax:
+                jmax = jlast
+            jtotal += jlast
+        rec.jlast, rec.jmax, rec.jtotal = jlast, jmax, jtotal
+        rec.pcount += len(deviations)
 
     def run_closed_form(self, rec: JitterRecord, clock: int, times: Sequence[float],
                         step: int) -> None:
@@ -415,7 +439,7 @@ class RtpStats:
     #
     # Most packets of a recording simply follow the one before: same SSRC and
     # payload type, sequence number a little higher, timestamp higher. Such a
-    # run is applied at once (extend_run, Jitter.run); every other packet
+    # run is applied at once (extend_run, Jitter.run_arrays); every other packet
     # goes through ``account``. The result is the same, bit for bit.
 
     def account_many(self, seq: np.ndarray, ts: np.ndarray, ssrc: np.ndarray,
@@ -481,7 +505,7 @@ class RtpStats:
         wraps = int(np.count_nonzero(seq[i:end] < seq[i - 1:end - 1]))
         self.extend_run(int(x[-1]), end - i, gaps, wraps)
         if rec is not None:
-            self.jitter.run(rec, clock, arrival[i:end].tolist(), ts[i:end].tolist())
+            self.jitter.run_arrays(rec, clock, arrival[i:end], ts[i:end])
         return end
 
     # --- results -------------------------------------------------------------------
