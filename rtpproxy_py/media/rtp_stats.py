@@ -386,6 +386,7 @@ class RtpStats:
         self.pcount = 1
         self.seg_dups = 0
         self.seen = []
+        self.prune_at = 32
 
     def _close_segment(self) -> None:
         if self.pcount > 0:
