@@ -138,10 +138,11 @@ def main():
     import atheris
 
     from rtpproxy_py import fastpath
-    from rtpproxy_py.media import analyzer, rtp
+    from rtpproxy_py.media import analyzer, rtp, rtp_stats
     # Coverage of the Python side guides the fuzzer: the analyzer's branches
-    # are the C path's cases (the C file itself is not instrumented).
-    for module in (fastpath, analyzer, rtp, sys.modules[__name__]):
+    # (and its statistics engine's) are the C path's cases (the C file itself
+    # is not instrumented).
+    for module in (fastpath, analyzer, rtp_stats, rtp, sys.modules[__name__]):
         for value in vars(module).values():
             if callable(value) and getattr(value, "__module__", None) == module.__name__:
                 if isinstance(value, type):
