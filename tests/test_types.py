@@ -20,6 +20,8 @@ TYPED = [
     "rtpproxy_py/media/resizer.py",
     "rtpproxy_py/media/analyzer.py",
     "rtpproxy_py/net.py",
+    "rtpproxy_py/latching.py",
+    "rtpproxy_py/media/feature.py",
 ]
 
 
