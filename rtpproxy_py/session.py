@@ -7,24 +7,24 @@ stream 1-k to stream 1-k's remote address.
 
 ``Stream.on_packet(data, source, now)`` is the whole per-packet decision: it
 returns the address to send the packet to, or None to drop it. The relay owns
-the sockets and does the sending. An accepted RTP packet is first fed to the
-stream's analyzer (the ``rtpa_*`` counters), when analysis is on; a stream
-with a resizer (``z``) has its packets handed to it by the relay instead of
-sent. Time is always passed in (``now`` in
+the sockets and does the sending. Time is always passed in (``now`` in
 seconds of a monotonic clock), so these objects can be driven by tests.
 
-Two learning modes (README "Latching modes"): the upstream rules of
-media-relay.md section 3 by default, with three guards (README "Latching
-modes"): a datagram that is not RTP/RTCP never moves a stream, RTCP learned
-from a packet stays with that source, and a party that sends from exactly the
-address it signalled is preferred (no stranger is latched over it while it
-keeps sending); and strict learning (``--latching
-strict`` or the ``k`` modifier of U/L) against RTP Bleed: a stream learns a
-source only from the host its U/L named, only from well-formed RTP/RTCP,
-only within ``--latch_window`` seconds of the session's latest U/L, and once
-latched moves only to a source that continues the latched SSRC. Everything
-else is dropped. Both live in the slow path (``_check_source``); packets
-from the latched source never reach it.
+Per-packet features (media/feature.py: RTP analysis, the resizer, a prompt,
+recording/copy and module taps, module packet filters) are one set per
+stream (``Stream.features``). When it changes the stream precomputes what
+the packet path reads: the per-packet callables (``taps``), the analyzer
+and its run (inlined in ``on_latched_packet``), the resizer the relay
+feeds, the filters relay.deliver runs. ``Stream.user_space_reason(tier)``
+tells --kernel_offload and the compiled fast path whether the stream may
+leave this program.
+
+The latching rules are the session's strategy (latching.py, README
+"Latching modes"): the upstream rules with three guards by default, or
+strict learning (``--latching strict`` or the ``k`` modifier of U/L) against
+RTP Bleed; each stream's latching state is its ``latch``
+(latching.LatchState). Both run in the slow path (``_check_source``);
+packets from ``rem_addr`` before ``recheck_at`` never reach them.
 
 Latches, re-latches and refused sources are logged at INFO from the slow path
 only (rate-limited per stream, and refusals also overall, so a spray cannot

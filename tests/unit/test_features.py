@@ -13,7 +13,7 @@ from rtpproxy_py.media.feature import (CONSUMED, DROP, FASTPATH, FOREVER, KERNEL
                                        PRECEDENCE_TAP)
 from rtpproxy_py.media.player import BytesSource, Player
 from rtpproxy_py.media.resizer import Resizer
-from rtpproxy_py.session import Session
+from rtpproxy_py.session import Session, SessionTable
 
 CALLER, CALLEE = ("198.51.100.7", 4000), ("203.0.113.9", 5000)
 LOCAL = BindAddress(socket.AF_INET, "192.0.2.1")
@@ -26,6 +26,7 @@ def rtp(seq, ssrc=0xAAAA, payload=160):
 def latched_session():
     """Both parties' RTP latched, with relay sockets as far as the tiers read them."""
     session = Session("cid", "ft", 0.0, 60)
+    SessionTable().add(session)         # running totals of its own
     for k, (party, port) in enumerate(((CALLEE, 30000), (CALLER, 30002))):
         stream = session.rtp[k]
         stream.port, stream.local = port, LOCAL
