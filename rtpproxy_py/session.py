@@ -36,7 +36,7 @@ import logging
 from .media import rtcp, rtp
 from .media.analyzer import header_int
 from .media.feature import (CONSUMED, DROPPED, KERNEL, PRECEDENCE_VETO, Analysis, Muted, Mux,
-                            PacketFilter, Tap, Veto, hold_reason)
+                            PacketFilter, Tap, Veto, features_reason)
 from .media.resizer import Resizer
 from .latching import (PREFER_LAPSE, RELATCH_MAX_SEQ_DISTANCE, RELATCH_WINDOW,  # noqa: F401
                        SEQ_RESYNC_INTERVAL, STRICT, LatchState, rules)
@@ -365,11 +365,11 @@ class Stream:
     def user_space_reason(self, tier):
         """Why this stream's packets must stay in this program for ``tier``
         (feature.KERNEL or feature.FASTPATH), None if they may leave it: the
-        latching rules' reason, then the features' (hold_reason)."""
+        latching rules' reason, then the features' (features_reason)."""
         reason = self.session.latching.user_space_reason(tier)
         if reason is not None:
             return reason
-        return hold_reason(self.features, tier, self.resize_ptime is not None)
+        return features_reason(self.features, tier, self.resize_ptime is not None)
 
     def may_leave_user_space(self, tier):
         return self.user_space_reason(tier) is None

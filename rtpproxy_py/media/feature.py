@@ -196,7 +196,7 @@ class PacketFilter(Feature):
         return data
 
 
-def hold_reason(features: Tuple[Feature, ...], tier: str, resizing: bool = False) -> Optional[str]:
+def features_reason(features: Tuple[Feature, ...], tier: str, resizing: bool = False) -> Optional[str]:
     """The reason the first feature (by precedence) keeps its stream in user
     space for ``tier``; vetoes are named together, sorted. ``resizing``: a
     re-packetizing was signalled (``z``) before the resizer exists."""
