@@ -35,8 +35,8 @@ import logging
 
 from .media import rtcp, rtp
 from .media.analyzer import header_int
-from .media.feature import (CONSUMED, DROPPED, KERNEL, PRECEDENCE_VETO, Analysis, Muted, Mux,
-                            PacketFilter, Tap, Veto, features_reason)
+from .media.feature import (CONSUMED, DROPPED, KERNEL, PRECEDENCE_PROMPT, PRECEDENCE_VETO,
+                            Analysis, Muted, Mux, PacketFilter, Tap, Veto, features_reason)
 from .media.resizer import Resizer
 from .latching import (PREFER_LAPSE, RELATCH_MAX_SEQ_DISTANCE, RELATCH_WINDOW,  # noqa: F401
                        SEQ_RESYNC_INTERVAL, STRICT, LatchState, rules)
@@ -326,13 +326,22 @@ class Stream:
             self.target = self.rem_addr
 
     def set_muted(self, muted):
-        """While a prompt plays to this party, relayed media to it is dropped."""
+        """While a prompt plays to this party, relayed media to it is dropped.
+        The prompt's Player (Session.start_playback put it in ``players``
+        first) joins the stream's features; without one, a marker does."""
         self.muted = muted
         self.refresh_target()
+        prompt = None
         if muted:
-            self.add_feature(PROMPT_PLAYING)
-        else:
-            self.remove_feature(PROMPT_PLAYING)
+            players = self.session.players
+            prompt = players.get(self.index) if players and self.is_rtp else None
+            if prompt is None:
+                prompt = PROMPT_PLAYING
+        features = tuple(f for f in self.features if f.precedence != PRECEDENCE_PROMPT)
+        if prompt is not None:
+            features = tuple(sorted(features + (prompt,), key=_by_precedence))
+        self.features = features
+        self._features_changed(True)
 
     # --- per-packet features (media/feature.py) --------------------------------
 

@@ -125,6 +125,23 @@ def test_the_stream_answers_its_features_next_deadline():
     assert player.next_deadline(3.1) == FOREVER
 
 
+def test_a_prompt_is_its_streams_feature_while_it_plays():
+    """P: the Player joins the stream's features (its next packet is the
+    stream's deadline, the kernel must not relay), S takes it off."""
+    session = latched_session()
+    stream = session.rtp[1]
+    player = Player(BytesSource(b"\xd5" * 800), 0, ptime_ms=20)
+    session.start_playback(1, player, 2.0)
+    assert player in stream.features and stream.muted and stream.target is None
+    player.start(2.0)
+    assert stream.next_deadline(2.0) == 2.0
+    assert offload.blocker(session) == "prompt playing"
+    assert fastpath.blocker(session.rtp[0]) == "nowhere to send"    # its party is muted
+    session.stop_playback(1)
+    assert player not in stream.features and stream.features == () and not stream.muted
+    assert offload.blocker(session) is None and stream.next_deadline(2.0) == FOREVER
+
+
 def test_a_feature_that_keeps_the_stream_in_user_space():
     session = latched_session()
     assert offload.blocker(session) is None
