@@ -33,6 +33,7 @@ import socket
 import struct
 
 from .media.analyzer import RING_SIZE, header_int
+from .media.feature import FASTPATH
 
 log = logging.getLogger("rtpproxy")
 
@@ -52,16 +53,17 @@ def available():
 
 def blocker(stream):
     """Why ``stream``'s incoming RTP must stay on the Python path (None: the
-    C thread may relay it). The per-packet features are the ones
-    offload.feature_blocker names, as for the kernel."""
-    from .offload import feature_blocker
+    C thread may relay it). What the sockets and addresses allow is checked
+    here; the stream's latching rules and features answer for themselves
+    (``Stream.user_space_reason(FASTPATH)``)."""
     session = stream.session
     if session.closed:
         return "ended"
     if not stream.is_rtp:
         return "RTCP"
-    if session.strict:
-        return "strict latching"
+    reason = session.latching.user_space_reason(FASTPATH)
+    if reason is not None:
+        return reason
     if stream.asymmetric or stream.peer.asymmetric:
         return "asymmetric"         # packets from other ports come in on the main socket
     handle, peer = stream.handle, stream.peer
@@ -73,7 +75,7 @@ def blocker(stream):
         return "scoped IPv6 address"
     if peer.filters is not None or peer.egress is not None:
         return "module filter on the way out"   # e.g. dtls_gw encrypts what leaves the peer
-    return feature_blocker(stream)
+    return stream.user_space_reason(FASTPATH)
 
 
 def _out(peer):

@@ -14,17 +14,18 @@ spoiling the kernel's translation. Nothing is lost in the switch.
 
 The compiled fast path (fastpath.py) is the tier between the program's
 readers and the kernel, handed streams over by the same calls
-(Relay._media_changed asks both); ``feature_blocker`` is the part of the
-rules they share.
+(Relay._media_changed asks both); both ask the stream
+(``Stream.user_space_reason(tier)``) rather than list features.
 
-A feature that needs a stream's packets takes it back: recording and copying
-add taps (a tap marked ``kernel_counts``, --metrics' byte count, does not:
-the kernel's counters give the bytes too), a prompt mutes the stream, re-packetizing sets ``resize_ptime``,
-RTP analysis (on by default; --kernel_offload alone turns it off, see
-config._rtp_analysis) gives every RTP stream an analyzer,
-strict latching is on for the session (``--latching strict``, U/L ``k``);
-anything else calls ``stream.veto_offload(reason)`` and later
-``stream.allow_offload(reason)``. Each of these tells the session
+A feature that needs a stream's packets takes it back: every per-packet
+feature (media/feature.py: RTP analysis, re-packetizing, a prompt, recording
+and copying taps, module taps and filters) says for itself whether the
+kernel may relay its stream (a tap marked ``kernel_counts``, --metrics' byte
+count, may: the kernel's counters give the bytes too), and so do the
+session's latching rules (strict latching may not); RTP analysis is on by
+default (--kernel_offload alone turns it off, see config._rtp_analysis). A
+reason without a feature object is ``stream.veto_offload(reason)``, later
+``stream.allow_offload(reason)``. Each change tells the session
 (``Session.media_changed``), and the relay re-decides at once.
 
 The kernel counts each direction's packets; the counts are read once a
@@ -43,6 +44,8 @@ import socket
 import time
 
 import gevent
+
+from .media.feature import KERNEL
 
 log = logging.getLogger("rtpproxy")
 
@@ -73,13 +76,13 @@ table ip {name} {{
 
 def blocker(session):
     """Why the session's RTP must stay in the program (None: the kernel may
-    relay it)."""
+    relay it). What the packets' addresses allow is checked here; the rest
+    the streams answer (their latching rules and per-packet features)."""
     if session.closed:
         return "ended"
-    if session.strict:
-        # Its checks are on the slow path, but it follows the latched SSRC
-        # from every packet, which the kernel cannot.
-        return "strict latching"
+    reason = session.latching.user_space_reason(KERNEL)
+    if reason is not None:
+        return reason
     for stream in session.rtp:
         if stream.handle is None or stream.rem_addr is None:
             return "not set up"
@@ -87,26 +90,9 @@ def blocker(session):
             return "not latched" if not stream.latched else "asymmetric"
         if len(stream.rem_addr) != 2 or stream.local.ipv6:
             return "IPv6"
-        if stream.muted:
-            return "prompt playing"
-        if stream.analyzer is not None:
-            return "RTP analysis"
-        reason = feature_blocker(stream)
+        reason = stream.user_space_reason(KERNEL)
         if reason is not None:
             return reason
-    return None
-
-
-def feature_blocker(stream):
-    """The per-packet feature that needs ``stream``'s packets in Python
-    (None: none). Both tiers ask it: the kernel here, the compiled fast path
-    (fastpath.py, which also does RTP analysis and counts bytes)."""
-    if stream.taps and not all(getattr(tap, "kernel_counts", False) for tap in stream.taps):
-        return "recording or copying"
-    if stream.resizer is not None or stream.resize_ptime is not None:
-        return "re-packetizing"
-    if stream.offload_vetoes:
-        return ", ".join(sorted(stream.offload_vetoes))
     return None
 
 

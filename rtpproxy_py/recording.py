@@ -24,6 +24,7 @@ import time
 
 import gevent
 
+from .media.feature import Tap
 from .media.recorder import AdhocFormat, PcapFormat, RecordingFile, make_tap
 from .ports import PortsExhausted
 from .protocol.parse import raw
@@ -71,7 +72,7 @@ class DiskWriter:
 
 
 class _Attachment:
-    """A tap on one stream and what it feeds (a RecordingFile or a StreamCopy).
+    """A tap (a feature.Tap) on one stream and what it feeds (a RecordingFile or a StreamCopy).
 
     ``group`` is shared by the attachments one command made (the .rtp and
     .rtcp files of an R): when one of its files fails, the whole group stops."""
@@ -155,8 +156,8 @@ class Recordings:
             raise CopyFailed("no free port pair for the copy") from None
         state = self._state(session)
         for stream in self._leg_streams(session, leg):
-            tap = copy.tap(stream.is_rtp)
-            stream.add_tap(tap)
+            tap = Tap(copy.tap(stream.is_rtp))
+            stream.add_feature(tap)
             state.legs[leg].append(_Attachment(stream, tap, copy, group=copy))
         return copy
 
@@ -247,14 +248,14 @@ class Recordings:
         return rec
 
     def _attach(self, state, leg, stream, rec, by_record, group):
-        tap = make_tap(rec.pending, self.wall_clock)
-        stream.add_tap(tap)
+        tap = Tap(make_tap(rec.pending, self.wall_clock))
+        stream.add_feature(tap)
         rec.users += 1
         state.legs[leg].append(_Attachment(stream, tap, rec, by_record, group))
 
     def _detach(self, state, attachments):
         for attachment in attachments:
-            attachment.stream.remove_tap(attachment.tap)
+            attachment.stream.remove_feature(attachment.tap)
             target = attachment.target
             if isinstance(target, RecordingFile):
                 if target is state.single and not any(

@@ -7,24 +7,24 @@ stream 1-k to stream 1-k's remote address.
 
 ``Stream.on_packet(data, source, now)`` is the whole per-packet decision: it
 returns the address to send the packet to, or None to drop it. The relay owns
-the sockets and does the sending. An accepted RTP packet is first fed to the
-stream's analyzer (the ``rtpa_*`` counters), when analysis is on; a stream
-with a resizer (``z``) has its packets handed to it by the relay instead of
-sent. Time is always passed in (``now`` in
+the sockets and does the sending. Time is always passed in (``now`` in
 seconds of a monotonic clock), so these objects can be driven by tests.
 
-Two learning modes (README "Latching modes"): the upstream rules of
-media-relay.md section 3 by default, with three guards (README "Latching
-modes"): a datagram that is not RTP/RTCP never moves a stream, RTCP learned
-from a packet stays with that source, and a party that sends from exactly the
-address it signalled is preferred (no stranger is latched over it while it
-keeps sending); and strict learning (``--latching
-strict`` or the ``k`` modifier of U/L) against RTP Bleed: a stream learns a
-source only from the host its U/L named, only from well-formed RTP/RTCP,
-only within ``--latch_window`` seconds of the session's latest U/L, and once
-latched moves only to a source that continues the latched SSRC. Everything
-else is dropped. Both live in the slow path (``_check_source``); packets
-from the latched source never reach it.
+Per-packet features (media/feature.py: RTP analysis, the resizer, a prompt,
+recording/copy and module taps, module packet filters) are one set per
+stream (``Stream.features``). When it changes the stream precomputes what
+the packet path reads: the per-packet callables (``taps``), the analyzer
+and its run (inlined in ``on_latched_packet``), the resizer the relay
+feeds, the filters relay.deliver runs. ``Stream.user_space_reason(tier)``
+tells --kernel_offload and the compiled fast path whether the stream may
+leave this program.
+
+The latching rules are the session's strategy (latching.py, README
+"Latching modes"): the upstream rules with three guards by default, or
+strict learning (``--latching strict`` or the ``k`` modifier of U/L) against
+RTP Bleed; each stream's latching state is its ``latch``
+(latching.LatchState). Both run in the slow path (``_check_source``);
+packets from ``rem_addr`` before ``recheck_at`` never reach them.
 
 Latches, re-latches and refused sources are logged at INFO from the slow path
 only (rate-limited per stream, and refusals also overall, so a spray cannot
@@ -35,24 +35,16 @@ import logging
 
 from .media import rtcp, rtp
 from .media.analyzer import header_int
+from .media.feature import (CONSUMED, DROPPED, KERNEL, PRECEDENCE_PROMPT, PRECEDENCE_VETO,
+                            Analysis, Muted, Mux, PacketFilter, Tap, Veto, features_reason)
+from .media.resizer import Resizer
+from .latching import (PREFER_LAPSE, RELATCH_MAX_SEQ_DISTANCE, RELATCH_WINDOW,  # noqa: F401
+                       SEQ_RESYNC_INTERVAL, STRICT, LatchState, rules)
 
 log = logging.getLogger("rtpproxy")
 
 _RTP_HEADER = slice(12)     # data[:12] would build this slice object per packet
 
-# A signalled address is open to a new media source for this long after a
-# U/L changed it (media-relay.md 3.2: "within 10 s after the last U/L update").
-RELATCH_WINDOW = 10.0
-# How far the sequence number of a packet from a new source may be from the
-# latched one and still be taken as the same sender (media-relay.md 3.2).
-RELATCH_MAX_SEQ_DISTANCE = 536
-# The latched sequence number is refreshed at most this often.
-SEQ_RESYNC_INTERVAL = 1.0
-# Default mode: a party that sent from exactly its signalled address keeps its
-# stream against strangers until it has been silent this long (a new device
-# behind the address then latches as upstream; its own NAT rebinding, the same
-# SSRC continuing from a new port, is followed as soon as the old port is silent).
-PREFER_LAPSE = 10.0
 # Address events (latch, re-latch) logged per stream per LOG_INTERVAL; beyond
 # that they are counted and the count goes with the next line.
 LOG_BURST = 8
@@ -79,26 +71,32 @@ FOREVER = float("inf")
 ADDRESS_POLL = 0.01
 
 
+def _latch_field(name):
+    """A Stream attribute that is its LatchState's (readers outside latching.py)."""
+    return property(lambda stream: getattr(stream.latch, name),
+                    lambda stream, value: setattr(stream.latch, name, value))
+
+
 class Stream:
     """One direction's socket side: RTP or RTCP of one party."""
 
     __slots__ = (
         "session", "index", "is_rtp", "peer", "twin",
-        # where packets go and come from
-        "rem_addr", "target", "latched", "untrusted", "asymmetric", "prev_addr", "signalled",
-        # default mode: the party sent from exactly ``signalled`` (preferred), and
-        # when it was last known to send (accepted-packet count, time)
-        "confirmed", "pref_count", "pref_seen", "pref_candidate",
+        # where packets go and come from; until when a packet from rem_addr
+        # skips the latching rules (the packet path reads both per packet)
+        "rem_addr", "target", "recheck_at",
+        # what the session's latching rules (latching.py) remember of this stream
+        "latch",
         # log rate limits: (window end, lines left, lines held) for address
         # events, (next line time, refusals held) for refused sources
         "log_window", "log_refusals",
-        "last_update", "on_hold", "hold_count", "recheck_at", "muted",
-        # latching state (RTP)
-        "ssrc", "seq",
+        "on_hold", "hold_count", "muted",
         # local side, set by the relay
         "port", "local", "handle",
-        # per-packet features (None when off); reasons to keep it out of the kernel
-        "taps", "analyzer", "analysis_run", "resizer", "offload_vetoes",
+        # per-packet features (media/feature.py), and what the packet path
+        # reads of them, precomputed when they change (None when off): the
+        # per-packet callables, the analyzer and its run, the resizer
+        "features", "taps", "analyzer", "analysis_run", "_resizer",
         # module packet filters (PacketFilter), demultiplexing and muxing (relay.deliver)
         "filters", "demux", "egress",
         # signalling state kept for other features
@@ -118,32 +116,21 @@ class Stream:
         self.twin = None
         self.rem_addr = None
         self.target = None
-        self.latched = False
-        self.untrusted = False
-        self.asymmetric = False
-        self.prev_addr = None
-        self.signalled = None        # the address the latest U/L gave
-        self.confirmed = False
-        self.pref_count = 0
-        self.pref_seen = NEVER
-        self.pref_candidate = None   # (source, accepted count) of the last same-SSRC stranger
+        self.recheck_at = NEVER
+        self.latch = LatchState()
         self.log_window = None
         self.log_refusals = None
-        self.last_update = NEVER
         self.on_hold = False
         self.hold_count = 0
-        self.recheck_at = NEVER
         self.muted = False
-        self.ssrc = None
-        self.seq = 0
         self.port = None
         self.local = None
         self.handle = None
-        self.taps = None
+        self.features = ()
+        self.taps = None            # the features' per-packet callables
         self.analyzer = None        # media.analyzer.RtpAnalyzer (RTP streams, analysis on)
-        self.analysis_run = None    # its fast path's state (set_analyzer)
-        self.resizer = None         # media.resizer.Resizer (z modifier); the relay feeds it
-        self.offload_vetoes = None
+        self.analysis_run = None    # its fast path's state (inlined in on_latched_packet)
+        self._resizer = None        # media.resizer.Resizer (z modifier); the relay feeds it
         self.filters = None
         self.demux = None
         self.egress = None
@@ -182,8 +169,9 @@ class Stream:
             analyzer.feed(data, now)
         if self.taps is not None:
             for tap in self.taps:
-                if tap(self, data, source, now):
-                    return self._tap_dropped(data)
+                verdict = tap(self, data, source, now)
+                if verdict:
+                    return self._tap_verdict(data, verdict)
         target = self.peer.target
         if target is None:
             self.ndropped += 1
@@ -212,8 +200,9 @@ class Stream:
                 self.analyzer.feed_unexpected(data, h, now)
         if self.taps is not None:
             for tap in self.taps:
-                if tap(self, data, self.rem_addr, now):
-                    return self._tap_dropped(data)
+                verdict = tap(self, data, self.rem_addr, now)
+                if verdict:
+                    return self._tap_verdict(data, verdict)
         target = self.peer.target
         if target is None:
             self.ndropped += 1
@@ -223,8 +212,11 @@ class Stream:
         self.nrelayed += 1
         return target
 
-    def _tap_dropped(self, data):
-        """A tap said drop (catch_dtmf's h): counted as dropped and discarded."""
+    def _tap_verdict(self, data, verdict):
+        """A feature said drop (catch_dtmf's h: counted as dropped and
+        discarded) or consumed (received, neither relayed nor dropped)."""
+        if verdict == CONSUMED:
+            return None
         self.ndropped += 1
         self.nignored += 1
         self.totals.npkts_dropped += 1
@@ -233,220 +225,17 @@ class Stream:
         return None
 
     def _check_source(self, data, source, now):
-        """Latching rules of media-relay.md 3.2/3.3 (the slow path)."""
-        if self.session.strict:
-            accepted = self._check_source_strict(data, source, now)
-        else:
-            accepted = self._check_source_upstream(data, source, now)
+        """Latching rules of media-relay.md 3.2/3.3 (the slow path): the
+        session's strategy (latching.py) decides."""
+        accepted = self.session.latching.check_source(self, data, source, now)
         if not accepted and log.isEnabledFor(logging.INFO):
             self._log_refused(data, source, now)
         return accepted
 
-    def _check_source_upstream(self, data, source, now):
-        current = self.rem_addr
-        if current is None:
-            if not self._parses(data):
-                return False         # a datagram that is not RTP/RTCP never sets an address
-            self._fill(data, source, now)
-            return True
-        if self.asymmetric:
-            if source[0] != current[0]:
-                return False
-            if source == current:
-                self.recheck_at = FOREVER
-            return True
-        if source == current:
-            self._recheck(data, now)
-            if source == self.signalled:
-                self._confirm(data, now)
-            return True
-        if not self._parses(data):
-            return False             # nor moves one
-        if source == self.signalled:
-            # The party sends from exactly the address it signalled: it takes
-            # its stream back from whoever held it (beyond upstream).
-            was = current if self.untrusted else None     # None: first learned address
-            self._try_latch(data, now)
-            if self.is_rtp:
-                header = rtp.parse(data)                # the party's SSRC, not the stranger's
-                self.ssrc, self.seq = header.ssrc, header.seq
-            self._learn(source)
-            self._confirm(data, now)
-            self._moved(was, "the party sends from its signalled address", now)
-            return True
-        if self.confirmed:
-            if self._continues_ssrc(data):
-                # The party's own SSRC from a new address: NAT rebinding once
-                # nothing came from the signalled address between two of its
-                # packets; a second sender of the same SSRC is never followed.
-                accepted = self.npkts_in - 1 - self.nignored
-                if self.pref_candidate == (source, accepted):
-                    was = current
-                    self._learn(source)
-                    self._moved(was, "same SSRC, sequence continues, the signalled address "
-                                "fell silent", now)
-                    return True
-                self.pref_candidate = (source, accepted)
-            if self._preferred_sending(now):
-                return False
-        if not self.latched:
-            twin = self.twin
-            if (not self.is_rtp and twin.confirmed and twin.signalled is not None
-                    and source[0] != twin.signalled[0]):
-                # RTCP not yet heard while the party's RTP comes from exactly
-                # its signalled address: its RTCP comes from that host too.
-                return False
-            was = current if self.untrusted else None
-            self._try_latch(data, now)
-            self._learn(source)
-            self._moved(was, "not latched (within %d s of a U/L update)" % RELATCH_WINDOW, now)
-            return True
-        if self._relatch_allowed(data, now):
-            was = current
-            within = now - self.last_update < RELATCH_WINDOW
-            self._learn(source)
-            self._moved(was, "within %d s of a U/L update" % RELATCH_WINDOW if within
-                        else "same SSRC, sequence continues", now)
-            return True
-        return False
-
-    def _continues_ssrc(self, data):
-        """RTP with the latched SSRC and a sequence number close to the latched one."""
-        if not self.is_rtp or self.ssrc is None:
-            return False
-        header = rtp.parse(data)
-        if header is None or header.ssrc != self.ssrc:
-            return False
-        distance = (header.seq - self.seq) & 0xFFFF
-        return min(distance, 0x10000 - distance) <= RELATCH_MAX_SEQ_DISTANCE
-
-    def _parses(self, data):
-        """``data`` is RTP (RTP stream) or RTCP (RTCP stream) that may teach an address."""
-        if self.is_rtp:
-            return rtp.parse(data) is not None
-        return rtcp.sender_ssrc(data) is not None
-
-    def _confirm(self, data, now):
-        """A packet from exactly the signalled address (which is ``rem_addr``):
-        the party is preferred from now on, while it keeps sending."""
-        if not self.confirmed:
-            if not self._parses(data):
-                return
-            self.confirmed = True
-            self.pref_count = self.npkts_in - self.nignored    # then moved by strangers only
-        self.pref_seen = now
-
-    def _preferred_sending(self, now):
-        """Has the preferred party sent within PREFER_LAPSE? Read from the
-        counters (packets accepted since the last look) so that nothing is
-        added to the fast path; ``last_rx`` is still the previous packet's
-        time here, an upper bound of the party's last packet."""
-        accepted = self.npkts_in - 1 - self.nignored     # this packet is not accepted (yet)
-        if accepted != self.pref_count:
-            self.pref_count = accepted
-            if self.last_rx is not None and self.last_rx > self.pref_seen:
-                self.pref_seen = self.last_rx
-        return now - self.pref_seen < PREFER_LAPSE
-
-    def _moved(self, was, reason, now):
-        """A packet moved the stream (default mode): log it; an RTP stream
-        that moved to another host takes its RTCP twin's lock off (the guess
-        of ``_fill``), as the party's RTCP now comes from there."""
-        source = self.rem_addr
-        if self.is_rtp:
-            twin = self.twin
-            guess = (source[0], source[1] + 1) + tuple(source[2:])
-            if twin.rem_addr is None or twin.rem_addr[0] != source[0]:
-                twin.rem_addr = guess
-                twin.untrusted = True
-                twin.latched = twin.confirmed = False
-                twin._address_changed()
-        if log.isEnabledFor(logging.INFO):
-            if was is None:
-                self._log_latch(now)
-            else:
-                self._log_event(now, "'s address re-latched: %s -> %s (%s), reason: %s%s",
-                                _format_addr(was), _format_addr(source), self._kind(), reason,
-                                self._ssrc_text())
-
     def _recheck(self, data, now):
-        if self.latched:
-            self._resync(data, now)
-        else:
-            self._try_latch(data, now)
-            if self.latched and log.isEnabledFor(logging.INFO):
-                self._log_latch(now)
-
-    def _fill(self, data, source, now):
-        self.latched = source != self.prev_addr
-        self.ssrc = None
-        if self.latched and self.is_rtp:
-            header = rtp.parse(data)
-            if header is not None:
-                self.ssrc, self.seq = header.ssrc, header.seq
-        self._learn(source)
-        twin = self.twin
-        if self.is_rtp and (twin.rem_addr is None or twin.rem_addr[0] != source[0]):
-            twin.rem_addr = (source[0], source[1] + 1) + tuple(source[2:])
-            twin.untrusted = True
-            twin.latched = twin.confirmed = False
-            twin._address_changed()
-        self.recheck_at = now + SEQ_RESYNC_INTERVAL if self.ssrc is not None else FOREVER
-        if log.isEnabledFor(logging.INFO):
-            self._log_latch(now)
-
-    def _try_latch(self, data, now):
-        if not self.is_rtp:
-            # RTCP learned from a packet stays with it (media-relay.md 3.2): no
-            # SSRC re-latch exists for RTCP, so it is locked at once.
-            if rtcp.sender_ssrc(data) is None:
-                self.latched = False
-                self.recheck_at = NEVER
-                return
-            self.latched = True
-            self.recheck_at = FOREVER
-            return
-        if now - self.last_update < RELATCH_WINDOW:
-            return
-        header = rtp.parse(data)
-        if header is None:
-            self.latched = False
-            self.recheck_at = NEVER
-            return
-        self.latched = True
-        self.ssrc, self.seq = header.ssrc, header.seq
-        self.recheck_at = now + SEQ_RESYNC_INTERVAL
-
-    def _resync(self, data, now):
-        """Latched and the source matches: refresh the sequence number."""
-        if self.ssrc is None:
-            self.recheck_at = FOREVER
-            return
-        pair = rtp.ssrc_and_seq(data)
-        if pair is not None:
-            if pair[0] == self.ssrc:
-                self.seq = pair[1]
-            else:
-                self._try_latch(data, now)
-                if self.ssrc == pair[0] and log.isEnabledFor(logging.INFO):
-                    self._log_latch(now)        # the party's SSRC changed
-        self.recheck_at = now + SEQ_RESYNC_INTERVAL
-
-    def _relatch_allowed(self, data, now):
-        if not self.is_rtp or self.ssrc is None:
-            return False
-        header = rtp.parse(data)
-        if header is None:
-            return False
-        if now - self.last_update >= RELATCH_WINDOW:
-            if header.ssrc != self.ssrc:
-                return False
-            distance = (header.seq - self.seq) & 0xFFFF
-            if min(distance, 0x10000 - distance) > RELATCH_MAX_SEQ_DISTANCE:
-                return False
-        self.ssrc, self.seq = header.ssrc, header.seq
-        self.recheck_at = now + SEQ_RESYNC_INTERVAL
-        return True
+        """A packet from the latched source after ``recheck_at`` (the packet
+        path, the fast path's newest packet)."""
+        self.session.latching.recheck(self, data, now)
 
     # --- logs (slow path only) ---------------------------------------------
 
@@ -457,8 +246,9 @@ class Stream:
         return "RTP" if self.is_rtp else "RTCP"
 
     def _ssrc_text(self):
-        if self.is_rtp and self.ssrc is not None:
-            return ", SSRC=0x%08X, Seq=%d" % (self.ssrc, self.seq)
+        latch = self.latch
+        if self.is_rtp and latch.ssrc is not None:
+            return ", SSRC=0x%08X, Seq=%d" % (latch.ssrc, latch.seq)
         return ""
 
     def _log_latch(self, now):
@@ -496,138 +286,33 @@ class Stream:
                 state[1] += 1
             return
         self.log_refusals = [now + LOG_INTERVAL, 0]
-        current = self.rem_addr
-        if self.session.strict:
-            signalled = self.signalled
-            if signalled is None or source[0] != signalled[0]:
-                why = "strict latching: not the signalled host %s" % (
-                    "(none signalled)" if signalled is None else signalled[0])
-            elif self.latched:
-                why = "strict latching: latched to %s%s" % (_format_addr(current), self._ssrc_text())
-            else:
-                why = "strict latching: not well-formed %s, or after the latch window" % self._kind()
-        elif self.asymmetric:
-            why = "asymmetric: not the signalled host %s" % current[0]
-        elif not self._parses(data):
-            why = "not %s" % self._kind()
-        elif self.confirmed:
-            why = "the party sends from its signalled address %s" % _format_addr(current)
-        elif not self.is_rtp and not self.latched:
-            why = "the party's RTP comes from %s" % self.twin.signalled[0]
-        else:
-            why = "latched to %s%s" % (_format_addr(current), self._ssrc_text())
+        why = self.session.latching.refusal_reason(self, data, source)
         session = self.session
         log.info("session %s, tag %s: %s's %s from %s refused (%s)%s", session.call_id,
                  session.from_tag, self._who(), self._kind(), _format_addr(source), why,
                  "; %d more refused since the last line" % held if held else "")
 
-    # --- strict learning -------------------------------------------------
+    # --- latching state (latching.LatchState), for readers outside the rules ----
 
-    def _check_source_strict(self, data, source, now):
-        current = self.rem_addr
-        if current is None:
-            return False             # nothing signalled: nobody to learn from
-        if source == current:
-            if self.latched:
-                self._resync(data, now)
-            elif self._latch_strict(data, now) and log.isEnabledFor(logging.INFO):
-                self._log_latch(now)
-            return True
-        if self.asymmetric:          # as upstream: the signalled host, any port
-            return source[0] == current[0]
-        if self._continues(data, now):
-            self._learn(source)
-            if log.isEnabledFor(logging.INFO):
-                self._log_event(now, "'s address re-latched: %s -> %s (%s), reason: %s%s",
-                                _format_addr(current), _format_addr(source), self._kind(),
-                                "same SSRC, sequence continues", self._ssrc_text())
-            return True
-        if self.latched:
-            return False
-        signalled = self.signalled
-        if (now < self.session.latch_until and signalled is not None
-                and source[0] == signalled[0] and self._latch_strict(data, now)):
-            self._learn(source)
-            if log.isEnabledFor(logging.INFO):
-                self._log_latch(now)
-            return True
-        return False
-
-    def _latch_strict(self, data, now):
-        """Latch on ``data`` if it is well-formed for this stream; False if not."""
-        if self.is_rtp:
-            header = rtp.well_formed(data)
-            if header is None:
-                self.recheck_at = NEVER
-                return False
-            self.ssrc, self.seq = header.ssrc, header.seq
-            self.recheck_at = now + SEQ_RESYNC_INTERVAL
-        else:
-            ssrc = rtcp.sender_ssrc(data)
-            if ssrc is None:
-                self.recheck_at = NEVER
-                return False
-            self.ssrc = ssrc
-            self.recheck_at = FOREVER
-        self.latched = True
-        return True
-
-    def _continues(self, data, now):
-        """The packet comes from the sender already latched (NAT rebinding):
-        RTP with the latched SSRC and a close sequence number, or RTCP sent by
-        the SSRC latched on the party's RTP stream."""
-        if not self.is_rtp:
-            ssrc = self.twin.ssrc
-            if ssrc is None or not self.twin.latched or rtcp.sender_ssrc(data) != ssrc:
-                return False
-            self.ssrc, self.latched, self.recheck_at = ssrc, True, FOREVER
-            return True
-        if not self.latched or self.ssrc is None:
-            return False
-        header = rtp.well_formed(data)
-        if header is None or header.ssrc != self.ssrc:
-            return False
-        distance = (header.seq - self.seq) & 0xFFFF
-        if min(distance, 0x10000 - distance) > RELATCH_MAX_SEQ_DISTANCE:
-            return False
-        self.seq = header.seq
-        self.recheck_at = now + SEQ_RESYNC_INTERVAL
-        return True
-
-    def _learn(self, source):
-        self.rem_addr = source
-        self.untrusted = True
-        self.confirmed = False
-        self._address_changed()
+    latched = _latch_field('latched')
+    untrusted = _latch_field('untrusted')
+    asymmetric = _latch_field('asymmetric')
+    signalled = _latch_field('signalled')
+    confirmed = _latch_field('confirmed')
+    ssrc = _latch_field('ssrc')
+    seq = _latch_field('seq')
 
     # --- signalling -----------------------------------------------------
 
     def signal_address(self, address, asymmetric, now):
         """Apply the address a U/L carried (None: the null host, i.e. hold)."""
-        if address is None:
-            self.on_hold = True
-            self.hold_count += 1
-            return
-        self.on_hold = False
-        if self.rem_addr is not None:
-            self.last_update = now
-        if self.session.strict and address != self.signalled:
-            # Strict: the proxy moved this party (a transfer, a re-INVITE to
-            # another device): what the packets taught no longer counts.
-            self.untrusted = self.latched = False
-            self.ssrc = None
-        if address != self.signalled:
-            self.confirmed = False
-        self.signalled = address
-        if not self.untrusted and address != self.rem_addr:
-            if self.latched:
-                self.prev_addr = self.rem_addr
-            self.rem_addr = address
-            self._address_changed()
-        self.asymmetric = asymmetric
-        if asymmetric:
-            self.latched = True
-        self.recheck_at = NEVER
+        self.session.latching.signal_address(self, address, asymmetric, now)
+
+    def pin_remote(self, address):
+        """A module chose the party's address (ICE nomination): latched there,
+        and later U/L addresses do not move it."""
+        self.session.latching.pin(self, address)
+
 
     def _address_changed(self):
         self.recheck_at = NEVER
@@ -641,25 +326,95 @@ class Stream:
             self.target = self.rem_addr
 
     def set_muted(self, muted):
-        """While a prompt plays to this party, relayed media to it is dropped."""
+        """While a prompt plays to this party, relayed media to it is dropped.
+        The prompt's Player (Session.start_playback put it in ``players``
+        first) joins the stream's features; without one, a marker does."""
         self.muted = muted
         self.refresh_target()
-        self.session.media_changed()
+        prompt = None
+        if muted:
+            players = self.session.players
+            prompt = players.get(self.index) if players and self.is_rtp else None
+            if prompt is None:
+                prompt = PROMPT_PLAYING
+        features = tuple(f for f in self.features if f.precedence != PRECEDENCE_PROMPT)
+        if prompt is not None:
+            features = tuple(sorted(features + (prompt,), key=_by_precedence))
+        self.features = features
+        self._features_changed(True)
 
-    def set_analyzer(self, analyzer):
+    # --- per-packet features (media/feature.py) --------------------------------
+
+    def add_feature(self, feature, notify=True):
+        """Put ``feature`` on this stream (once); ``notify``: tell the session
+        (the relay re-decides which tier relays the stream)."""
+        if feature not in self.features:
+            self.features = tuple(sorted(self.features + (feature,), key=_by_precedence))
+        self._features_changed(notify)
+
+    def remove_feature(self, feature, notify=True):
+        self.features = tuple(f for f in self.features if f is not feature)
+        self._features_changed(notify)
+
+    def _features_changed(self, notify):
+        """Precompute what the packet path reads of the features, so that it
+        does no more work than before they were objects."""
+        features = self.features
+        hooks = tuple(hook for hook in (f.packet_hook() for f in features) if hook is not None)
+        self.taps = hooks or None
+        analyzer = next((f.analysis for f in features if f.analysis is not None), None)
         self.analyzer = analyzer
         self.analysis_run = analyzer.run if analyzer is not None else None
+        self._resizer = next((f for f in features if isinstance(f, Resizer)), None)
+        filters = tuple(sorted((f for f in features if f.is_filter), key=_by_order))
+        self.filters = filters or None
+        if notify:
+            self.session.media_changed()
+
+    def user_space_reason(self, tier):
+        """Why this stream's packets must stay in this program for ``tier``
+        (feature.KERNEL or feature.FASTPATH), None if they may leave it: the
+        latching rules' reason, then the features' (features_reason)."""
+        reason = self.session.latching.user_space_reason(tier)
+        if reason is not None:
+            return reason
+        return features_reason(self.features, tier, self.resize_ptime is not None)
+
+    def may_leave_user_space(self, tier):
+        return self.user_space_reason(tier) is None
+
+    def next_deadline(self, now):
+        """The earliest deadline of the stream's features (FOREVER: none)."""
+        return min((f.next_deadline(now) for f in self.features), default=FOREVER)
+
+    def set_analyzer(self, analyzer):
+        """RTP analysis on (an RtpAnalyzer) or off (None)."""
+        for feature in self.features:
+            if isinstance(feature, Analysis):
+                self.remove_feature(feature, notify=False)
+        if analyzer is not None:
+            self.add_feature(Analysis(analyzer), notify=False)
+
+    @property
+    def resizer(self):
+        """The stream's re-packetizer (z), a feature the relay's reader feeds."""
+        return self._resizer
+
+    @resizer.setter
+    def resizer(self, resizer):
+        if self._resizer is not None:
+            self.remove_feature(self._resizer, notify=False)
+        if resizer is not None:
+            self.add_feature(resizer, notify=False)
 
     def add_tap(self, tap):
         """Call ``tap(stream, data, source, now)`` for every accepted packet;
-        a tap returning a true value drops the packet."""
-        self.taps = (self.taps or ()) + (tap,)
-        self.session.media_changed()
+        a tap returning a true value drops the packet (a feature.Tap)."""
+        self.add_feature(Tap(tap))
 
     def remove_tap(self, tap):
-        taps = tuple(t for t in (self.taps or ()) if t is not tap)
-        self.taps = taps or None
-        self.session.media_changed()
+        self.features = tuple(f for f in self.features if not (isinstance(f, Tap) and f.tap is tap))
+        self._features_changed(True)
 
     # --- module packet filters (dtls_gw, ice_lite) ----------------------------
 
@@ -667,15 +422,10 @@ class Stream:
         """Put a PacketFilter on this stream (kept sorted by its ``order``).
         A stream with filters, or whose peer has filters or an egress, is
         read by the relay's filtering reader (relay.deliver) and never offloaded."""
-        filters = tuple(f for f in (self.filters or ()) if f is not packet_filter) + (packet_filter,)
-        self.filters = tuple(sorted(filters, key=lambda f: f.order))
-        self.veto_offload("module filter")
+        self.add_feature(packet_filter)
 
     def remove_filter(self, packet_filter):
-        filters = tuple(f for f in (self.filters or ()) if f is not packet_filter)
-        self.filters = filters or None
-        if self.filters is None and self.demux is None and self.egress is None:
-            self.allow_offload("module filter")
+        self.remove_feature(packet_filter)
 
     def set_mux(self, demux, egress):
         """Module demultiplexing: ``demux(data)`` names the stream a received
@@ -684,19 +434,9 @@ class Stream:
         self.demux = demux
         self.egress = egress
         if demux is not None or egress is not None:
-            self.veto_offload("module filter")
-        elif self.filters is None:
-            self.allow_offload("module filter")
-
-    def pin_remote(self, address):
-        """A module chose the party's address (ICE nomination): latched there,
-        and later U/L addresses do not move it."""
-        self.rem_addr = address
-        self.latched = True
-        self.untrusted = True
-        self.asymmetric = False
-        self.recheck_at = FOREVER
-        self.refresh_target()
+            self.add_feature(MUX)
+        else:
+            self.remove_feature(MUX)
 
     def count_dropped(self, data, now):
         """A filter refused a packet (e.g. SRTP before the DTLS handshake):
@@ -720,15 +460,26 @@ class Stream:
         self.nbytes_unsent += len(data)
 
     def veto_offload(self, reason):
-        """A per-packet feature without a tap needs this stream's packets:
-        --kernel_offload leaves the stream to the program until
-        ``allow_offload(reason)``."""
-        self.offload_vetoes = (self.offload_vetoes or frozenset()) | {reason}
-        self.session.media_changed()
+        """A per-packet feature without an object here needs this stream's
+        packets: it stays in user space until ``allow_offload(reason)``."""
+        if reason not in self._veto_reasons():
+            self.features = tuple(sorted(self.features + (Veto(reason),), key=_by_precedence))
+        self._features_changed(True)
 
     def allow_offload(self, reason):
-        self.offload_vetoes = (self.offload_vetoes or frozenset()) - {reason} or None
-        self.session.media_changed()
+        self.features = tuple(f for f in self.features
+                              if not (isinstance(f, Veto) and f.reason == reason))
+        self._features_changed(True)
+
+    def _veto_reasons(self):
+        return frozenset(f.reason for f in self.features if isinstance(f, Veto))
+
+    @property
+    def offload_vetoes(self):
+        """The reasons given by vetoes, filters and mux (None: none)."""
+        reasons = frozenset(f.user_space_reason(KERNEL) for f in self.features
+                            if f.precedence >= PRECEDENCE_VETO)
+        return reasons or None
 
 
 class Session:
@@ -755,7 +506,7 @@ class Session:
         self.established_ttl = setup_ttl if established_ttl is None else established_ttl
         self.reset_at = [now, now]
         self.notify = None          # (target, tag bytes, command source ip)
-        self.strict = False         # strict learning (--latching strict, U/L modifier k)
+        self.latching = rules(False)  # latching.py: the default rules, or strict (below)
         self.latch_until = now      # strict: new sources may be learned until then
         self.closed = False
         self.end_reason = None
@@ -768,6 +519,16 @@ class Session:
 
     def __repr__(self):
         return "<Session %s %s>" % (self.call_id, self.from_tag)
+
+    @property
+    def strict(self):
+        """Strict learning (--latching strict, U/L modifier k): the session's
+        streams follow latching.STRICT instead of the default rules."""
+        return self.latching is STRICT
+
+    @strict.setter
+    def strict(self, strict):
+        self.latching = rules(strict)
 
     def streams(self):
         return self.rtp + self.rtcp
@@ -976,27 +737,17 @@ class SessionTable:
         return matches
 
 
-DROP = False    # PacketFilter.receive: counted as received and dropped
+DROP = DROPPED      # PacketFilter.receive: counted as received and dropped
+PROMPT_PLAYING = Muted()    # the feature of a stream a prompt plays to (set_muted)
+MUX = Mux()                 # the feature of a stream with module mux/demux (set_mux)
 
 
-class PacketFilter:
-    """A module's transform of one stream's packets (dtls_gw, ice_lite).
+def _by_precedence(feature):
+    return feature.precedence
 
-    ``receive`` sees every datagram arriving on the stream before anything is
-    counted: it returns the bytes to relay (the same or transformed), None
-    when it consumed the packet itself (a STUN check, a DTLS record: not
-    counted at all), or DROP (counted as received and dropped). ``send`` sees
-    every packet about to leave the stream's socket: the bytes to send, or
-    None to drop it (counted against the stream that received it).
-    """
 
-    order = 50      # filters run in ascending order on receive
-
-    def receive(self, stream, data, source, now):
-        return data
-
-    def send(self, stream, data, now):
-        return data
+def _by_order(packet_filter):
+    return packet_filter.order
 
 
 UNCOUNTED = RunningTotals()   # a session's until it joins a table (nothing reads it)

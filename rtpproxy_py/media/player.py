@@ -13,6 +13,7 @@ import re
 from typing import Any, List, Optional, Protocol, Sequence
 
 from . import rtp
+from .feature import FASTPATH, FOREVER, PRECEDENCE_PROMPT, Feature
 
 DEFAULT_PTIME = 10       # ms per packet unless P ... session picked a z<N> value
 # Bytes and milliseconds of one frame, per payload type the player can cut.
@@ -21,6 +22,8 @@ FRAMES = {0: (8, 1), 8: (8, 1), 9: (8, 1), 18: (10, 10), 3: (33, 20), 4: (24, 30
 TICKS_PER_MS = 8
 # A wake-up this early still counts as on time (timers and clocks disagree slightly).
 EARLY = 0.0005
+# A prompt waiting for its party's address checks this often whether it is known.
+START_POLL = 0.01
 
 
 def parse_codec_list(text: str) -> List[int]:
@@ -38,8 +41,13 @@ class PromptSource(Protocol):
         """The player is done with it."""
 
 
-class Player:
-    """One prompt playing towards one party."""
+class Player(Feature):
+    """One prompt playing towards one party, a per-packet feature
+    (feature.py): relayed media to the party is dropped while it plays (the
+    stream's target), which the kernel cannot be told to do."""
+
+    reason = "prompt playing"
+    precedence = PRECEDENCE_PROMPT
 
     def __init__(self, source: "PromptSource", pt: int, ptime_ms: int = DEFAULT_PTIME, count: int = 1,
                  rng: Any = random) -> None:
@@ -113,6 +121,16 @@ class Player:
             self.offset = 0
         self.offset += size
         return data
+
+    def next_deadline(self, now: float) -> float:
+        """The next packet's time; before the start, a look for the party's
+        address every START_POLL; FOREVER once nothing more is sent."""
+        if self.started_at is None and not self.finished:
+            return now + START_POLL
+        return FOREVER if self.next_due is None else self.next_due
+
+    def user_space_reason(self, tier: str) -> Optional[str]:
+        return None if tier == FASTPATH else self.reason
 
     def finish(self) -> None:
         """Stop for good (end of prompt, S, another P, or the session ends)."""

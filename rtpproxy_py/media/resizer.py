@@ -33,6 +33,7 @@ from typing import List, Optional, Tuple
 
 from . import rtp
 from .codecs.payload_types import payload_samples
+from .feature import FOREVER, PRECEDENCE_RESIZER, Feature
 
 CLOCK = 8000                # every codec the resizer handles runs an 8 kHz RTP clock
 MASK = 0xFFFFFFFF
@@ -100,10 +101,15 @@ def _chunk(item: _Queued, k: int) -> Optional[Tuple[int, int]]:
     return None
 
 
-class Resizer:
-    """The re-packetizer of one stream."""
+class Resizer(Feature):
+    """The re-packetizer of one stream, a per-packet feature (feature.py):
+    the relay's reader feeds it, and its stream stays in user space."""
+
+    reason = "re-packetizing"
+    precedence = PRECEDENCE_RESIZER
 
     def __init__(self, ptime_ms: int) -> None:
+        self.wake_at: Optional[float] = None     # when dequeue() wants to be asked again
         self.out = self.max_buf = 0
         self.retune(ptime_ms)
         self.queue: List[_Queued] = []
@@ -197,13 +203,20 @@ class Resizer:
             ref = ((int(now * CLOCK) & MASK) + self.delta) & MASK  # type: ignore[operator]
             aged_at = (head.ts + self.max_buf) & MASK
             if self.queued < self.out and _before(ref, aged_at):
-                return out, now + ((aged_at - ref) & MASK) / CLOCK
+                self.wake_at = now + ((aged_at - ref) & MASK) / CLOCK
+                return out, self.wake_at
             backlog = self.out + max(self.max_buf, 2 * self.largest_in)
             due = self._due(head.ts)
             if due > now + EARLY and self.queued <= backlog:
+                self.wake_at = due
                 return out, due
             out.append(self._build())
+        self.wake_at = None
         return out, None
+
+    def next_deadline(self, now: float) -> float:
+        """When the queue next has a packet due (FOREVER: when another comes)."""
+        return FOREVER if self.wake_at is None else self.wake_at
 
     def _build(self) -> bytes:
         """One output packet from the head of the queue (B.4 steps 3-5)."""

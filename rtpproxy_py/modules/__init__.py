@@ -7,9 +7,10 @@ upstream's checks and messages. Each module is a ``Module``: it may
 
 * watch sessions begin and end (``session_created`` / ``session_ended``,
   called by the dispatcher),
-* put taps on a session's streams (``Stream.add_tap``; a tap that returns
-  True drops the packet) -- streams of sessions no module taps keep the
-  plain packet path,
+* put per-packet features on a session's streams (media/feature.py:
+  ``Stream.add_feature``, or ``Stream.add_tap`` for a plain callable that
+  returns True to drop the packet; packet filters, ``Stream.add_filter``)
+  -- streams of sessions no module taps keep the plain packet path,
 * answer its ``M<id>:<inst>`` sub-command of U/L/Q (``subcommand``).
 
 ``ModuleHost`` (host.py) holds the running instances of one process: the

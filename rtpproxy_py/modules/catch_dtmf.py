@@ -10,6 +10,7 @@ import collections
 import logging
 import struct
 
+from ..media.feature import PRECEDENCE_TAP, Feature
 from . import Module, SubcommandFailed
 
 log = logging.getLogger("rtpproxy")
@@ -55,8 +56,12 @@ class _Event:
         self.ts, self.digit, self.duration, self.pending = ts, digit, duration, True
 
 
-class Detector:
+class Detector(Feature):
     """One instance's detector on one stream."""
+
+    # a per-packet feature (media/feature.py): the stream stays in user space
+    reason = "recording or copying"
+    precedence = PRECEDENCE_TAP
 
     def __init__(self, module, stream, tag, armed):
         self.module = module
@@ -68,8 +73,8 @@ class Detector:
         self.side = b"%d" % (1 - stream.index)
         self.events = collections.deque(maxlen=REMEMBERED_EVENTS)
 
-    def tap(self, stream, data, source, now):
-        """Per packet of the watched stream: True drops it."""
+    def on_packet(self, stream, data, source, now):
+        """Per packet of the watched stream: True (feature.DROP) drops it."""
         if len(data) < 16 or data[1] & 0x7F != self.pt:
             return False
         self._event(data)
@@ -126,7 +131,7 @@ class CatchDtmf(Module):
         detector = self.detectors.get(addressed)
         if detector is None:
             detector = self.detectors[addressed] = Detector(self, addressed, tag, session.notify)
-            addressed.add_tap(detector.tap)
+            addressed.add_feature(detector)
         detector.pt, detector.drop = pt, drop     # tag and target stay as first set
         return None
 
