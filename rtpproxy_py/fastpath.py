@@ -54,7 +54,6 @@ def blocker(stream):
     """Why ``stream``'s incoming RTP must stay on the Python path (None: the
     C thread may relay it). The per-packet features are the ones
     offload.feature_blocker names, as for the kernel."""
-    from .offload import feature_blocker
     session = stream.session
     if session.closed:
         return "ended"
@@ -73,6 +72,7 @@ def blocker(stream):
         return "scoped IPv6 address"
     if peer.filters is not None or peer.egress is not None:
         return "module filter on the way out"   # e.g. dtls_gw encrypts what leaves the peer
+    from .offload import feature_blocker    # here: an import statement costs more than the checks above
     return feature_blocker(stream)
 
 
