@@ -7,7 +7,10 @@ namespace; relay pinned to RELAY_CPUS, default 1, the client to CPU 0).
                            [--py-spy PATH] NAME=COMMAND [NAME=COMMAND ...]
 
 COMMAND is the relay's command line without -s/-l/-m/-M (added, as
-sidebyside.py adds them); ``crelay`` runs the minimal C relay. ctlbench and
+sidebyside.py adds them); ``crelay`` runs the minimal C relay. Besides the
+rate it prints the CPU the relay's whole process tree spent per cycle (from
+/proc): on a shared machine the figure to compare when the rate only says
+how much of its core the relay was given. ctlbench and
 crelay are built from ../shared/bench into /tmp/ctlbench-kit. With
 ``--profile`` the first relay's cycle run is sampled by py-spy (its
 processes and their children; ``--py-spy`` names the binary) and written as
@@ -29,6 +32,34 @@ if not os.path.isdir(KIT):
     KIT = "/work/shared/bench"
 B = "/tmp/ctlbench-kit"
 CTL = "127.0.0.1:22222"
+
+
+def tree(pid):
+    """pid and all its descendants."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for t in os.listdir("/proc/%d/task" % p):
+                with open("/proc/%d/task/%s/children" % (p, t)) as f:
+                    todo += [int(x) for x in f.read().split()]
+        except OSError:
+            pass
+    return out
+
+
+def cpu_seconds(pids):
+    """utime + stime of these processes (all their threads)."""
+    total = 0
+    for p in pids:
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def build():
@@ -95,8 +126,11 @@ def main():
                                             args.profile, "--pid", str(p.pid)],
                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     time.sleep(1.0)
+                pids = tree(p.pid)
+                cpu0 = cpu_seconds(pids)
                 rows = client([os.path.join(B, "ctlbench"), "-c", CTL, "-m", "cycle", "-n", str(args.n),
                                "-W", str(args.W), "-p", str(p.pid), "-P", "c%d" % rnd])
+                cpu = cpu_seconds(pids) - cpu0
                 if spy is not None:
                     spy.send_signal(signal.SIGINT)
                     spy.wait(30)
@@ -104,7 +138,9 @@ def main():
                     r = rows[-1]
                     row = {"relay": name, "round": rnd, "test": "cycle",
                            "rate": r.get("sess_per_s_5_95") or r.get("sess_per_s"),
-                           "relay_cpu_pct": r.get("relay_cpu_pct"), "errors": r.get("errors"),
+                           "relay_cpu_pct": r.get("relay_cpu_pct"), "processes": len(pids),
+                           "cpu_us_per_cycle": round(cpu / args.n * 1e6, 1), "retx": r.get("retx"),
+                           "errors": r.get("errors"),
                            "failed": r.get("failed")}
                     results.append(row)
                     print(json.dumps(row), flush=True)
@@ -123,10 +159,12 @@ def main():
         subprocess.call(["ip", "netns", "del", ns])
     for name, _ in relays:
         rates = [r["rate"] for r in results if r["relay"] == name and r["test"] == "cycle"]
+        cpus = [r["cpu_us_per_cycle"] for r in results if r["relay"] == name and r["test"] == "cycle"]
         p50 = [r["p50"] for r in results if r["relay"] == name and r["test"] == "lat"]
         p99 = [r["p99"] for r in results if r["relay"] == name and r["test"] == "lat"]
-        print("%-10s cycles/s %s  U p50/p99 %s/%s us" % (
+        print("%-10s cycles/s %s  CPU/cycle %s us  U p50/p99 %s/%s us" % (
             name, "%.0f" % statistics.median(rates) if rates else "-",
+            "%.0f" % statistics.median(cpus) if cpus else "-",
             "%.0f" % statistics.median(p50) if p50 else "-", "%.0f" % statistics.median(p99) if p99 else "-"))
 
 

@@ -13,6 +13,7 @@ cProfile's top functions instead (by internal time).
 """
 
 import argparse
+import os
 import resource
 import socket
 import sys
@@ -87,7 +88,7 @@ def main():
                 drain()
                 gevent.sleep(0)
         prof.disable()
-        pstats.Stats(prof).sort_stats("tottime").print_stats(45)
+        pstats.Stats(prof).sort_stats(os.environ.get("SORT", "tottime")).print_stats(int(os.environ.get("TOP", "45")))
         return
     best = None
     for rep in range(args.rounds):

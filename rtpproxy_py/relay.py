@@ -70,6 +70,14 @@ RECV_SIZE = 65536
 RCVBUF = 256 * 1024
 SMALL_PACKET = 128          # -2: packets shorter than this are sent twice
 _RETRY_BIND = (errno.EADDRINUSE, errno.EACCES)
+# Looked up once: sockets are opened on every U/L (plain ints, as the calls take them).
+_SOCK_NONBLOCK = int(getattr(socket, "SOCK_NONBLOCK", 0))
+_DGRAM_NONBLOCK = int(socket.SOCK_DGRAM) | _SOCK_NONBLOCK
+_AF_INET = int(socket.AF_INET)
+_SOL_SOCKET = int(socket.SOL_SOCKET)
+_SO_RCVBUF = int(socket.SO_RCVBUF)
+_IPPROTO_IP = int(socket.IPPROTO_IP)
+_IP_TOS = int(socket.IP_TOS)
 # A twin socket that could not be opened (no file descriptors) is not tried
 # again for the same address before this many seconds.
 TWIN_RETRY = 5.0
@@ -82,16 +90,6 @@ NOFILE_WARN_SHARE = 0.8     # -L: warn once when descriptors in use reach 80 % o
 CLOCK_TICK = 0.1
 NOW = time.monotonic()
 FOREVER = float("inf")
-
-# Looked up once: opening sockets is on every U/L (plain ints, as the
-# socket calls take them).
-_SOCK_NONBLOCK = int(getattr(socket, "SOCK_NONBLOCK", 0))
-_DGRAM_NONBLOCK = int(socket.SOCK_DGRAM) | _SOCK_NONBLOCK
-_AF_INET = int(socket.AF_INET)
-_SOL_SOCKET = int(socket.SOL_SOCKET)
-_SO_RCVBUF = int(socket.SO_RCVBUF)
-_IPPROTO_IP = int(socket.IPPROTO_IP)
-_IP_TOS = int(socket.IP_TOS)
 
 
 def set_io_collect_interval(loop, seconds):
