@@ -50,10 +50,20 @@ def available():
     return _fastpath is not None
 
 
+_feature_blocker = None     # offload.feature_blocker, imported at the first blocker() call
+
+
 def blocker(stream):
     """Why ``stream``'s incoming RTP must stay on the Python path (None: the
     C thread may relay it). The per-packet features are the ones
     offload.feature_blocker names, as for the kernel."""
+    global _feature_blocker
+    feature_blocker = _feature_blocker
+    if feature_blocker is None:
+        # once (an import statement per call costs more than the checks below;
+        # done at the first U, while file descriptors are still free)
+        from .offload import feature_blocker
+        _feature_blocker = feature_blocker
     session = stream.session
     if session.closed:
         return "ended"
@@ -72,7 +82,6 @@ def blocker(stream):
         return "scoped IPv6 address"
     if peer.filters is not None or peer.egress is not None:
         return "module filter on the way out"   # e.g. dtls_gw encrypts what leaves the peer
-    from .offload import feature_blocker    # here: an import statement costs more than the checks above
     return feature_blocker(stream)
 
 
