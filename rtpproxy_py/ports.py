@@ -138,7 +138,7 @@ class PortAllocator:
         self.rng = rng or random.SystemRandom()
         if rng is None:
             # The system's randomness, as SystemRandom().randrange gives it, for
-            # a quarter of its cost per port taken: 8 bytes reduced modulo the
+            # half its cost per port taken: 8 bytes reduced modulo the
             # table size (the bias is below 2**-48 for any port range).
             self._random_index = _urandom_below
         else:

@@ -109,9 +109,10 @@ def loop_turn():
     fresh (a process that mostly waits: the --workers front end, a worker):
     libev rounds any wait shorter than its epoll minimum up to a millisecond,
     and the serving greenlet's own socket is not watched meanwhile, so every
-    turn slept 0.2-1 ms with the next commands already queued (the U+L+D
-    rate with the default workers was halved). A timer due at once makes the
-    poll not wait; at a low priority it runs after the I/O that poll found."""
+    turn slept 0.2-1 ms with the next commands already queued (without it the
+    default workers' U+L+D rate rose by a quarter or more, measured with
+    bench/control_cycle.py). A timer due at once makes the poll not wait; at
+    a low priority it runs after the I/O that poll found."""
     hub = gevent.get_hub()
     timer = hub.loop.timer(0.0, priority=TURN_PRIORITY)
     try:
