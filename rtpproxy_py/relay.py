@@ -70,6 +70,14 @@ RECV_SIZE = 65536
 RCVBUF = 256 * 1024
 SMALL_PACKET = 128          # -2: packets shorter than this are sent twice
 _RETRY_BIND = (errno.EADDRINUSE, errno.EACCES)
+# Looked up once: sockets are opened on every U/L (plain ints, as the calls take them).
+_SOCK_NONBLOCK = int(getattr(socket, "SOCK_NONBLOCK", 0))
+_DGRAM_NONBLOCK = int(socket.SOCK_DGRAM) | _SOCK_NONBLOCK
+_AF_INET = int(socket.AF_INET)
+_SOL_SOCKET = int(socket.SOL_SOCKET)
+_SO_RCVBUF = int(socket.SO_RCVBUF)
+_IPPROTO_IP = int(socket.IPPROTO_IP)
+_IP_TOS = int(socket.IP_TOS)
 # A twin socket that could not be opened (no file descriptors) is not tried
 # again for the same address before this many seconds.
 TWIN_RETRY = 5.0
@@ -349,6 +357,8 @@ class Relay:
         self.throttle = LogThrottle(log)
         self._nofile_warned = False
         self._other_fds = None       # descriptors that are not media sockets (counted once)
+        self._nofile_quiet_below = 0.0   # descriptors in use that need no warning (limit last read)
+        self._nofile_recheck_at = 0.0    # when to read the limit again anyway
         if config.rtp_analysis:
             self._tick = self.loop.check()      # after every poll, before the I/O callbacks
         else:
@@ -377,16 +387,20 @@ class Relay:
     # --- ports ------------------------------------------------------------
 
     def _new_socket(self, family, tos):
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+        # Non-blocking from socket() on (SOCK_NONBLOCK: no fcntl calls; Python
+        # sees it and sets the time-out to 0, as setblocking(False) does).
+        sock = socket.socket(family, _DGRAM_NONBLOCK)
         try:
-            sock.setblocking(False)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
-            if family == socket.AF_INET:
-                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
+            if not _SOCK_NONBLOCK:
+                sock.setblocking(False)
+            setsockopt = sock.setsockopt
+            setsockopt(_SOL_SOCKET, _SO_RCVBUF, RCVBUF)
+            if family == _AF_INET:
+                setsockopt(_IPPROTO_IP, _IP_TOS, tos)
             else:
                 # IPv6 only: a "::" socket must not take the IPv4 port of the
                 # same number, which belongs to the IPv4 port table
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         except OSError:
             sock.close()
             raise
@@ -452,9 +466,17 @@ class Relay:
                 self._other_fds = max(len(os.listdir("/proc/self/fd")) - 1 - self.open_sockets, 0)
             except OSError:
                 self._other_fds = 0
+        in_use = self.open_sockets + self._other_fds
+        now = time.monotonic()
+        if in_use < self._nofile_quiet_below and now < self._nofile_recheck_at:
+            return      # well under the limit read a moment ago: no system call per U/L
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        if soft != resource.RLIM_INFINITY and (
-                self.open_sockets + self._other_fds >= NOFILE_WARN_SHARE * soft):
+        self._nofile_recheck_at = now + 1.0     # the limit is read again at least once a second
+        if soft == resource.RLIM_INFINITY:
+            self._nofile_quiet_below = float("inf")
+            return
+        self._nofile_quiet_below = NOFILE_WARN_SHARE * soft
+        if in_use >= self._nofile_quiet_below:
             self._nofile_warned = True
             log.warning("%d media sockets and %d other descriptors open: 80%% of the open-files "
                         "limit (%d) is in use; raise it with -L", self.open_sockets,

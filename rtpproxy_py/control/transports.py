@@ -59,6 +59,8 @@ MAX_CONNECTIONS = 256     # open stream connections per listener
 STREAM_SNDBUF = 64 * 1024
 YIELD_EVERY = 16          # commands (or connections) handled in a row before the loop gets a turn
 TURN_PAUSE = 1e-6         # seconds: wakes up right after the loop's next poll
+TURN_PRIORITY = -1        # libev priority of loop_turn's timer: after the I/O callbacks
+QUICK_TURNS_INFLIGHT = 32  # --workers: UDP commands in flight up to which turns do not wait
 MAX_INFLIGHT = 64         # UDP commands of one socket waiting for workers (--workers)
 CLIENT_RETRY = 1.0        # seconds: Kamailio's rtpproxy_tout; a reply after it is useless
 
@@ -83,13 +85,40 @@ class Turns:
     def __init__(self):
         self.count = 0
 
-    def done(self):
+    def done(self, quick=False):
+        """One more done; True when the loop had its turn. ``quick``: a turn
+        that does not wait (loop_turn), for the --workers front end."""
         self.count += 1
         if self.count >= YIELD_EVERY:
             self.count = 0
-            # A timer, not sleep(0): gevent runs sleep(0)'s callback again
-            # before it polls the sockets, for up to its 5 ms switch interval.
-            gevent.sleep(TURN_PAUSE)
+            if quick:
+                loop_turn()
+            else:
+                # A timer, not sleep(0): gevent runs sleep(0)'s callback again
+                # before it polls the sockets, for up to its 5 ms switch interval.
+                gevent.sleep(TURN_PAUSE)
+            return True
+        return False
+
+
+def loop_turn():
+    """Give the event loop one turn (poll the sockets without waiting, run
+    what is ready and due) and come back. Not sleep(0): gevent runs its
+    callback again before it polls, for up to its 5 ms switch interval. Not a
+    timer of a microsecond (TURN_PAUSE) either, where the loop's clock is
+    fresh (a process that mostly waits: the --workers front end, a worker):
+    libev rounds any wait shorter than its epoll minimum up to a millisecond,
+    and the serving greenlet's own socket is not watched meanwhile, so every
+    turn slept 0.2-1 ms with the next commands already queued (without it the
+    default workers' U+L+D rate rose by a quarter or more, measured with
+    bench/control_cycle.py). A timer due at once makes the poll not wait; at
+    a low priority it runs after the I/O that poll found."""
+    hub = gevent.get_hub()
+    timer = hub.loop.timer(0.0, priority=TURN_PRIORITY)
+    try:
+        hub.wait(timer)
+    finally:
+        timer.close()
 
 
 class SlowReader(Exception):
@@ -184,6 +213,7 @@ class UdpControl(ControlServer):
     def _serve(self, execute):
         sock = self.sock
         turns = Turns()
+        shed = False        # a datagram was shed since the last turn
         while True:
             try:
                 data, source = sock.recvfrom(MAX_COMMAND)
@@ -197,9 +227,14 @@ class UdpControl(ControlServer):
                     gevent.spawn(self._handle_counted, data, source, execute, time.monotonic())
                 else:
                     self._shed_or_repeat(data, source)
+                    shed = True
             else:
                 self.handle_datagram(data, source, execute)
-            turns.done()
+            # The front end's turns do not wait while its commands in flight
+            # are few; under a flood (many in flight, or shedding) the pause
+            # leaves them their share of the loop, as before.
+            if turns.done(quick=self.concurrent and not shed and self.inflight <= QUICK_TURNS_INFLIGHT):
+                shed = False
 
     def _handle_counted(self, data, source, execute, received):
         try:

@@ -50,9 +50,20 @@ def tokenize(data: bytes) -> List[List[str]]:
     surrogates and ``raw(token)`` gives back exactly the bytes the client sent
     (Call-IDs and tags in file names, notifications, --workers routing).
     """
-    tokens = [t for t in _SEPARATORS.split(data) if t]
+    if type(data) is not bytes:
+        data = bytes(data)
+    if b"\0" in data:
+        raise CommandError(e.SYNTAX_ERROR)      # in some token: no separator is NUL
+    if b"\x0b" in data or b"\x0c" in data:
+        tokens = [t for t in _SEPARATORS.split(data) if t]
+    else:
+        # split() takes exactly the separators above, and VT and FF, here absent
+        tokens = data.split()
     if not tokens:
         raise CommandError(e.SYNTAX_ERROR)
+    if len(tokens) <= MAX_TOKENS_PER_SEGMENT and b"&&" not in data:
+        # one segment (the common case): every check below would pass
+        return [[token.decode("utf-8", "surrogateescape") for token in tokens]]
     segments: List[List[str]] = [[]]
     for token in tokens:
         if token == b"&&":
@@ -60,8 +71,6 @@ def tokenize(data: bytes) -> List[List[str]]:
                 raise CommandError(e.SYNTAX_ERROR)
             segments.append([])
             continue
-        if b"\0" in token:
-            raise CommandError(e.SYNTAX_ERROR)
         if len(segments[-1]) == MAX_TOKENS_PER_SEGMENT:
             raise CommandError(e.SYNTAX_ERROR)
         segments[-1].append(token.decode("utf-8", "surrogateescape"))
@@ -409,6 +418,8 @@ def _parse_subcommand_tokens(tokens: List[str], main: Command) -> SubCommand:
 
 
 _DIGITS = re.compile(r"[0-9]+\Z")
+_AF_INET = socket.AF_INET
+_inet_pton, _inet_ntop = socket.inet_pton, socket.inet_ntop
 
 
 def remote_sockaddr(addr: str, port: str, ipv6: bool) -> Optional[Tuple[Any, ...]]:
@@ -422,6 +433,15 @@ def remote_sockaddr(addr: str, port: str, ipv6: bool) -> Optional[Tuple[Any, ...
     try:
         if not _DIGITS.match(port) or int(port) > 65535:
             raise ValueError
+        if not ipv6:
+            # A plain dotted quad (what SIP proxies send) is its own numeric
+            # form: no resolver call. Anything else (127.1, 0x7f.0.0.1, 010.0.0.1
+            # and E37 material) goes to getaddrinfo, as before.
+            try:
+                if _inet_ntop(_AF_INET, _inet_pton(_AF_INET, addr)) == addr:
+                    return (addr, int(port))
+            except (OSError, UnicodeError):
+                pass
         return socket.getaddrinfo(addr, int(port), family, socket.SOCK_DGRAM, 0,
                                   socket.AI_NUMERICHOST | socket.AI_NUMERICSERV)[0][4]
     except (ValueError, socket.gaierror, UnicodeError):
