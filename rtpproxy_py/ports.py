@@ -21,7 +21,7 @@ import os
 import random
 import socket
 import struct
-from typing import Dict, Iterator, Optional, Set, Tuple
+from typing import Callable, Dict, Iterator, Optional, Set, Tuple
 
 _CURSOR = struct.Struct("=I")
 FAMILIES = (socket.AF_INET, socket.AF_INET6)
@@ -136,6 +136,7 @@ class PortAllocator:
         self.shared = shared        # SharedPortTable with --workers, else None
         self.owner = owner
         self.rng = rng or random.SystemRandom()
+        self._random_index: Callable[[int], int]
         if rng is None:
             # The system's randomness, as SystemRandom().randrange gives it, for
             # half its cost per port taken: 8 bytes reduced modulo the
