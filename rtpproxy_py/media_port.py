@@ -206,36 +206,26 @@ class MemoryMediaPort:
         return target
 
     def next_deadline(self, session: "Session", now: float) -> float:
-        """When the session next needs ``handle_timer`` (expiry, a prompt packet)."""
-        wake = session.expires_at()
-        if session.players is not None:
-            wake = min(wake, session.next_playback_at(now))
-        for stream in session.rtp:
-            if stream.resizer is not None:
-                wake = min(wake, now)
-        return wake
+        """When the session next needs ``handle_timer`` (Session.get_timer)."""
+        return session.get_timer(now)
 
     def handle_timer(self, now: float) -> None:
-        """What relay.py's session greenlets do at ``now``: expire idle sessions
-        (through ``on_expired``), send due prompt and re-packetized packets."""
+        """What relay.py's session timers do at ``now`` (Session.handle_timer):
+        expire idle sessions (through ``on_expired``), send due prompt and
+        re-packetized packets."""
         for session in list(self.sessions):
             if session.closed:
                 continue
-            if now >= session.expires_at():
+            due = session.handle_timer(now)
+            if due.expired:
                 if self.on_expired is not None:
                     self.on_expired(session)
                 continue
-            for stream in session.rtp:
-                if stream.resizer is not None:
-                    due, _ = stream.resizer.dequeue(now)
-                    target = stream.peer.target
-                    if target is not None:
-                        for packet in due:
-                            self.outbox.append((stream.peer.port, packet, target))
-            if session.players is not None:
-                for stream, packet in session.playback_due(now):
-                    if stream.rem_addr is not None:
-                        self.outbox.append((stream.port, packet, stream.rem_addr))
+            for stream, packet, target in due.relayed:
+                self.outbox.append((stream.port, packet, target))
+            for stream, packet in due.played:
+                if stream.rem_addr is not None:
+                    self.outbox.append((stream.port, packet, stream.rem_addr))
 
     def datagrams_to_send(self) -> List[Tuple[int, bytes, Address]]:
         """The outbox, emptied: [(local port, datagram, destination)]."""

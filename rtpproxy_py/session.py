@@ -32,6 +32,7 @@ flood the log); ``Session.summary()`` gives the end-of-session lines.
 """
 
 import logging
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .media import rtcp, rtp
 from .media.analyzer import header_int
@@ -108,6 +109,8 @@ class Stream:
         # bytes: of accepted packets (only with --metrics, by a tap), and of
         # dropped ones (counted on the drop paths only)
         "nbytes_in", "nbytes_ignored", "nbytes_unsent",
+        # timers: when the resizer said to ask it again (FOREVER: only after a packet)
+        "resize_due",
     )
 
     def __init__(self, session, index, is_rtp):
@@ -160,6 +163,7 @@ class Stream:
         self.nbytes_in = 0
         self.nbytes_ignored = 0
         self.nbytes_unsent = 0
+        self.resize_due = FOREVER
 
     # --- the packet path ------------------------------------------------
 
@@ -730,11 +734,80 @@ class Stream:
         self.offload_vetoes = (self.offload_vetoes or frozenset()) - {reason} or None
         self.session.media_changed()
 
+    # --- timed features (Session.get_timer / handle_timer) -----------------------
+
+    def next_deadline(self, now: float) -> float:
+        """When this stream's timed features (re-packetizing, a prompt played
+        to its party) next need ``handle_timer``; FOREVER: not before a
+        packet or a command changes something."""
+        wake = self.resize_due if self.resizer is not None else FOREVER
+        players = self.session.players
+        if players is not None and self.is_rtp:
+            player = players.get(self.index)
+            if player is not None:
+                wake = min(wake, _player_deadline(player, now))
+        return wake
+
+    def handle_timer(self, now: float, due: "TimerOutput") -> None:
+        """Do what this stream's timed features have due at ``now``: the
+        re-packetized packets go into ``due.relayed`` (sent from the peer's
+        socket to where the peer sends), the prompt's into ``due.played``."""
+        resizer = self.resizer
+        if resizer is not None:
+            packets, next_at = resizer.dequeue(now)
+            self.resize_due = FOREVER if next_at is None else next_at
+            if packets:
+                peer = self.peer
+                target = peer.target
+                if target is not None:
+                    relayed = due.relayed
+                    for packet in packets:
+                        relayed.append((peer, packet, target))
+        players = self.session.players
+        if players is not None and self.is_rtp and self.index in players:
+            self.session._play(self.index, now, due.played)
+
+
+Address = Tuple[Any, ...]   # (host, port) or (host, port, flowinfo, scope_id)
+Waker = Callable[[float], float]
+
+
+class TimerOutput:
+    """What ``Session.handle_timer(now)`` found due; the driver does it.
+
+    ``expired``: the session is idle past its TTL. The driver ends it, once
+    it has brought in the packets relayed outside the program (the fast
+    path, the kernel), which may show that it was not idle after all.
+    ``relayed``: re-packetized media as (stream whose socket sends it,
+    datagram, destination), sent as relayed packets are (``-2`` doubles the
+    small ones). ``played``: prompt packets as (stream, datagram), sent from
+    the stream's socket to its party (``stream.rem_addr``).
+    """
+
+    __slots__ = ("expired", "relayed", "played")
+
+    def __init__(self) -> None:
+        self.expired = False
+        self.relayed: List[Tuple[Stream, bytes, Address]] = []
+        self.played: List[Tuple[Stream, bytes]] = []
+
 
 class Session:
-    """One media stream of a call: two parties, their RTP and RTCP streams."""
+    """One media stream of a call: two parties, their RTP and RTCP streams.
 
-    def __init__(self, call_id, from_tag, now, setup_ttl, established_ttl=None, unified_ttl=True):
+    As aioquic's connection, it has one timer: ``get_timer(now)`` says when
+    it next needs ``handle_timer(now)`` (idle expiry, the next prompt or
+    re-packetized packet, a module's timer), and ``handle_timer`` does what
+    is due and returns what the driver (relay.py, media_port.py) must send
+    or end. Time is always passed in.
+    """
+
+    on_media_change: Optional[Callable[["Session"], None]]
+    players: Optional[Dict[int, Any]]
+    wakers: Optional[Tuple[Waker, ...]]
+
+    def __init__(self, call_id: str, from_tag: str, now: float, setup_ttl: float,
+                 established_ttl: Optional[float] = None, unified_ttl: bool = True) -> None:
         self.call_id = call_id
         self.from_tag = from_tag
         self.to_tag = None          # the other party's tag, once a U/L named it (rtpproxy-ctl)
@@ -759,31 +832,74 @@ class Session:
         self.latch_until = now      # strict: new sources may be learned until then
         self.closed = False
         self.end_reason = None
-        self.timer = None           # the relay's per-session wake-up handle
         self.players = None         # {stream index: media.player.Player} while prompts play
         self.npkts_played = 0
         self.nplrs_destroyed = 0
-        self.on_media_change = None  # the relay's, with --kernel_offload
+        # The one listener of the session: called with the session whenever a
+        # per-packet feature goes on or off on one of its streams (a tap, a
+        # prompt's mute, an offload veto), so a driver that hands streams to
+        # other tiers (the fast path, the kernel) re-decides at once. None: nobody listens.
+        self.on_media_change = None
         self.wakers = None          # module timers: callables now -> next wake-up time
+        self.wakers_due = FOREVER   # the earliest time they asked for at their last run
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<Session %s %s>" % (self.call_id, self.from_tag)
 
-    def streams(self):
+    def streams(self) -> List[Stream]:
         return self.rtp + self.rtcp
 
-    def add_waker(self, waker):
-        """``waker(now)`` runs in the session greenlet at each wake-up and returns
-        when it next needs to run (FOREVER: not until something changes)."""
+    def add_waker(self, waker: Waker) -> None:
+        """``waker(now)`` runs in ``handle_timer``, at every wake-up of the
+        session's timer, and returns when it next needs to run (FOREVER: not
+        until something changes). A new one runs at the next wake-up."""
         self.wakers = (self.wakers or ()) + (waker,)
+        self.wakers_due = NEVER
 
-    def remove_waker(self, waker):
+    def remove_waker(self, waker: Waker) -> None:
         self.wakers = tuple(w for w in (self.wakers or ()) if w is not waker) or None
 
-    def media_changed(self):
+    def media_changed(self) -> None:
         """A per-packet feature went on or off on one of its streams."""
         if self.on_media_change is not None:
             self.on_media_change(self)
+
+    # --- the timer (as aioquic's get_timer / handle_timer) ---------------------
+
+    def get_timer(self, now: float) -> float:
+        """When the session next needs ``handle_timer``: its idle expiry, a
+        module timer, or a stream's timed feature, whichever comes first."""
+        wake = self.expires_at()
+        if self.wakers is not None and self.wakers_due < wake:
+            wake = self.wakers_due
+        for stream in self.rtp:
+            if stream.resizer is not None or self.players is not None:
+                at = stream.next_deadline(now)
+                if at < wake:
+                    wake = at
+        return wake
+
+    def handle_timer(self, now: float) -> TimerOutput:
+        """Do what is due at ``now`` and return what the driver must do.
+        Nothing else is done once the session is found expired. Module
+        timers run at every call; it may be called early or late (a
+        feature's deadline moved, the driver was busy)."""
+        due = TimerOutput()
+        if now >= self.expires_at():
+            due.expired = True
+            return due
+        wakers = self.wakers
+        if wakers is not None:
+            wake = FOREVER
+            for waker in wakers:
+                at = waker(now)
+                if at < wake:
+                    wake = at
+            self.wakers_due = wake
+        for stream in self.rtp:
+            if stream.resizer is not None or self.players is not None:
+                stream.handle_timer(now, due)
+        return due
 
     # --- idle time ------------------------------------------------------
 
@@ -851,35 +967,38 @@ class Session:
             self.players = None
         return True
 
-    def playback_due(self, now):
-        """The played packets due at ``now`` as [(stream to send from, packet)].
-
-        A player starts once its party's address is known and the stream has
-        a socket; a player whose prompt is over is removed.
-        """
-        out = []
-        for index, player in list(self.players.items()):
-            stream = self.rtp[index]
-            if player.started_at is None:
-                if stream.rem_addr is None or stream.port is None:
-                    continue
-                player.start(now)
-            for packet in player.poll(now):
-                out.append((stream, packet))
-            if player.finished:
-                self.stop_playback(index)
-        self.npkts_played += len(out)
-        self.totals.npkts_played += len(out)
+    def playback_due(self, now: float) -> List[Tuple[Stream, bytes]]:
+        """The played packets due at ``now`` as [(stream to send from, packet)]."""
+        out: List[Tuple[Stream, bytes]] = []
+        for index in list(self.players or ()):
+            self._play(index, now, out)
         return out
 
-    def next_playback_at(self, now):
+    def _play(self, index: int, now: float, out: List[Tuple[Stream, bytes]]) -> None:
+        """The packets of the prompt playing to RTP stream ``index`` that are
+        due at ``now``, appended to ``out``. A player starts once its party's
+        address is known and the stream has a port; a player whose prompt is
+        over is removed."""
+        player = self.players[index]
+        stream = self.rtp[index]
+        if player.started_at is None:
+            if stream.rem_addr is None or stream.port is None:
+                return
+            player.start(now)
+        count = 0
+        for packet in player.poll(now):
+            out.append((stream, packet))
+            count += 1
+        if player.finished:
+            self.stop_playback(index)
+        self.npkts_played += count
+        self.totals.npkts_played += count
+
+    def next_playback_at(self, now: float) -> float:
         """When playback next needs attention (FOREVER when nothing is due)."""
         wake = FOREVER
         for player in (self.players or {}).values():
-            if player.started_at is None:
-                wake = min(wake, now + ADDRESS_POLL)
-            elif player.next_due is not None:
-                wake = min(wake, player.next_due)
+            wake = min(wake, _player_deadline(player, now))
         return wake
 
     # --- accounting ---------------------------------------------------------
@@ -1028,6 +1147,15 @@ class _RefusalBudget:
 
 
 _REFUSAL_BUDGET = _RefusalBudget(REFUSAL_LINES_PER_SECOND)
+
+
+def _player_deadline(player: Any, now: float) -> float:
+    """When a prompt's player next needs polling (FOREVER: never)."""
+    if player.started_at is None:
+        return now + ADDRESS_POLL       # waiting for its party's address
+    if player.next_due is not None:
+        return player.next_due
+    return FOREVER
 
 
 def _format_addr(address):
