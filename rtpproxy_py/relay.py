@@ -53,6 +53,8 @@ session's latching, addresses, ports or per-packet features change, and hands
 its RTP to the kernel or takes it back; nothing of it is on the packet path.
 """
 
+from __future__ import annotations
+
 import errno
 import logging
 import os
@@ -60,12 +62,17 @@ import resource
 import socket
 import time
 
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+
 import gevent
 from gevent.event import Event
 
 from .net import route_source
 from .ports import FamilyPorts, PortsExhausted
 from .throttle import LogThrottle
+
+if TYPE_CHECKING:
+    from .session import Address, Session, Stream
 
 log = logging.getLogger("rtpproxy")
 
@@ -151,9 +158,9 @@ class SessionTimer:
 
     __slots__ = ("wake", "greenlet", "armed_at")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.wake = Event()
-        self.greenlet = None
+        self.greenlet: Optional[gevent.Greenlet] = None
         self.armed_at = FOREVER
 
 
@@ -370,7 +377,7 @@ class Relay:
             config.port_min, config.port_max, config.sequential_ports)
         self.on_expired = None       # dispatcher.expire, set by service.LocalMedia
         self.now = clock()           # the packet path's time (see the module docstring)
-        self.timers = {}             # Session -> SessionTimer
+        self.timers: Dict[Session, SessionTimer] = {}
         self.open_sockets = 0
         self.throttle = LogThrottle(log)
         self._nofile_warned = False
@@ -395,7 +402,7 @@ class Relay:
             from .offload import KernelOffload
             self.offload = KernelOffload.start(config, self.route_source, clock)
 
-    def _update_clock(self):
+    def _update_clock(self) -> None:
         self.now = self.clock()
 
     # --- ports ------------------------------------------------------------
@@ -676,34 +683,36 @@ class Relay:
 
     # --- the per-session timer -------------------------------------------------
 
-    def timer_of(self, session):
+    def timer_of(self, session: Session) -> SessionTimer:
         """The session's SessionTimer (made on first use: a resizing reader
         may be built before the session is started)."""
         timer = self.timers.get(session)
         if timer is None:
-            timer = self.timers[session] = SessionTimer()
+            timer = SessionTimer()
+            if not session.closed:
+                self.timers[session] = timer
         return timer
 
-    def session_started(self, session):
+    def session_started(self, session: Session) -> None:
         if self.offload is not None or self.fastpath is not None:
             session.on_media_change = self._media_changed
         timer = self.timer_of(session)
         timer.greenlet = gevent.spawn(self._session_loop, session, timer)
 
-    def session_changed(self, session):
+    def session_changed(self, session: Session) -> None:
         """Something moved the session's next deadline earlier: re-arm."""
         timer = self.timers.get(session)
         if timer is not None:
             timer.wake.set()
 
-    def session_ended(self, session):
+    def session_ended(self, session: Session) -> None:
         for leg in (0, 1):
             self._close_leg(session, leg)
         timer = self.timers.pop(session, None)
         if timer is not None:
             timer.wake.set()
 
-    def _session_loop(self, session, timer):
+    def _session_loop(self, session: Session, timer: SessionTimer) -> None:
         """The session's timer: wake at ``get_timer``, do what ``handle_timer``
         returns, re-arm."""
         clock = self.clock
@@ -737,7 +746,7 @@ class Relay:
         if self.timers.get(session) is timer:
             del self.timers[session]
 
-    def _send_relayed(self, due):
+    def _send_relayed(self, due: List[Tuple[Stream, bytes, Address]]) -> None:
         """Re-packetized packets: (stream whose socket sends, packet, destination)."""
         dup = self.config.dup_small
         for stream, packet, target in due:
@@ -831,7 +840,7 @@ class Relay:
             self.offload = None
 
     @staticmethod
-    def _send_played(due):
+    def _send_played(due: List[Tuple[Stream, bytes]]) -> None:
         """Prompt packets go out of the party's own stream socket to its address
         (``due``: [(stream, packet)])."""
         for stream, packet in due:

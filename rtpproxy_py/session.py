@@ -32,7 +32,7 @@ flood the log); ``Session.summary()`` gives the end-of-session lines.
 """
 
 import logging
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from .media import rtcp, rtp
 from .media.analyzer import header_int
@@ -68,8 +68,13 @@ class RunningTotals:
     cost the same at any session count. Relayed = received - dropped."""
 
     __slots__ = ("npkts_rcvd", "npkts_dropped", "npkts_discard", "npkts_played", "nplrs_destroyed")
+    npkts_rcvd: int
+    npkts_dropped: int
+    npkts_discard: int
+    npkts_played: int
+    nplrs_destroyed: int
 
-    def __init__(self):
+    def __init__(self) -> None:
         for name in self.__slots__:
             setattr(self, name, 0)
 
@@ -903,33 +908,33 @@ class Session:
 
     # --- idle time ------------------------------------------------------
 
-    def _activity(self, leg):
+    def _activity(self, leg: int) -> float:
         last = self.reset_at[leg]
         for stream in (self.rtp[leg], self.rtcp[leg]):
             if stream.last_rx is not None and stream.last_rx > last:
                 last = stream.last_rx
         return last
 
-    def _leg_deadlines(self):
+    def _leg_deadlines(self) -> List[float]:
         """When each leg's idle counter runs out (unified: one shared counter)."""
         if self.unified_ttl:
             last = max(self._activity(0), self._activity(1))
             return [last + self.ttl[0], last + self.ttl[1]]
         return [self._activity(k) + self.ttl[k] for k in (0, 1)]
 
-    def remaining_ttl(self, now):
+    def remaining_ttl(self, now: float) -> int:
         """The Q ``ttl`` value: whole seconds left, minimum over both legs."""
         return max(0, min(int(d - now + 0.999999) for d in self._leg_deadlines()))
 
-    def expires_at(self):
+    def expires_at(self) -> float:
         """The session dies one counter tick after its idle counter hits 0."""
         return min(self._leg_deadlines()) + 1.0
 
-    def touch(self, now):
+    def touch(self, now: float) -> None:
         """A U/L on this session: counters back to their maximum."""
         self.reset_at = [now, now]
 
-    def set_ttl(self, leg, ttl, now):
+    def set_ttl(self, leg: int, ttl: float, now: float) -> None:
         """``S ttl=N``: new maximum for the leg (both when unified), restarted."""
         legs = (0, 1) if self.unified_ttl else (leg,)
         self.established_ttl = ttl
@@ -937,7 +942,7 @@ class Session:
             self.ttl[k] = ttl
             self.reset_at[k] = now
 
-    def mark_complete(self, now):
+    def mark_complete(self, now: float) -> None:
         """The second leg got its ports: from now on the established TTL counts."""
         self.complete = True
         self.ttl = [self.established_ttl, self.established_ttl]
@@ -945,7 +950,7 @@ class Session:
 
     # --- prompt playback (P/S) ---------------------------------------------
 
-    def start_playback(self, index, player, now):
+    def start_playback(self, index: int, player: Any, now: float) -> None:
         """Play ``player`` to the party of RTP stream ``index``; media relayed
         to that party is dropped until the prompt ends."""
         self.stop_playback(index)
@@ -954,7 +959,7 @@ class Session:
         self.players[index] = player
         self.rtp[index].set_muted(True)
 
-    def stop_playback(self, index):
+    def stop_playback(self, index: int) -> bool:
         """End the prompt playing to stream ``index``, if any; relaying resumes."""
         player = self.players.pop(index, None) if self.players else None
         if player is None:
@@ -979,7 +984,10 @@ class Session:
         due at ``now``, appended to ``out``. A player starts once its party's
         address is known and the stream has a port; a player whose prompt is
         over is removed."""
-        player = self.players[index]
+        players = self.players
+        if players is None:
+            return
+        player = players[index]
         stream = self.rtp[index]
         if player.started_at is None:
             if stream.rem_addr is None or stream.port is None:
@@ -1003,10 +1011,10 @@ class Session:
 
     # --- accounting ---------------------------------------------------------
 
-    def duration(self, now):
+    def duration(self, now: float) -> float:
         return now - self.created_at
 
-    def summary(self):
+    def summary(self) -> List[str]:
         """The end-of-session log lines (INFO), one per stream: what the party
         sent (RTP analysis: by sequence numbers) and what the relay did with it."""
         lines = []
@@ -1029,26 +1037,26 @@ class Session:
 class SessionTable:
     """Sessions by Call-ID, with upstream's tag matching (control-protocol 5.1)."""
 
-    def __init__(self):
-        self.by_call_id = {}
+    def __init__(self) -> None:
+        self.by_call_id: Dict[str, List[Session]] = {}
         self.count = 0
         self.totals = RunningTotals()
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.count
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Session]:
         for sessions in list(self.by_call_id.values()):
             yield from list(sessions)
 
-    def add(self, session):
+    def add(self, session: Session) -> None:
         session.totals = totals = self.totals
         for stream in session.rtp + session.rtcp:
             stream.totals = totals
         self.by_call_id.setdefault(session.call_id, []).append(session)
         self.count += 1
 
-    def remove(self, session):
+    def remove(self, session: Session) -> None:
         sessions = self.by_call_id.get(session.call_id)
         if sessions and session in sessions:
             sessions.remove(session)
@@ -1056,7 +1064,8 @@ class SessionTable:
             if not sessions:
                 del self.by_call_id[session.call_id]
 
-    def find(self, call_id, from_tag, to_tag=None):
+    def find(self, call_id: str, from_tag: str,
+             to_tag: Optional[str] = None) -> Tuple[Optional[Session], Optional[int]]:
         """(session, direction) for U/L/Q/P/S/C, or (None, None)."""
         sessions = self.by_call_id.get(call_id)
         if not sessions:
@@ -1074,7 +1083,8 @@ class SessionTable:
                     return session, 1
         return None, None
 
-    def find_for_delete(self, call_id, from_tag, to_tag=None, every=False):
+    def find_for_delete(self, call_id: str, from_tag: str, to_tag: Optional[str] = None,
+                        every: bool = False) -> List[Tuple[Session, int]]:
         """[(session, leg)] matched with D/R/N's prefix-aware rule (5.8): every
         session of the Call-ID whose from-tag is FROMTAG[;N] (leg 1, the
         caller's packets) or else TOTAG[;N] (leg 0). D stops at an exact match;
@@ -1158,14 +1168,14 @@ def _player_deadline(player: Any, now: float) -> float:
     return FOREVER
 
 
-def _format_addr(address):
+def _format_addr(address: Optional[Address]) -> str:
     if address is None:
         return "(none)"
     host = address[0]
     return ("[%s]:%d" if ":" in host else "%s:%d") % (host, address[1])
 
 
-def _media_suffix(tag):
+def _media_suffix(tag: str) -> Optional[str]:
     """``;N`` at the end of a tag (text after the last ';'), or None."""
     pos = tag.rfind(";")
     return tag[pos:] if pos >= 0 else None
