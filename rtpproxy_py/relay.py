@@ -504,8 +504,7 @@ class Relay:
                                      (session.rtcp[leg], rtcp_sock, port + 1)):
             watcher = self.loop.io(sock.fileno(), 1)
             stream.handle = MediaSocket(sock, watcher, number, family)
-            stream.port = number
-            stream.local = local
+        session.ports_bound(leg, local, port)
         self.open_sockets += 2
         self._check_nofile_use()
         self._sync_twins(session, force_rewire=True)
@@ -534,6 +533,7 @@ class Relay:
             self.fastpath.release_session(session)
         if self.offload is not None:
             self.offload.remove(session)
+        closed = False
         for stream in (session.rtp[leg], session.rtcp[leg]):
             handle = stream.handle
             if handle is None:
@@ -545,8 +545,9 @@ class Relay:
             if stream.is_rtp:
                 self.ports.released(handle.port, handle.family)
             stream.handle = None
-            stream.port = None
-            stream.refresh_target()
+            closed = True
+        if closed:
+            session.ports_released(leg)
 
     # --- twins and watchers ---------------------------------------------------
 

@@ -906,6 +906,23 @@ class Session:
                 stream.handle_timer(now, due)
         return due
 
+    # --- local addresses ------------------------------------------------------
+
+    def ports_bound(self, leg: int, local: Any, port: int) -> None:
+        """The driver bound leg ``leg``'s RTP/RTCP pair on ``local`` (a
+        config.BindAddress) at ``port`` and ``port + 1``: the local address
+        its party is told (U/L replies, Q, rtpproxy-ctl). The sockets are
+        the driver's; the caller refreshes where packets go."""
+        self.rtp[leg].port, self.rtcp[leg].port = port, port + 1
+        self.rtp[leg].local = self.rtcp[leg].local = local
+
+    def ports_released(self, leg: int) -> None:
+        """The driver closed leg ``leg``'s pair: nothing is relayed to its
+        party until it has ports again (its local interface is kept)."""
+        for stream in (self.rtp[leg], self.rtcp[leg]):
+            stream.port = None
+            stream.refresh_target()
+
     # --- idle time ------------------------------------------------------
 
     def _activity(self, leg: int) -> float:
