@@ -57,7 +57,7 @@ def _party(session, index: int, now: float) -> Dict[str, Any]:
         "packets_relayed": rtp.nrelayed + rtcp.nrelayed,
         "packets_dropped": rtp.ndropped + rtcp.ndropped,
         "lost": analyzer.rtpa_nlost if analyzer is not None else None,
-        # the packet path's clock is 0.1 s coarse (relay.NOW): never older than the session
+        # the packet path's clock is 0.1 s coarse (Relay.now): never older than the session
         "idle": None if last is None else round(max(0.0, min(now - last, now - session.created_at)), 3),
     }
 

@@ -37,20 +37,22 @@ class MediaPort(Protocol):
 
     def open_leg(self, session: "Session", leg: int, local: "BindAddress") -> None:
         """Give leg ``leg`` an RTP/RTCP port pair on ``local`` (replacing an old
-        one): set ``port`` and ``local`` of both streams. Raises
-        ports.PortsExhausted when no pair is free."""
+        one) and tell the session (``Session.ports_bound``; the sockets stay
+        the port's own). Raises ports.PortsExhausted when no pair is free."""
 
     def session_started(self, session: "Session") -> None:
-        """A new session: start watching its deadlines (expiry, prompts)."""
+        """A new session: arm its one timer (``Session.get_timer``) and call
+        ``Session.handle_timer`` whenever it is due."""
 
     def session_updated(self, session: "Session") -> None:
         """A U/L changed addresses, latching, re-packetizing or filters."""
 
     def session_changed(self, session: "Session") -> None:
-        """The session's next deadline may have moved earlier (P, S ttl=)."""
+        """The session's next deadline may have moved earlier (P, S ttl=):
+        re-arm its timer."""
 
     def session_ended(self, session: "Session") -> None:
-        """Release the session's ports; stop watching it."""
+        """Release the session's ports (``Session.ports_released``); drop its timer."""
 
     def set_tos(self, session: "Session", leg: int, tos: int) -> bool:
         """``S tos=N``; False when the leg is not IPv4."""
@@ -124,17 +126,13 @@ class MemoryMediaPort:
         else:
             raise PortsExhausted()
         self._close_leg(session, leg)
-        for stream, number in ((session.rtp[leg], port), (session.rtcp[leg], port + 1)):
-            stream.port = number
-            stream.local = local
+        session.ports_bound(leg, local, port)
 
     def _close_leg(self, session: "Session", leg: int) -> None:
         rtp = session.rtp[leg]
         if rtp.port is not None and rtp.local is not None:
             self.ports.released(rtp.port, rtp.local.family)
-        for stream in (rtp, session.rtcp[leg]):
-            stream.port = None
-            stream.refresh_target()
+        session.ports_released(leg)
 
     def session_started(self, session: "Session") -> None:
         self.sessions.add(session)
@@ -206,36 +204,26 @@ class MemoryMediaPort:
         return target
 
     def next_deadline(self, session: "Session", now: float) -> float:
-        """When the session next needs ``handle_timer`` (expiry, a prompt packet)."""
-        wake = session.expires_at()
-        if session.players is not None:
-            wake = min(wake, session.next_playback_at(now))
-        for stream in session.rtp:
-            if stream.resizer is not None:
-                wake = min(wake, now)
-        return wake
+        """When the session next needs ``handle_timer`` (Session.get_timer)."""
+        return session.get_timer(now)
 
     def handle_timer(self, now: float) -> None:
-        """What relay.py's session greenlets do at ``now``: expire idle sessions
-        (through ``on_expired``), send due prompt and re-packetized packets."""
+        """What relay.py's session timers do at ``now`` (Session.handle_timer):
+        expire idle sessions (through ``on_expired``), send due prompt and
+        re-packetized packets."""
         for session in list(self.sessions):
             if session.closed:
                 continue
-            if now >= session.expires_at():
+            due = session.handle_timer(now)
+            if due.expired:
                 if self.on_expired is not None:
                     self.on_expired(session)
                 continue
-            for stream in session.rtp:
-                if stream.resizer is not None:
-                    due, _ = stream.resizer.dequeue(now)
-                    target = stream.peer.target
-                    if target is not None:
-                        for packet in due:
-                            self.outbox.append((stream.peer.port, packet, target))
-            if session.players is not None:
-                for stream, packet in session.playback_due(now):
-                    if stream.rem_addr is not None:
-                        self.outbox.append((stream.port, packet, stream.rem_addr))
+            for stream, packet, target in due.relayed:
+                self.outbox.append((stream.port, packet, target))
+            for stream, packet in due.played:
+                if stream.rem_addr is not None:
+                    self.outbox.append((stream.port, packet, stream.rem_addr))
 
     def datagrams_to_send(self) -> List[Tuple[int, bytes, Address]]:
         """The outbox, emptied: [(local port, datagram, destination)]."""

@@ -22,20 +22,25 @@ When sockets run out (the -m/-M range is full, or the open-files limit is
 reached) U/L answer E72/E71, one log line per ten seconds names the limit,
 and the next session after one ends gets its ports again.
 
-Each session also gets a greenlet that sleeps until the session's next
-deadline (idle expiry, the next prompt packet, the next re-packetized packet)
-and acts on it.
+Each session also gets one timer, as aioquic's protocol re-arms its
+connection's: a greenlet that sleeps until ``Session.get_timer(now)`` (idle
+expiry, the next prompt packet, the next re-packetized packet, a module's
+timer), calls ``Session.handle_timer(now)`` and does what it returns (sends
+packets, ends the session). The timer (``SessionTimer``) is the relay's, in
+its own map: the session only answers when and what.
 
 A stream with a resizer (``z``) gets readers that hand its packets to the
 resizer instead of sending them (_resizing_reader): what is due at once goes
 out from the reader, the rest from the session greenlet when it is due.
 Streams without one keep the plain readers, so they pay nothing for it.
 
-``NOW``, the packet path's clock, is refreshed every 0.1 s by a timer; with
-RTP analysis on it is refreshed at every loop iteration instead (a libev
-check watcher, which runs right after the poll and before the I/O
-callbacks), so it is the time the batch of packets was picked up: what the
-analyzer takes as the arrival time, at no cost per packet.
+``Relay.now``, the packet path's time, is read from the relay's clock (the
+one it was given) every 0.1 s by a timer; with RTP analysis on it is read at
+every loop iteration instead (a libev check watcher, which runs right after
+the poll and before the I/O callbacks), so it is the time the batch of
+packets was picked up: what the analyzer takes as the arrival time, at no
+cost per packet. The readers pass it to the Stream, which never reads a
+clock itself.
 
 A stream with module packet filters (dtls_gw, ice_lite: session.PacketFilter),
 or whose peer has them, is read by _filtering_reader: every datagram goes
@@ -48,6 +53,8 @@ session's latching, addresses, ports or per-packet features change, and hands
 its RTP to the kernel or takes it back; nothing of it is on the packet path.
 """
 
+from __future__ import annotations
+
 import errno
 import logging
 import os
@@ -55,12 +62,17 @@ import resource
 import socket
 import time
 
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+
 import gevent
 from gevent.event import Event
 
 from .net import route_source
 from .ports import FamilyPorts, PortsExhausted
 from .throttle import LogThrottle
+
+if TYPE_CHECKING:
+    from .session import Address, Session, Stream
 
 log = logging.getLogger("rtpproxy")
 
@@ -83,13 +95,18 @@ _IP_TOS = int(socket.IP_TOS)
 TWIN_RETRY = 5.0
 NOFILE_WARN_SHARE = 0.8     # -L: warn once when descriptors in use reach 80 % of the limit
 
-# Packet arrival time as the packet path sees it: refreshed by a loop timer
-# rather than read per packet. Idle time-outs, the 10 s re-latch window and the
-# once-a-second sequence resync only need a tenth of a second (RTP analysis
-# refreshes it at every loop iteration instead, see the module docstring).
+# Packet arrival time as the packet path sees it (Relay.now): refreshed by a
+# loop timer rather than read per packet. Idle time-outs, the 10 s re-latch
+# window and the once-a-second sequence resync only need a tenth of a second
+# (RTP analysis refreshes it at every loop iteration instead, see the module
+# docstring).
 CLOCK_TICK = 0.1
-NOW = time.monotonic()
 FOREVER = float("inf")
+# A session's timer due within this long while a prompt paces it (and no
+# resizer can move it earlier) is slept on plainly: an Event wait with a
+# time-out costs several times more per wake-up. Commands that move the
+# deadline meanwhile (S, another P, TTL) are seen at the next prompt packet.
+PACED_SLEEP = 0.25
 
 
 def set_io_collect_interval(loop, seconds):
@@ -142,14 +159,27 @@ class MediaSocket:
         self.sock.close()
 
 
-def _wanted_twin(stream, handle):
+class SessionTimer:
+    """The relay's one timer of a session: the greenlet that sleeps until the
+    session's next deadline, the event that wakes it earlier, and when it
+    plans to wake (FOREVER: not waiting)."""
+
+    __slots__ = ("wake", "greenlet", "armed_at")
+
+    def __init__(self) -> None:
+        self.wake = Event()
+        self.greenlet: Optional[gevent.Greenlet] = None
+        self.armed_at = FOREVER
+
+
+def _wanted_twin(relay, stream, handle):
     """The address the stream's twin should be connected to (None: no twin)."""
     remote = stream.rem_addr
     if not stream.is_rtp or remote is None:
         return None
     if stream.latched or handle.twin_addr == remote:
         refused = handle.twin_refused
-        if refused is not None and refused[0] == remote and NOW < refused[1]:
+        if refused is not None and refused[0] == remote and relay.now < refused[1]:
             return handle.twin_addr      # failed a moment ago: keep what there is
         return remote
     return None
@@ -171,6 +201,7 @@ def _resizing_reader(relay, stream, handle, peer, dup, main):
     enqueue, dequeue = resizer.enqueue, resizer.dequeue
     clock = relay.clock
     session = stream.session
+    timer = relay.timer_of(session)
     send, sendto = _sender(peer)
     if main:
         recvfrom, on_packet = handle.sock.recvfrom, stream.on_packet
@@ -200,9 +231,9 @@ def _resizing_reader(relay, stream, handle, peer, dup, main):
         except OSError:
             return
         if main:
-            target = on_packet(data, source, NOW)
+            target = on_packet(data, source, relay.now)
         else:
-            target = on_latched_packet(data, NOW)
+            target = on_latched_packet(data, relay.now)
         if target is not None:
             now = clock()
             if not enqueue(data, now):
@@ -210,9 +241,9 @@ def _resizing_reader(relay, stream, handle, peer, dup, main):
             due, wake_at = dequeue(now)
             for packet in due:
                 out(packet, target)
-            if wake_at is not None and session.timer is not None and wake_at < session.timer[2][0]:
-                session.timer[0].set()          # the session greenlet must wake earlier
-        if main and _wanted_twin(stream, handle) != handle.twin_addr:
+            if wake_at is not None and wake_at < timer.armed_at:
+                timer.wake.set()                # the session's timer must fire earlier
+        if main and _wanted_twin(relay, stream, handle) != handle.twin_addr:
             check_twin(session)
     return read
 
@@ -244,8 +275,8 @@ def _filtering_reader(relay, stream, handle, main):
                 data, source = recv(RECV_SIZE), handle.twin_addr
         except OSError:
             return
-        deliver(stream, data, source, NOW)
-        if main and check_twin is not None and _wanted_twin(stream, handle) != handle.twin_addr:
+        deliver(stream, data, source, relay.now)
+        if main and check_twin is not None and _wanted_twin(relay, stream, handle) != handle.twin_addr:
             check_twin(session)
     return read
 
@@ -277,7 +308,7 @@ def _main_reader(relay, stream, handle, peer, dup):
             fast_owned_before = True
         else:
             fast_owned_before = False
-        target = on_packet(data, source, NOW)
+        target = on_packet(data, source, relay.now)
         if target is not None:
             try:
                 if send is not None:
@@ -290,7 +321,7 @@ def _main_reader(relay, stream, handle, peer, dup):
                         sendto(data, target)
             except OSError:
                 pass
-        if check_twin is not None and _wanted_twin(stream, handle) != handle.twin_addr:
+        if check_twin is not None and _wanted_twin(relay, stream, handle) != handle.twin_addr:
             check_twin(stream.session)
         elif fast_owned_before:
             fast.update(stream.session)     # the C thread may take them again
@@ -315,7 +346,7 @@ def _twin_reader(relay, stream, handle, peer, dup):
                 data = recv(RECV_SIZE)
             except OSError:      # nothing queued, or an ICMP error on the connected socket
                 return
-            if on_latched_packet(data, NOW) is not None:
+            if on_latched_packet(data, relay.now) is not None:
                 try:
                     send(data)
                 except OSError:
@@ -327,7 +358,7 @@ def _twin_reader(relay, stream, handle, peer, dup):
             data = recv(RECV_SIZE)
         except OSError:
             return
-        target = on_latched_packet(data, NOW)
+        target = on_latched_packet(data, relay.now)
         if target is not None:
             try:
                 if send is not None:
@@ -353,6 +384,8 @@ class Relay:
         self.ports = ports if ports is not None else FamilyPorts(
             config.port_min, config.port_max, config.sequential_ports)
         self.on_expired = None       # dispatcher.expire, set by service.LocalMedia
+        self.now = clock()           # the packet path's time (see the module docstring)
+        self.timers: Dict[Session, SessionTimer] = {}
         self.open_sockets = 0
         self.throttle = LogThrottle(log)
         self._nofile_warned = False
@@ -379,10 +412,8 @@ class Relay:
             from .offload import KernelOffload
             self.offload = KernelOffload.start(config, self.route_source, clock)
 
-    @staticmethod
-    def _update_clock():
-        global NOW
-        NOW = time.monotonic()
+    def _update_clock(self) -> None:
+        self.now = self.clock()
 
     # --- ports ------------------------------------------------------------
 
@@ -495,8 +526,7 @@ class Relay:
                                      (session.rtcp[leg], rtcp_sock, port + 1)):
             watcher = self.loop.io(sock.fileno(), 1)
             stream.handle = MediaSocket(sock, watcher, number, family)
-            stream.port = number
-            stream.local = local
+        session.ports_bound(leg, local, port)
         self.open_sockets += 2
         self._check_nofile_use()
         self._sync_twins(session, force_rewire=True)
@@ -525,6 +555,7 @@ class Relay:
             self.fastpath.release_session(session)
         if self.offload is not None:
             self.offload.remove(session)
+        closed = False
         for stream in (session.rtp[leg], session.rtcp[leg]):
             handle = stream.handle
             if handle is None:
@@ -536,8 +567,9 @@ class Relay:
             if stream.is_rtp:
                 self.ports.released(handle.port, handle.family)
             stream.handle = None
-            stream.port = None
-            stream.refresh_target()
+            closed = True
+        if closed:
+            session.ports_released(leg)
 
     # --- twins and watchers ---------------------------------------------------
 
@@ -558,7 +590,7 @@ class Relay:
                               "using the plain one", handle.port, address, exc.strerror)
             if twin is not None:
                 twin.close()
-            handle.twin_refused = (address, NOW + TWIN_RETRY)
+            handle.twin_refused = (address, self.now + TWIN_RETRY)
             return False
         finally:
             main.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 0)
@@ -577,7 +609,7 @@ class Relay:
             handle = stream.handle
             if handle is None:
                 continue
-            wanted = _wanted_twin(stream, handle)
+            wanted = _wanted_twin(self, stream, handle)
             if wanted == handle.twin_addr:
                 continue
             if not changed and self.fastpath is not None:
@@ -672,85 +704,84 @@ class Relay:
         """The local address the kernel would use to reach ``host``, or None."""
         return route_source(host, family)
 
-    # --- per-session greenlet ----------------------------------------------
+    # --- the per-session timer -------------------------------------------------
 
-    def session_started(self, session):
+    def timer_of(self, session: Session) -> SessionTimer:
+        """The session's SessionTimer (made on first use: a resizing reader
+        may be built before the session is started)."""
+        timer = self.timers.get(session)
+        if timer is None:
+            timer = SessionTimer()
+            if not session.closed:
+                self.timers[session] = timer
+        return timer
+
+    def session_started(self, session: Session) -> None:
         if self.offload is not None or self.fastpath is not None:
             session.on_media_change = self._media_changed
-        # (event that wakes the greenlet, the greenlet, [when it plans to wake])
-        wake, plan = Event(), [FOREVER]
-        session.timer = (wake, gevent.spawn(self._session_loop, session, wake, plan), plan)
+        timer = self.timer_of(session)
+        timer.greenlet = gevent.spawn(self._session_loop, session, timer)
 
-    def session_changed(self, session):
-        """Something moved the session's next deadline earlier: re-plan."""
-        if session.timer is not None:
-            session.timer[0].set()
+    def session_changed(self, session: Session) -> None:
+        """Something moved the session's next deadline earlier: re-arm."""
+        timer = self.timers.get(session)
+        if timer is not None:
+            timer.wake.set()
 
-    def session_ended(self, session):
+    def session_ended(self, session: Session) -> None:
         for leg in (0, 1):
             self._close_leg(session, leg)
-        if session.timer is not None:
-            session.timer[0].set()
+        timer = self.timers.pop(session, None)
+        if timer is not None:
+            timer.wake.set()
 
-    def _session_loop(self, session, wake, plan):
+    def _session_loop(self, session: Session, timer: SessionTimer) -> None:
+        """The session's timer: wake at ``get_timer``, do what ``handle_timer``
+        returns, re-arm."""
         clock = self.clock
+        wake = timer.wake
         while not session.closed:
             now = clock()
-            deadline = session.expires_at()
-            if now >= deadline:
+            due = session.handle_timer(now)
+            if due.expired:
                 if self.fastpath is not None and self.fastpath.refresh(session):
                     continue        # the C thread relayed packets: not idle after all
                 if self.offload is not None and self.offload.refresh(session):
                     continue        # the kernel relayed packets: not idle after all
                 self.on_expired(session)
-                return
-            wake_at = deadline
-            resizing = session.rtp[0].resizer is not None or session.rtp[1].resizer is not None
-            if session.wakers is not None:
-                for waker in session.wakers:
-                    wake_at = min(wake_at, waker(now))
-            if resizing:
-                wake_at = min(wake_at, self._send_resized(session, now))
-            if session.players is not None:
-                self._send_played(session.playback_due(now))
-                next_packet = session.next_playback_at(now)
-                if next_packet < wake_at and not resizing:
-                    # Pacing a prompt: a plain timer sleep, as an Event wait with a
-                    # time-out costs several times more per wake-up. Changes made
-                    # meanwhile (S, another P, TTL) are seen at the next packet time.
-                    wake.clear()
-                    plan[0] = next_packet
-                    gevent.sleep(max(next_packet - clock(), 0.0))
-                    continue
-                wake_at = min(wake_at, next_packet)
-            plan[0] = wake_at
+                break
+            if due.relayed:
+                self._send_relayed(due.relayed)
+            if due.played:
+                self._send_played(due.played)
+            wake_at = session.get_timer(now)
+            if (session.players is not None and wake_at - now < PACED_SLEEP
+                    and session.rtp[0].resizer is None and session.rtp[1].resizer is None):
+                # Pacing a prompt (PACED_SLEEP): a plain timer sleep.
+                wake.clear()
+                timer.armed_at = wake_at
+                gevent.sleep(max(wake_at - clock(), 0.0))
+                continue
+            timer.armed_at = wake_at
             wake.wait(max(wake_at - now, 0.0))
             wake.clear()
-        plan[0] = FOREVER
+        timer.armed_at = FOREVER
+        if self.timers.get(session) is timer:
+            del self.timers[session]
 
-    def _send_resized(self, session, now):
-        """Send the re-packetized packets that are due; returns when the next is."""
+    def _send_relayed(self, due: List[Tuple[Stream, bytes, Address]]) -> None:
+        """Re-packetized packets: (stream whose socket sends, packet, destination)."""
         dup = self.config.dup_small
-        wake_at = FOREVER
-        for stream in session.rtp:
-            resizer = stream.resizer
-            if resizer is None:
+        for stream, packet, target in due:
+            handle = stream.handle
+            if handle is None:
                 continue
-            due, next_at = resizer.dequeue(now)
-            if due:
-                peer = stream.peer
-                handle, target = peer.handle, peer.target
-                if handle is not None and target is not None:
-                    for packet in due:
-                        try:
-                            handle.sock.sendto(packet, target)
-                            if dup and len(packet) < SMALL_PACKET:
-                                handle.sock.sendto(packet, target)
-                        except OSError:
-                            pass
-            if next_at is not None and next_at < wake_at:
-                wake_at = next_at
-        return wake_at
+            try:
+                handle.sock.sendto(packet, target)
+                if dup and len(packet) < SMALL_PACKET:
+                    handle.sock.sendto(packet, target)
+            except OSError:
+                pass
 
     # --- module filters (session.PacketFilter) ----------------------------------
 
@@ -832,8 +863,9 @@ class Relay:
             self.offload = None
 
     @staticmethod
-    def _send_played(due):
-        """Prompt packets go out of the party's own stream socket to its address."""
+    def _send_played(due: List[Tuple[Stream, bytes]]) -> None:
+        """Prompt packets go out of the party's own stream socket to its address
+        (``due``: [(stream, packet)])."""
         for stream, packet in due:
             handle, target = stream.handle, stream.rem_addr
             if handle is None or target is None:

@@ -32,6 +32,7 @@ flood the log); ``Session.summary()`` gives the end-of-session lines.
 """
 
 import logging
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from .media import rtcp, rtp
 from .media.analyzer import header_int
@@ -59,8 +60,13 @@ class RunningTotals:
     cost the same at any session count. Relayed = received - dropped."""
 
     __slots__ = ("npkts_rcvd", "npkts_dropped", "npkts_discard", "npkts_played", "nplrs_destroyed")
+    npkts_rcvd: int
+    npkts_dropped: int
+    npkts_discard: int
+    npkts_played: int
+    nplrs_destroyed: int
 
-    def __init__(self):
+    def __init__(self) -> None:
         for name in self.__slots__:
             setattr(self, name, 0)
 
@@ -106,6 +112,8 @@ class Stream:
         # bytes: of accepted packets (only with --metrics, by a tap), and of
         # dropped ones (counted on the drop paths only)
         "nbytes_in", "nbytes_ignored", "nbytes_unsent",
+        # timers: when the resizer said to ask it again (FOREVER: only after a packet)
+        "resize_due",
     )
 
     def __init__(self, session, index, is_rtp):
@@ -147,6 +155,7 @@ class Stream:
         self.nbytes_in = 0
         self.nbytes_ignored = 0
         self.nbytes_unsent = 0
+        self.resize_due = FOREVER
 
     # --- the packet path ------------------------------------------------
 
@@ -383,10 +392,6 @@ class Stream:
     def may_leave_user_space(self, tier):
         return self.user_space_reason(tier) is None
 
-    def next_deadline(self, now):
-        """The earliest deadline of the stream's features (FOREVER: none)."""
-        return min((f.next_deadline(now) for f in self.features), default=FOREVER)
-
     def set_analyzer(self, analyzer):
         """RTP analysis on (an RtpAnalyzer) or off (None)."""
         for feature in self.features:
@@ -481,11 +486,84 @@ class Stream:
                             if f.precedence >= PRECEDENCE_VETO)
         return reasons or None
 
+    # --- timed features (Session.get_timer / handle_timer) -----------------------
+
+    def next_deadline(self, now: float) -> float:
+        """When this stream's timed features (re-packetizing, a prompt played
+        to its party) next need ``handle_timer``; FOREVER: not before a
+        packet or a command changes something."""
+        # the features' own deadlines (media/feature.py), then the two the
+        # timer drives itself: the resizer's last dequeue and the prompt
+        wake = min((f.next_deadline(now) for f in self.features), default=FOREVER)
+        if self.resizer is not None and self.resize_due < wake:
+            wake = self.resize_due
+        players = self.session.players
+        if players is not None and self.is_rtp:
+            player = players.get(self.index)
+            if player is not None:
+                wake = min(wake, _player_deadline(player, now))
+        return wake
+
+    def handle_timer(self, now: float, due: "TimerOutput") -> None:
+        """Do what this stream's timed features have due at ``now``: the
+        re-packetized packets go into ``due.relayed`` (sent from the peer's
+        socket to where the peer sends), the prompt's into ``due.played``."""
+        resizer = self.resizer
+        if resizer is not None:
+            packets, next_at = resizer.dequeue(now)
+            self.resize_due = FOREVER if next_at is None else next_at
+            if packets:
+                peer = self.peer
+                target = peer.target
+                if target is not None:
+                    relayed = due.relayed
+                    for packet in packets:
+                        relayed.append((peer, packet, target))
+        players = self.session.players
+        if players is not None and self.is_rtp and self.index in players:
+            self.session._play(self.index, now, due.played)
+
+
+Address = Tuple[Any, ...]   # (host, port) or (host, port, flowinfo, scope_id)
+Waker = Callable[[float], float]
+
+
+class TimerOutput:
+    """What ``Session.handle_timer(now)`` found due; the driver does it.
+
+    ``expired``: the session is idle past its TTL. The driver ends it, once
+    it has brought in the packets relayed outside the program (the fast
+    path, the kernel), which may show that it was not idle after all.
+    ``relayed``: re-packetized media as (stream whose socket sends it,
+    datagram, destination), sent as relayed packets are (``-2`` doubles the
+    small ones). ``played``: prompt packets as (stream, datagram), sent from
+    the stream's socket to its party (``stream.rem_addr``).
+    """
+
+    __slots__ = ("expired", "relayed", "played")
+
+    def __init__(self) -> None:
+        self.expired = False
+        self.relayed: List[Tuple[Stream, bytes, Address]] = []
+        self.played: List[Tuple[Stream, bytes]] = []
+
 
 class Session:
-    """One media stream of a call: two parties, their RTP and RTCP streams."""
+    """One media stream of a call: two parties, their RTP and RTCP streams.
 
-    def __init__(self, call_id, from_tag, now, setup_ttl, established_ttl=None, unified_ttl=True):
+    As aioquic's connection, it has one timer: ``get_timer(now)`` says when
+    it next needs ``handle_timer(now)`` (idle expiry, the next prompt or
+    re-packetized packet, a module's timer), and ``handle_timer`` does what
+    is due and returns what the driver (relay.py, media_port.py) must send
+    or end. Time is always passed in.
+    """
+
+    on_media_change: Optional[Callable[["Session"], None]]
+    players: Optional[Dict[int, Any]]
+    wakers: Optional[Tuple[Waker, ...]]
+
+    def __init__(self, call_id: str, from_tag: str, now: float, setup_ttl: float,
+                 established_ttl: Optional[float] = None, unified_ttl: bool = True) -> None:
         self.call_id = call_id
         self.from_tag = from_tag
         self.to_tag = None          # the other party's tag, once a U/L named it (rtpproxy-ctl)
@@ -510,14 +588,18 @@ class Session:
         self.latch_until = now      # strict: new sources may be learned until then
         self.closed = False
         self.end_reason = None
-        self.timer = None           # the relay's per-session wake-up handle
         self.players = None         # {stream index: media.player.Player} while prompts play
         self.npkts_played = 0
         self.nplrs_destroyed = 0
-        self.on_media_change = None  # the relay's, with --kernel_offload
+        # The one listener of the session: called with the session whenever a
+        # per-packet feature goes on or off on one of its streams (a tap, a
+        # prompt's mute, an offload veto), so a driver that hands streams to
+        # other tiers (the fast path, the kernel) re-decides at once. None: nobody listens.
+        self.on_media_change = None
         self.wakers = None          # module timers: callables now -> next wake-up time
+        self.wakers_due = FOREVER   # the earliest time they asked for at their last run
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<Session %s %s>" % (self.call_id, self.from_tag)
 
     @property
@@ -530,51 +612,107 @@ class Session:
     def strict(self, strict):
         self.latching = rules(strict)
 
-    def streams(self):
+    def streams(self) -> List[Stream]:
         return self.rtp + self.rtcp
 
-    def add_waker(self, waker):
-        """``waker(now)`` runs in the session greenlet at each wake-up and returns
-        when it next needs to run (FOREVER: not until something changes)."""
+    def add_waker(self, waker: Waker) -> None:
+        """``waker(now)`` runs in ``handle_timer``, at every wake-up of the
+        session's timer, and returns when it next needs to run (FOREVER: not
+        until something changes). A new one runs at the next wake-up."""
         self.wakers = (self.wakers or ()) + (waker,)
+        self.wakers_due = NEVER
 
-    def remove_waker(self, waker):
+    def remove_waker(self, waker: Waker) -> None:
         self.wakers = tuple(w for w in (self.wakers or ()) if w is not waker) or None
 
-    def media_changed(self):
+    def media_changed(self) -> None:
         """A per-packet feature went on or off on one of its streams."""
         if self.on_media_change is not None:
             self.on_media_change(self)
 
+    # --- the timer (as aioquic's get_timer / handle_timer) ---------------------
+
+    def get_timer(self, now: float) -> float:
+        """When the session next needs ``handle_timer``: its idle expiry, a
+        module timer, or a stream's timed feature, whichever comes first."""
+        wake = self.expires_at()
+        if self.wakers is not None and self.wakers_due < wake:
+            wake = self.wakers_due
+        for stream in self.rtp:
+            if stream.resizer is not None or self.players is not None:
+                at = stream.next_deadline(now)
+                if at < wake:
+                    wake = at
+        return wake
+
+    def handle_timer(self, now: float) -> TimerOutput:
+        """Do what is due at ``now`` and return what the driver must do.
+        Nothing else is done once the session is found expired. Module
+        timers run at every call; it may be called early or late (a
+        feature's deadline moved, the driver was busy)."""
+        due = TimerOutput()
+        if now >= self.expires_at():
+            due.expired = True
+            return due
+        wakers = self.wakers
+        if wakers is not None:
+            wake = FOREVER
+            for waker in wakers:
+                at = waker(now)
+                if at < wake:
+                    wake = at
+            self.wakers_due = wake
+        for stream in self.rtp:
+            if stream.resizer is not None or self.players is not None:
+                stream.handle_timer(now, due)
+        return due
+
+    # --- local addresses ------------------------------------------------------
+
+    def ports_bound(self, leg: int, local: Any, port: int) -> None:
+        """The driver bound leg ``leg``'s RTP/RTCP pair on ``local`` (a
+        config.BindAddress) at ``port`` and ``port + 1``: the local address
+        its party is told (U/L replies, Q, rtpproxy-ctl). The sockets are
+        the driver's; the caller refreshes where packets go."""
+        self.rtp[leg].port, self.rtcp[leg].port = port, port + 1
+        self.rtp[leg].local = self.rtcp[leg].local = local
+
+    def ports_released(self, leg: int) -> None:
+        """The driver closed leg ``leg``'s pair: nothing is relayed to its
+        party until it has ports again (its local interface is kept)."""
+        for stream in (self.rtp[leg], self.rtcp[leg]):
+            stream.port = None
+            stream.refresh_target()
+
     # --- idle time ------------------------------------------------------
 
-    def _activity(self, leg):
+    def _activity(self, leg: int) -> float:
         last = self.reset_at[leg]
         for stream in (self.rtp[leg], self.rtcp[leg]):
             if stream.last_rx is not None and stream.last_rx > last:
                 last = stream.last_rx
         return last
 
-    def _leg_deadlines(self):
+    def _leg_deadlines(self) -> List[float]:
         """When each leg's idle counter runs out (unified: one shared counter)."""
         if self.unified_ttl:
             last = max(self._activity(0), self._activity(1))
             return [last + self.ttl[0], last + self.ttl[1]]
         return [self._activity(k) + self.ttl[k] for k in (0, 1)]
 
-    def remaining_ttl(self, now):
+    def remaining_ttl(self, now: float) -> int:
         """The Q ``ttl`` value: whole seconds left, minimum over both legs."""
         return max(0, min(int(d - now + 0.999999) for d in self._leg_deadlines()))
 
-    def expires_at(self):
+    def expires_at(self) -> float:
         """The session dies one counter tick after its idle counter hits 0."""
         return min(self._leg_deadlines()) + 1.0
 
-    def touch(self, now):
+    def touch(self, now: float) -> None:
         """A U/L on this session: counters back to their maximum."""
         self.reset_at = [now, now]
 
-    def set_ttl(self, leg, ttl, now):
+    def set_ttl(self, leg: int, ttl: float, now: float) -> None:
         """``S ttl=N``: new maximum for the leg (both when unified), restarted."""
         legs = (0, 1) if self.unified_ttl else (leg,)
         self.established_ttl = ttl
@@ -582,7 +720,7 @@ class Session:
             self.ttl[k] = ttl
             self.reset_at[k] = now
 
-    def mark_complete(self, now):
+    def mark_complete(self, now: float) -> None:
         """The second leg got its ports: from now on the established TTL counts."""
         self.complete = True
         self.ttl = [self.established_ttl, self.established_ttl]
@@ -590,7 +728,7 @@ class Session:
 
     # --- prompt playback (P/S) ---------------------------------------------
 
-    def start_playback(self, index, player, now):
+    def start_playback(self, index: int, player: Any, now: float) -> None:
         """Play ``player`` to the party of RTP stream ``index``; media relayed
         to that party is dropped until the prompt ends."""
         self.stop_playback(index)
@@ -599,7 +737,7 @@ class Session:
         self.players[index] = player
         self.rtp[index].set_muted(True)
 
-    def stop_playback(self, index):
+    def stop_playback(self, index: int) -> bool:
         """End the prompt playing to stream ``index``, if any; relaying resumes."""
         player = self.players.pop(index, None) if self.players else None
         if player is None:
@@ -612,43 +750,49 @@ class Session:
             self.players = None
         return True
 
-    def playback_due(self, now):
-        """The played packets due at ``now`` as [(stream to send from, packet)].
-
-        A player starts once its party's address is known and the stream has
-        a socket; a player whose prompt is over is removed.
-        """
-        out = []
-        for index, player in list(self.players.items()):
-            stream = self.rtp[index]
-            if player.started_at is None:
-                if stream.rem_addr is None or stream.port is None:
-                    continue
-                player.start(now)
-            for packet in player.poll(now):
-                out.append((stream, packet))
-            if player.finished:
-                self.stop_playback(index)
-        self.npkts_played += len(out)
-        self.totals.npkts_played += len(out)
+    def playback_due(self, now: float) -> List[Tuple[Stream, bytes]]:
+        """The played packets due at ``now`` as [(stream to send from, packet)]."""
+        out: List[Tuple[Stream, bytes]] = []
+        for index in list(self.players or ()):
+            self._play(index, now, out)
         return out
 
-    def next_playback_at(self, now):
+    def _play(self, index: int, now: float, out: List[Tuple[Stream, bytes]]) -> None:
+        """The packets of the prompt playing to RTP stream ``index`` that are
+        due at ``now``, appended to ``out``. A player starts once its party's
+        address is known and the stream has a port; a player whose prompt is
+        over is removed."""
+        players = self.players
+        if players is None:
+            return
+        player = players[index]
+        stream = self.rtp[index]
+        if player.started_at is None:
+            if stream.rem_addr is None or stream.port is None:
+                return
+            player.start(now)
+        count = 0
+        for packet in player.poll(now):
+            out.append((stream, packet))
+            count += 1
+        if player.finished:
+            self.stop_playback(index)
+        self.npkts_played += count
+        self.totals.npkts_played += count
+
+    def next_playback_at(self, now: float) -> float:
         """When playback next needs attention (FOREVER when nothing is due)."""
         wake = FOREVER
         for player in (self.players or {}).values():
-            if player.started_at is None:
-                wake = min(wake, now + ADDRESS_POLL)
-            elif player.next_due is not None:
-                wake = min(wake, player.next_due)
+            wake = min(wake, _player_deadline(player, now))
         return wake
 
     # --- accounting ---------------------------------------------------------
 
-    def duration(self, now):
+    def duration(self, now: float) -> float:
         return now - self.created_at
 
-    def summary(self):
+    def summary(self) -> List[str]:
         """The end-of-session log lines (INFO), one per stream: what the party
         sent (RTP analysis: by sequence numbers) and what the relay did with it."""
         lines = []
@@ -671,26 +815,26 @@ class Session:
 class SessionTable:
     """Sessions by Call-ID, with upstream's tag matching (control-protocol 5.1)."""
 
-    def __init__(self):
-        self.by_call_id = {}
+    def __init__(self) -> None:
+        self.by_call_id: Dict[str, List[Session]] = {}
         self.count = 0
         self.totals = RunningTotals()
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.count
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Session]:
         for sessions in list(self.by_call_id.values()):
             yield from list(sessions)
 
-    def add(self, session):
+    def add(self, session: Session) -> None:
         session.totals = totals = self.totals
         for stream in session.rtp + session.rtcp:
             stream.totals = totals
         self.by_call_id.setdefault(session.call_id, []).append(session)
         self.count += 1
 
-    def remove(self, session):
+    def remove(self, session: Session) -> None:
         sessions = self.by_call_id.get(session.call_id)
         if sessions and session in sessions:
             sessions.remove(session)
@@ -698,7 +842,8 @@ class SessionTable:
             if not sessions:
                 del self.by_call_id[session.call_id]
 
-    def find(self, call_id, from_tag, to_tag=None):
+    def find(self, call_id: str, from_tag: str,
+             to_tag: Optional[str] = None) -> Tuple[Optional[Session], Optional[int]]:
         """(session, direction) for U/L/Q/P/S/C, or (None, None)."""
         sessions = self.by_call_id.get(call_id)
         if not sessions:
@@ -716,7 +861,8 @@ class SessionTable:
                     return session, 1
         return None, None
 
-    def find_for_delete(self, call_id, from_tag, to_tag=None, every=False):
+    def find_for_delete(self, call_id: str, from_tag: str, to_tag: Optional[str] = None,
+                        every: bool = False) -> List[Tuple[Session, int]]:
         """[(session, leg)] matched with D/R/N's prefix-aware rule (5.8): every
         session of the Call-ID whose from-tag is FROMTAG[;N] (leg 1, the
         caller's packets) or else TOTAG[;N] (leg 0). D stops at an exact match;
@@ -781,14 +927,23 @@ class _RefusalBudget:
 _REFUSAL_BUDGET = _RefusalBudget(REFUSAL_LINES_PER_SECOND)
 
 
-def _format_addr(address):
+def _player_deadline(player: Any, now: float) -> float:
+    """When a prompt's player next needs polling (FOREVER: never)."""
+    if player.started_at is None:
+        return now + ADDRESS_POLL       # waiting for its party's address
+    if player.next_due is not None:
+        return player.next_due
+    return FOREVER
+
+
+def _format_addr(address: Optional[Address]) -> str:
     if address is None:
         return "(none)"
     host = address[0]
     return ("[%s]:%d" if ":" in host else "%s:%d") % (host, address[1])
 
 
-def _media_suffix(tag):
+def _media_suffix(tag: str) -> Optional[str]:
     """``;N`` at the end of a tag (text after the last ';'), or None."""
     pos = tag.rfind(";")
     return tag[pos:] if pos >= 0 else None

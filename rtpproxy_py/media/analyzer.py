@@ -15,7 +15,7 @@ interval between two packets.
 
 It does no I/O: ``feed(data, t)`` takes the datagram and its arrival time in
 seconds (any monotonic clock). The relay passes the time its event loop woke
-up for the batch of packets (relay.NOW while analysis is on): with
+up for the batch of packets (Relay.now while analysis is on): with
 ``--poll_batch 2`` a packet's time is late by 0-2 ms, which shows as jitter
 (README, "RTP analysis").
 
