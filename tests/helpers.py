@@ -34,10 +34,11 @@ def free_port(kind=socket.SOCK_DGRAM, host="127.0.0.1"):
 
 def port_range(size=40):
     """A random even base port with ``size`` ports free above it (best effort).
-    Below the kernel's ephemeral range (32768-60999 here): a client socket the
-    test or another process opens meanwhile cannot take a port of it."""
-    for _ in range(200):
-        base = random.randrange(20000, 32768 - size, 2)
+    Below the kernel's ephemeral range (32768-60999 here) when it can: a client
+    socket the test or another process opens meanwhile cannot take a port of it."""
+    for attempt in range(400):
+        top = 32768 if attempt < 200 else 60000     # then anywhere, if something fills the low part
+        base = random.randrange(20000, top - size, 2)
         if all(_udp_free(p) for p in range(base, base + size)):
             return base, base + size - 1
     raise RuntimeError("no free port range")
@@ -166,7 +167,11 @@ class Daemon:
                 if self.command("V", timeout=0.5) == "20040107":
                     return
             except (OSError, socket.timeout, TimeoutError):
-                pass
+                # a stream connection may still deliver this V's reply later,
+                # where the next command would read it: start a new one
+                if self._stream is not None:
+                    self._stream.close()
+                    self._stream = None
             time.sleep(0.05)
         self.stop(signal.SIGKILL)
         raise RuntimeError("rtpproxy did not answer V: %s" % self.log())
@@ -230,6 +235,9 @@ class Daemon:
             self._cookie += 1
             cookie = b"%d_%d" % (os.getpid(), self._cookie)
             reply = self.raw(cookie + b" " + data, timeout)
+            mine = b"%d_" % os.getpid()
+            while not reply.startswith(cookie + b" ") and reply.startswith(mine):
+                reply = self.udp.recv(65535)    # a late reply to an earlier command (a V resent while starting)
             assert reply.startswith(cookie + b" "), reply
             reply = reply[len(cookie) + 1:]
         else:
