@@ -17,7 +17,8 @@ CORE_MODULES = (
     "rtpproxy_py.capabilities", "rtpproxy_py.throttle", "rtpproxy_py.media_port",
     "rtpproxy_py.media.rtp", "rtpproxy_py.media.rtcp", "rtpproxy_py.media.analyzer",
     "rtpproxy_py.media.player", "rtpproxy_py.media.resizer", "rtpproxy_py.media.prompt_file",
-    "rtpproxy_py.protocol.context",
+    "rtpproxy_py.protocol.context", "rtpproxy_py.latching", "rtpproxy_py.media.feature",
+    "rtpproxy_py.media.rtp_stats",
 )
 
 
