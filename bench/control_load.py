@@ -188,7 +188,9 @@ def stream_client(path, seconds, one_shot, out):
                 conn.close()
             time.sleep(0.14)
     out.update(sent=k, answered=len(latencies), failed=failed,
-               p50_ms=pct(latencies, 0.5), p99_ms=pct(latencies, 0.99))
+               p50_ms=pct(latencies, 0.5), p99_ms=pct(latencies, 0.99),
+               max_ms=round(max(latencies) * 1000, 2) if latencies else None,
+               over_100ms=sum(1 for t in latencies if t > 0.1))
 
 
 def stream_client_result(path, seconds, one_shot):
