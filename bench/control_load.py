@@ -190,7 +190,8 @@ def stream_client(path, seconds, one_shot, out):
     out.update(sent=k, answered=len(latencies), failed=failed,
                p50_ms=pct(latencies, 0.5), p99_ms=pct(latencies, 0.99),
                max_ms=round(max(latencies) * 1000, 2) if latencies else None,
-               over_100ms=sum(1 for t in latencies if t > 0.1))
+               over_100ms=sum(1 for t in latencies if t > 0.1),
+               max_at_s=round(sum(latencies[:latencies.index(max(latencies))]), 2) if latencies else None)
 
 
 def stream_client_result(path, seconds, one_shot):
