@@ -36,6 +36,7 @@ The other workers' calls are untouched.
 """
 
 import collections
+import gc
 import logging
 import os
 import pickle
@@ -359,6 +360,13 @@ class Workers:
         """Fork every worker, now that this process has no event loop yet.
         They wait for their configuration (``watch``): a start that fails later
         (-u, its checks) leaves them to exit without a word."""
+        # Everything made so far (modules, configuration: most of the heap)
+        # lives as long as the processes: out of the collector's reach, a
+        # full collection in any process walks only what came after. Under a
+        # flood such a collection took 60-130 ms (media and commands wait
+        # meanwhile), 12-46 ms with this; and the workers' collections no
+        # longer write to the inherited pages (fewer copied on write).
+        gc.freeze()
         for link in self.links:
             link.launch()
 
