@@ -245,3 +245,44 @@ def test_a_command_the_client_has_given_up_on_is_shed_not_answered():
         stream.close()
     finally:
         d.stop()
+
+
+def test_a_worker_whose_queue_is_behind_gets_no_more_udp_commands():
+    """The queue bound in time: once the command a worker has longest been
+    given has waited 30 ms, new UDP commands for that worker are shed by the
+    front end at once, while the ones it already has are answered."""
+    import re
+    import signal
+    d = Daemon("--workers", "2")
+    try:
+        pids = wait_for(lambda: len(set(re.findall(r"worker (\d+): started, pid (\d+)", d.log()))) == 2
+                        and dict(re.findall(r"worker (\d+): started, pid (\d+)", d.log())))
+        stalled = int(pids["1"])
+        call_ids = call_ids_of_worker(0, 6, "behind")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        shed_before = int(d.command("G ncmds_shed"))
+        os.kill(stalled, signal.SIGSTOP)
+        try:
+            sock.sendto(b"behind0 Q %s ft" % call_ids[0].encode(), (HOST, d.ctl_port))
+            time.sleep(0.1)         # the worker is now 100 ms behind
+            for k, call_id in enumerate(call_ids[1:], 1):
+                sock.sendto(b"behind%d Q %s ft" % (k, call_id.encode()), (HOST, d.ctl_port))
+            # V is the front end's own: once it is answered, the five before
+            # it have met the bound (handled in the order they came)
+            sock.sendto(b"behindV V", (HOST, d.ctl_port))
+            sock.settimeout(2.0)
+            assert sock.recv(100) == b"behindV 20040107\n"
+            assert "or one for 30 ms" in d.log(), d.log()
+        finally:
+            os.kill(stalled, signal.SIGCONT)
+        assert sock.recv(100) == b"behind0 E50\n"     # queued before: answered
+        sock.settimeout(0.3)
+        try:
+            late = sock.recv(100)
+        except socket.timeout:
+            late = None
+        assert late is None, late
+        assert int(d.command("G ncmds_shed")) - shed_before == 5
+        sock.close()
+    finally:
+        d.stop()
