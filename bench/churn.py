@@ -9,9 +9,10 @@ where they were (tests/test_churn.py runs a small version).
 ``--udp`` measures what the UDP control socket's reply cache leaves behind
 (issue 18.6): the production daemon (``--workers`` as given), U, L and D of
 every session over UDP with a cookie each, a window of commands in flight;
-the resident memory of the daemon and its workers (VmRSS from /proc, summed)
-at start, after a warm-up once the cache window (35 s) has passed, at the end
-of the churn, and once the cache window has passed again.
+the resident memory of the daemon and its workers (VmRSS from /proc, summed,
+and each process's VmRSS, anonymous and file parts and PSS) at start, after a
+warm-up once the cache window (35 s) has passed, at the end of the churn, and
+once the cache window has passed again.
 
 The daemon is ``rtpproxy_debug`` (the production code plus a line every
 second saying what the process holds; its profiler off) in a network
@@ -239,16 +240,40 @@ class UdpControl:
         return [replies[i] for i in range(len(commands))]
 
 
-def tree_rss_kb(daemon):
-    """VmRSS of the daemon and its workers, summed."""
-    total = 0
+def process_memory_kb(pid):
+    """VmRSS of ``pid`` and its parts (kB): anonymous memory, file pages
+    (shared library code, counted in every process that maps it, though in
+    memory once) and the proportional share (PSS: each shared page divided
+    among the processes that map it)."""
+    with open("/proc/%d/status" % pid) as f:
+        status = {line.split(":")[0]: line.split()[1] for line in f if line.endswith("kB\n")}
+    with open("/proc/%d/smaps_rollup" % pid) as f:
+        rollup = {line.split(":")[0]: int(line.split()[1]) for line in f if line.endswith("kB\n")}
+    return {"rss": int(status["VmRSS"]), "anon": int(status["RssAnon"]),
+            "file": int(status["RssFile"]), "pss": rollup.get("Pss", 0)}
+
+
+def tree_memory(daemon):
+    """The daemon's processes (the front end first, then its workers): their
+    memory figures, and the VmRSS summed."""
+    parts = []
     for pid in daemon.pids():
         try:
-            with open("/proc/%d/status" % pid) as f:
-                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-        except (OSError, StopIteration):
+            parts.append(process_memory_kb(pid))
+        except (OSError, KeyError):
             pass
-    return total
+    return sum(part["rss"] for part in parts), parts
+
+
+def tree_rss_kb(daemon):
+    """VmRSS of the daemon and its workers, summed."""
+    return tree_memory(daemon)[0]
+
+
+def describe(parts):
+    return " | ".join("%s rss %d (anon %d, file %d), pss %d" % (
+        "front end" if k == 0 else "worker %d" % k, p["rss"], p["anon"], p["file"], p["pss"])
+        for k, p in enumerate(parts))
 
 
 def udp_churn(sessions, workers=None, warmup=2000, batch=BATCH, report=print):
@@ -266,7 +291,14 @@ def udp_churn(sessions, workers=None, warmup=2000, batch=BATCH, report=print):
             with ns.inside():
                 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             ctl = UdpControl(sock, ("127.0.0.1", 22222))
-            points["start"] = tree_rss_kb(daemon)
+            detail = {}
+
+            def measure(name):
+                points[name], detail[name] = tree_memory(daemon)
+                report("    %s" % describe(detail[name]))
+                return points[name]
+
+            measure("start")
             report("start: %d kB (%d processes)" % (points["start"], len(daemon.pids())))
 
             def run(first, count):
@@ -281,7 +313,7 @@ def udp_churn(sessions, workers=None, warmup=2000, batch=BATCH, report=print):
                     done += n
             run(0, warmup)
             time.sleep(window)
-            points["baseline"] = tree_rss_kb(daemon)
+            measure("baseline")
             report("after %d warm-up sessions and %d s: %d kB" % (warmup, window, points["baseline"]))
             start = time.time()
             step = max(batch, sessions // 6 // batch * batch)
@@ -293,9 +325,9 @@ def udp_churn(sessions, workers=None, warmup=2000, batch=BATCH, report=print):
                 report("  %d sessions (%.0f/s): %d kB" % (
                     done, done / (time.time() - start), tree_rss_kb(daemon)))
             seconds = time.time() - start
-            points["end"] = tree_rss_kb(daemon)
+            measure("end")
             time.sleep(window)
-            points["after_window"] = tree_rss_kb(daemon)
+            measure("after_window")
             report("%d sessions in %.1f s (%.0f/s, %d retransmissions); at the end %d kB; "
                    "%d s later %d kB" % (sessions, seconds, sessions / seconds, ctl.retransmitted,
                                          points["end"], window, points["after_window"]))
@@ -303,6 +335,7 @@ def udp_churn(sessions, workers=None, warmup=2000, batch=BATCH, report=print):
         finally:
             code = daemon.stop()
         report("exit %s" % code)
+    points["processes"] = detail
     return points
 
 
@@ -313,6 +346,8 @@ def main():
         points = udp_churn(sessions, workers)
         print("RSS kB: start %(start)d, baseline %(baseline)d, end %(end)d, "
               "after the cache window %(after_window)d" % points)
+        for name in ("start", "after_window"):
+            print("  %s: %s" % (name, describe(points["processes"][name])))
         return
     sessions = int(sys.argv[1]) if len(sys.argv) > 1 else 100000
     with Netns("churn") as ns:

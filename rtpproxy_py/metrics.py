@@ -152,6 +152,10 @@ class Metrics:
             "interarrival jitter", buckets=JITTER_BUCKETS, registry=self.registry)
         if relay is not None:
             self.registry.register(_StateCollector(dispatcher, relay))
+        else:
+            # the --workers front end sheds too (its UDP sockets' bounds, the
+            # kernel's drops): added to what the workers shed
+            self.registry.register(_ShedCollector(dispatcher))
         self.server = None
 
     def exposition(self):
@@ -211,6 +215,26 @@ class Metrics:
         if self.server is not None:
             self.server.stop(timeout=1)
             self.server = None
+
+
+def _shed_family(counters):
+    from prometheus_client.core import CounterMetricFamily
+    return CounterMetricFamily("rtpproxy_commands_shed", "Control commands dropped unanswered "
+                               "because the daemon was overloaded (G ncmds_shed)",
+                               value=counters.ncmds_shed)
+
+
+class _ShedCollector:
+    """The --workers front end's own shed commands."""
+
+    def __init__(self, dispatcher):
+        self.dispatcher = dispatcher
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        yield _shed_family(self.dispatcher.counters)
 
 
 class _StateCollector:
@@ -281,7 +305,6 @@ class _StateCollector:
                       media["npkts_resizer_out"])
         yield counter("rtpproxy_resizer_packets_discarded", "Packets re-packetizers dropped "
                       "(late, or queued when z was removed)", media["npkts_resizer_discard"])
-        yield counter("rtpproxy_commands_shed", "Control commands dropped unanswered because "
-                      "the daemon was overloaded (G ncmds_shed)", counters.ncmds_shed)
+        yield _shed_family(counters)
         yield gauge("rtpproxy_average_load", "CPU used by the daemon, fraction of one core, "
                     "averaged over about 10 s (I's average load)", counters.average_load)

@@ -63,8 +63,8 @@ class Counters:
     def repeated(self):
         self.ncmds_rcvd_ndups += 1
 
-    def shed(self):
-        self.ncmds_shed += 1
+    def shed(self, count=1):
+        self.ncmds_shed += count
 
     def session_destroyed(self, session, now, timed_out):
         self.nsess_destroyed += 1

@@ -31,6 +31,7 @@ import logging
 import os
 import re
 import socket as stdsocket
+import struct
 import time
 
 import gevent
@@ -63,13 +64,21 @@ TURN_PRIORITY = -1        # libev priority of loop_turn's timer: after the I/O c
 QUICK_TURNS_INFLIGHT = 32  # --workers: UDP commands in flight up to which turns do not wait
 MAX_INFLIGHT = 64         # UDP commands of one socket waiting for workers (--workers)
 CLIENT_RETRY = 1.0        # seconds: Kamailio's rtpproxy_tout; a reply after it is useless
+# Linux: SO_RXQ_OVFL hands the socket's count of datagrams dropped from its
+# full receive buffer along with each datagram; SO_MEMINFO reads it at any
+# time (its ninth value, SK_MEMINFO_DROPS). The standard socket module names neither.
+SO_RXQ_OVFL = 40
+SO_MEMINFO = 55
+_MEMINFO_DROPS = 8
+_DROPS = struct.Struct("=I")
+DROPS_POLL = 1.0          # seconds between reads of the drop count when no datagram tells it
 
 SHED = None               # what execute returns for a command shed unanswered
 
 
-def count_shed(tally: CommandTally, how):
-    """One command shed: counted, and logged at most once per interval."""
-    tally.shed()
+def count_shed(tally: CommandTally, how, count=1):
+    """``count`` commands shed: counted, and logged at most once per interval."""
+    tally.shed(count)
     throttle.log(logging.WARNING, "shed", "overloaded: control commands shed unanswered (%s; "
                  "G ncmds_shed counts them)", how)
 
@@ -203,24 +212,70 @@ class UdpControl(ControlServer):
         self.cache = ReplyCache()
         self.running = {}       # cookie -> Event, commands still executing (concurrent only)
         self.inflight = 0       # commands spawned and not answered yet (concurrent only)
-        self.greenlets = [gevent.spawn(self._serve, execute), gevent.spawn(self._sweep)]
+        self.kernel_drops = self._drop_count()     # counted as shed beyond this
+        try:
+            self.sock.setsockopt(stdsocket.SOL_SOCKET, SO_RXQ_OVFL, 1)
+        except OSError:
+            pass                # not Linux: the kernel's drops go uncounted
+        self.greenlets = [gevent.spawn(self._serve, execute), gevent.spawn(self._sweep),
+                          gevent.spawn(self._poll_drops)]
 
     def _sweep(self):
         while True:
             gevent.sleep(SWEEP_INTERVAL)
             self.cache.sweep(time.monotonic())
 
+    def _drop_count(self):
+        """The datagrams the kernel dropped from this socket's full receive
+        buffer since it was opened; None where the kernel does not say."""
+        try:
+            info = self.sock.getsockopt(stdsocket.SOL_SOCKET, SO_MEMINFO, 4 * (_MEMINFO_DROPS + 1))
+        except OSError:
+            return None
+        if len(info) < 4 * (_MEMINFO_DROPS + 1):
+            return None
+        return _DROPS.unpack_from(info, 4 * _MEMINFO_DROPS)[0]
+
+    def _count_kernel_drops(self, total):
+        """``total`` (the kernel's running count, 32 bits) is newer than what
+        was counted: the difference is shed. Commands the kernel dropped were
+        never read, so this is the only place they are counted."""
+        if self.kernel_drops is None:
+            self.kernel_drops = total
+            return
+        new = (total - self.kernel_drops) & 0xFFFFFFFF
+        if 0 < new < 0x80000000:     # a datagram's count may be older than a poll's
+            self.kernel_drops = total
+            count_shed(self.tally, "%s: the socket's receive buffer was full" % self.spec.text, new)
+
+    def _poll_drops(self):
+        """Drops after the last datagram read show only in the next one's count:
+        read it now and then, so G and the metrics have them without traffic."""
+        while True:
+            gevent.sleep(DROPS_POLL)
+            total = self._drop_count()
+            if total is not None:
+                self._count_kernel_drops(total)
+
     def _serve(self, execute):
         sock = self.sock
         turns = Turns()
         shed = False        # a datagram was shed since the last turn
+        space = stdsocket.CMSG_SPACE(_DROPS.size)
         while True:
             try:
-                data, source = sock.recvfrom(MAX_COMMAND)
+                data, ancillary, _, source = sock.recvmsg(MAX_COMMAND, space)
             except OSError as exc:
                 log.warning("control socket %s: %s", self.spec.text, exc)
                 gevent.sleep(0.01)
                 continue
+            if ancillary:
+                # sent only once the kernel has dropped any (SO_RXQ_OVFL)
+                level, kind, value = ancillary[0]
+                if level == stdsocket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(value) >= 4:
+                    total = _DROPS.unpack_from(value)[0]
+                    if total != self.kernel_drops:
+                        self._count_kernel_drops(total)
             if self.concurrent:
                 if self.inflight < MAX_INFLIGHT:
                     self.inflight += 1

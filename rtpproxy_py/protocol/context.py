@@ -27,5 +27,5 @@ class CommandTally(Protocol):
     def repeated(self) -> None:
         """A retransmitted command was answered from the reply cache."""
 
-    def shed(self) -> None:
-        """A command was dropped unanswered (overload)."""
+    def shed(self, count: int = 1) -> None:
+        """``count`` commands were dropped unanswered (overload)."""
