@@ -150,7 +150,8 @@ class MemoryMediaPort:
 
     def set_tos(self, session: "Session", leg: int, tos: int) -> bool:
         for stream in (session.rtp[leg], session.rtcp[leg]):
-            if stream.port is not None and stream.local.family != socket.AF_INET:
+            local = stream.local
+            if stream.port is not None and local is not None and local.family != socket.AF_INET:
                 return False
             stream.tos = tos
         return True
@@ -194,13 +195,15 @@ class MemoryMediaPort:
         target = stream.on_packet(data, source, now)
         if target is None:
             return None
+        # (a target is set only while the peer has its port: refresh_target)
+        sender = stream.peer.port
         resizer = stream.resizer
-        if resizer is None or not resizer.enqueue(data, now):
-            self.outbox.append((stream.peer.port, data, target))
-        if resizer is not None:
+        if sender is not None and (resizer is None or not resizer.enqueue(data, now)):
+            self.outbox.append((sender, data, target))
+        if sender is not None and resizer is not None:
             due, _ = resizer.dequeue(now)
             for packet in due:
-                self.outbox.append((stream.peer.port, packet, target))
+                self.outbox.append((sender, packet, target))
         return target
 
     def next_deadline(self, session: "Session", now: float) -> float:
@@ -219,10 +222,12 @@ class MemoryMediaPort:
                 if self.on_expired is not None:
                     self.on_expired(session)
                 continue
+            # as relay.py: nothing goes out of a stream without its port
             for stream, packet, target in due.relayed:
-                self.outbox.append((stream.port, packet, target))
+                if stream.port is not None:
+                    self.outbox.append((stream.port, packet, target))
             for stream, packet in due.played:
-                if stream.rem_addr is not None:
+                if stream.rem_addr is not None and stream.port is not None:
                     self.outbox.append((stream.port, packet, stream.rem_addr))
 
     def datagrams_to_send(self) -> List[Tuple[int, bytes, Address]]:
