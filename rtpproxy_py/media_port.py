@@ -66,6 +66,11 @@ class MediaPort(Protocol):
     def free_ports(self) -> int:
         """RTP port pairs left."""
 
+    def send_from(self, stream: "Stream", data: bytes, address: Optional[Address]) -> bool:
+        """Send ``data`` from ``stream``'s own port to ``address`` (a fork's
+        copy, a module's answer); False when it has no port (the sockets
+        are the port's own, not the stream's)."""
+
     def open_copy(self, local: "BindAddress", target: Address) -> "MemoryCopy":
         """A port pair sending copies to ``target`` (``C udp:``): an object with
         ``port``, ``tap(is_rtp)`` and ``close()``. Raises ports.PortsExhausted."""
@@ -164,6 +169,12 @@ class MemoryMediaPort:
 
     def free_ports(self) -> int:
         return self.ports.free
+
+    def send_from(self, stream: "Stream", data: bytes, address: Optional[Address]) -> bool:
+        if stream.port is None or address is None:
+            return False
+        self.outbox.append((stream.port, data, address))
+        return True
 
     def open_copy(self, local: "BindAddress", target: Address) -> MemoryCopy:
         allocator = self.ports.table(local.family)

@@ -120,8 +120,8 @@ class Stream:
         # events, (next line time, refusals held) for refused sources
         "log_window", "log_refusals",
         "on_hold", "hold_count", "muted",
-        # local side, set by the relay
-        "port", "local", "handle",
+        # local side (Session.ports_bound); the sockets are the driver's own
+        "port", "local",
         # per-packet features (media/feature.py), and what the packet path
         # reads of them, precomputed when they change (None when off): the
         # per-packet callables, the analyzer and its run, the resizer
@@ -162,7 +162,6 @@ class Stream:
         self.muted = False
         self.port: Optional[int] = None
         self.local: Optional["BindAddress"] = None
-        self.handle: Any = None
         self.features: Tuple[Feature, ...] = ()
         self.taps: Optional[Tuple[PacketHook, ...]] = None   # the features' per-packet callables
         # media.analyzer.RtpAnalyzer (RTP streams, analysis on), and its fast
