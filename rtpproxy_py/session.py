@@ -33,7 +33,7 @@ flood the log); ``Session.summary()`` gives the end-of-session lines.
 
 import logging
 from typing import (TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Generic, Iterator, List,
-                    Optional, Tuple, TypeVar)
+                    Optional, Tuple, TypeVar, overload)
 
 from .media import rtcp, rtp  # noqa: F401
 from .media.analyzer import header_int
@@ -98,9 +98,16 @@ class _LatchField(Generic[T]):
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def __get__(self, stream: "Stream", owner: Any = None) -> T:
-        value: T = getattr(stream.latch, self.name)
-        return value
+    @overload
+    def __get__(self, stream: None, owner: Any = None) -> "_LatchField[T]": ...
+
+    @overload
+    def __get__(self, stream: "Stream", owner: Any = None) -> T: ...
+
+    def __get__(self, stream: Optional["Stream"], owner: Any = None) -> Any:
+        if stream is None:
+            return self         # read on the class (help(), introspection)
+        return getattr(stream.latch, self.name)
 
     def __set__(self, stream: "Stream", value: T) -> None:
         setattr(stream.latch, self.name, value)
