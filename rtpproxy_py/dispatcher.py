@@ -414,7 +414,7 @@ class Dispatcher:
         source, direction = self.table.find(sub.call_id, sub.from_tag, sub.to_tag)
         if source is None or source is session or session.closed:
             raise CommandError(e.SESSION_NOT_FOUND)
-        self.forks.fork(source, direction, session)
+        self.forks.fork(source, direction, session, self.relay.send_from)
         return None, sidx
 
     def _check_module_subcommands(self, subcommands):

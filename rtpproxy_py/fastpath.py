@@ -51,11 +51,12 @@ def available():
     return _fastpath is not None
 
 
-def blocker(stream):
+def blocker(stream, handles):
     """Why ``stream``'s incoming RTP must stay on the Python path (None: the
     C thread may relay it). What the sockets and addresses allow is checked
     here; the stream's latching rules and features answer for themselves
-    (``Stream.user_space_reason(FASTPATH)``)."""
+    (``Stream.user_space_reason(FASTPATH)``). ``handles``: the relay's
+    sockets of each stream (Relay.handles)."""
     session = stream.session
     if session.closed:
         return "ended"
@@ -66,23 +67,24 @@ def blocker(stream):
         return reason
     if stream.asymmetric or stream.peer.asymmetric:
         return "asymmetric"         # packets from other ports come in on the main socket
-    handle, peer = stream.handle, stream.peer
+    handle, peer = handles.get(stream), stream.peer
     if handle is None or handle.twin is None or handle.resizing:
         return "not latched"
-    if peer.handle is None or peer.target is None:
+    peer_handle = handles.get(peer)
+    if peer_handle is None or peer.target is None:
         return "nowhere to send"
-    if _out(peer) is None:
+    if _out(peer_handle, peer.target) is None:
         return "scoped IPv6 address"
     if peer.filters is not None or peer.egress is not None:
         return "module filter on the way out"   # e.g. dtls_gw encrypts what leaves the peer
     return stream.user_space_reason(FASTPATH)
 
 
-def _out(peer):
-    """(socket, packed address or b"") the other party's packets go out of:
-    its connected twin, or its main socket and a destination; None if the
-    address cannot be packed here."""
-    handle, target = peer.handle, peer.target
+def _out(handle, target):
+    """(socket, packed address or b"") the other party's packets go out of
+    (``handle``: its sockets, ``target``: where it sends): its connected
+    twin, or its main socket and a destination; None if the address cannot
+    be packed here."""
     if handle.twin is not None and handle.twin_addr == target:
         return handle.twin, b""
     host, port = target[0], target[1]
@@ -238,12 +240,14 @@ class FastPath:
 
     def update(self, session):
         """Take the session's eligible RTP streams, give back the others."""
+        handles = self.relay.handles
         for stream in session.rtp:
-            reason = blocker(stream)
+            reason = blocker(stream, handles)
             if stream in self.owned:
                 feed = self.owned[stream]
+                peer = stream.peer
                 if reason is not None or feed.analyzer is not stream.analyzer \
-                        or feed.target != stream.peer.target or feed.out != _out(stream.peer):
+                        or feed.target != peer.target or feed.out != _out(handles[peer], peer.target):
                     self.release(stream)
                 else:
                     continue
@@ -256,9 +260,10 @@ class FastPath:
                 self.release(stream)
 
     def _acquire(self, stream):
-        handle = stream.handle
+        handles = self.relay.handles
+        handle = handles[stream]
         analyzer = stream.analyzer
-        out = _out(stream.peer)
+        out = _out(handles[stream.peer], stream.peer.target)
         try:
             slot = _fastpath.add(handle.twin.fileno(), out[0].fileno(),
                                  self.relay.config.dup_small, analyzer is not None, out[1])
@@ -277,7 +282,7 @@ class FastPath:
         feed = self.owned.pop(stream)
         del self.by_slot[feed.slot]
         self._credit(stream, feed.absorb(_fastpath.remove(feed.slot)), recheck=False)
-        handle = stream.handle
+        handle = self.relay.handles.get(stream)
         if handle is not None:
             log.debug("port %d: relayed in Python again", handle.port)
         if handle is not None and handle.twin is not None and not stream.session.closed:

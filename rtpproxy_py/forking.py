@@ -35,17 +35,14 @@ class Fork:
         self.taps = []
 
 
-def _sender(out):
-    """A tap that sends each packet out of stream ``out``'s socket to its party."""
+def _sender(out, send_from):
+    """A tap that sends each packet out of stream ``out``'s socket to its
+    party (``send_from``: the relay's, which owns the sockets)."""
 
     def fork_tap(stream, data, source, now):
-        handle, target = out.handle, out.target
-        if handle is None or target is None:
-            return
-        try:
-            handle.sock.sendto(data, target)
-        except OSError:
-            pass
+        target = out.target
+        if target is not None:
+            send_from(out, data, target)
     return fork_tap
 
 
@@ -53,9 +50,11 @@ class Forks:
     def __init__(self):
         self.by_session: Dict[object, List[Fork]] = {}   # both ends of every fork
 
-    def fork(self, source, direction, into):
+    def fork(self, source, direction, into, send_from):
         """Fork ``source`` (matched with ``direction``, section 5.1) into ``into``.
-        A second C between the same two sessions replaces the first."""
+        A second C between the same two sessions replaces the first.
+        ``send_from(stream, data, address)`` sends from a stream's socket
+        (MediaPort.send_from)."""
         for old in list(self.by_session.get(into, ())):
             if old.source is source and old.into is into:
                 self._end(old)
@@ -63,7 +62,7 @@ class Forks:
         for k in (0, 1):
             side = k ^ direction      # into's stream that plays the part of source's stream k
             for streams_from, streams_into in ((source.rtp, into.rtp), (source.rtcp, into.rtcp)):
-                tap = _sender(streams_into[side].peer)
+                tap = _sender(streams_into[side].peer, send_from)
                 streams_from[k].add_tap(tap)
                 fork.taps.append((streams_from[k], tap))
         for session in (source, into):

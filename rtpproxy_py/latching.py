@@ -21,7 +21,7 @@ there); the strategies give their text.
 """
 
 import logging
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Protocol, Tuple
 
 from .media import rtcp, rtp
 from .media.feature import FOREVER
@@ -45,9 +45,49 @@ SEQ_RESYNC_INTERVAL = 1.0
 PREFER_LAPSE = 10.0
 
 Address = Tuple[Any, ...]
-# a session.Stream (not imported: session imports this module); the rules
-# read its addresses, counters and twin, and write its rem_addr and recheck_at
-Stream = Any
+
+
+class LatchingSession(Protocol):
+    """What the rules read of a stream's session (session.Session)."""
+
+    @property
+    def latch_until(self) -> float:
+        """Strict mode: new sources may be learned until then."""
+
+
+class LatchedStream(Protocol):
+    """What the rules read and write of a stream: session.Stream, which
+    passes itself. A protocol, not an import of session.py (session imports
+    this module, and tests/test_imports.py counts TYPE_CHECKING imports as
+    module level); mypy checks session.Stream against it wherever it is
+    passed to the rules."""
+
+    is_rtp: bool
+    latch: "LatchState"
+    rem_addr: Optional[Address]
+    recheck_at: float
+    on_hold: bool
+    hold_count: int
+    npkts_in: int
+    nignored: int
+    last_rx: Optional[float]
+
+    @property
+    def twin(self) -> "LatchedStream":
+        """The party's stream of the other kind (RTP <-> RTCP)."""
+
+    @property
+    def session(self) -> LatchingSession: ...
+
+    def _address_changed(self) -> None: ...
+
+    def refresh_target(self) -> None: ...
+
+    def _log_latch(self, now: float) -> None: ...
+
+    def _log_event(self, now: float, message: str, *args: Any) -> None: ...
+
+    def _ssrc_text(self) -> str: ...
 
 
 class LatchState:
@@ -84,7 +124,7 @@ class LatchState:
         self.seq = 0
 
 
-def _kind(s: Stream) -> str:
+def _kind(s: LatchedStream) -> str:
     return "RTP" if s.is_rtp else "RTCP"
 
 
@@ -95,7 +135,11 @@ def _format_addr(address: Optional[Address]) -> str:
     return ("[%s]:%d" if ":" in host else "%s:%d") % (host, address[1])
 
 
-def _parses(s: Stream, data: bytes) -> bool:
+def _host(address: Optional[Address]) -> str:
+    return "(none)" if address is None else str(address[0])
+
+
+def _parses(s: LatchedStream, data: bytes) -> bool:
     """``data`` is RTP (RTP stream) or RTCP (RTCP stream) that may teach an address."""
     if s.is_rtp:
         return rtp.parse(data) is not None
@@ -123,16 +167,16 @@ class LatchingRules:
 
     # --- the slow path ----------------------------------------------------------
 
-    def check_source(self, s: Stream, data: bytes, source: Address, now: float) -> bool:
+    def check_source(self, s: LatchedStream, data: bytes, source: Address, now: float) -> bool:
         """Accept (True) or refuse a packet from ``source``: a packet from a new
         address, or from ``rem_addr`` once ``recheck_at`` has come."""
         raise NotImplementedError
 
-    def refusal_reason(self, s: Stream, data: bytes, source: Address) -> str:
+    def refusal_reason(self, s: LatchedStream, data: bytes, source: Address) -> str:
         """The text of a refused source's log line."""
         raise NotImplementedError
 
-    def recheck(self, s: Stream, data: bytes, now: float) -> None:
+    def recheck(self, s: LatchedStream, data: bytes, now: float) -> None:
         """A packet from the latched source after ``recheck_at``: refresh the
         latched sequence number (or latch, if not yet)."""
         if s.latch.latched:
@@ -144,7 +188,7 @@ class LatchingRules:
 
     # --- signalling -------------------------------------------------------------
 
-    def signal_address(self, s: Stream, address: Optional[Address], asymmetric: bool,
+    def signal_address(self, s: LatchedStream, address: Optional[Address], asymmetric: bool,
                        now: float) -> None:
         """Apply the address a U/L carried (None: the null host, i.e. hold)."""
         st = s.latch
@@ -172,7 +216,7 @@ class LatchingRules:
     def _moved_by_signalling(self, st: LatchState) -> None:
         """The proxy gave the party another address."""
 
-    def pin(self, s: Stream, address: Address) -> None:
+    def pin(self, s: LatchedStream, address: Address) -> None:
         """A module chose the party's address (ICE nomination): latched there,
         and later U/L addresses do not move it."""
         st = s.latch
@@ -185,14 +229,14 @@ class LatchingRules:
 
     # --- shared steps -----------------------------------------------------------
 
-    def _learn(self, s: Stream, source: Address) -> None:
+    def _learn(self, s: LatchedStream, source: Address) -> None:
         s.rem_addr = source
         st = s.latch
         st.untrusted = True
         st.confirmed = False
         s._address_changed()
 
-    def _try_latch(self, s: Stream, data: bytes, now: float) -> None:
+    def _try_latch(self, s: LatchedStream, data: bytes, now: float) -> None:
         st = s.latch
         if not s.is_rtp:
             # RTCP learned from a packet stays with it (media-relay.md 3.2): no
@@ -215,7 +259,7 @@ class LatchingRules:
         st.ssrc, st.seq = header.ssrc, header.seq
         s.recheck_at = now + SEQ_RESYNC_INTERVAL
 
-    def _resync(self, s: Stream, data: bytes, now: float) -> None:
+    def _resync(self, s: LatchedStream, data: bytes, now: float) -> None:
         """Latched and the source matches: refresh the sequence number."""
         st = s.latch
         if st.ssrc is None:
@@ -238,7 +282,7 @@ class UpstreamLatching(LatchingRules):
 
     name = "upstream"
 
-    def check_source(self, s: Stream, data: bytes, source: Address, now: float) -> bool:
+    def check_source(self, s: LatchedStream, data: bytes, source: Address, now: float) -> bool:
         st = s.latch
         current = s.rem_addr
         if current is None:
@@ -307,20 +351,21 @@ class UpstreamLatching(LatchingRules):
             return True
         return False
 
-    def refusal_reason(self, s: Stream, data: bytes, source: Address) -> str:
+    def refusal_reason(self, s: LatchedStream, data: bytes, source: Address) -> str:
         st = s.latch
         current = s.rem_addr
+        # (refused: so an address is known, rem_addr or the twin's signalled one)
         if st.asymmetric:
-            return "asymmetric: not the signalled host %s" % current[0]
+            return "asymmetric: not the signalled host %s" % _host(current)
         if not _parses(s, data):
             return "not %s" % _kind(s)
         if st.confirmed:
             return "the party sends from its signalled address %s" % _format_addr(current)
         if not s.is_rtp and not st.latched:
-            return "the party's RTP comes from %s" % s.twin.latch.signalled[0]
+            return "the party's RTP comes from %s" % _host(s.twin.latch.signalled)
         return "latched to %s%s" % (_format_addr(current), s._ssrc_text())
 
-    def _fill(self, s: Stream, data: bytes, source: Address, now: float) -> None:
+    def _fill(self, s: LatchedStream, data: bytes, source: Address, now: float) -> None:
         st = s.latch
         st.latched = source != st.prev_addr
         st.ssrc = None
@@ -340,7 +385,7 @@ class UpstreamLatching(LatchingRules):
         if log.isEnabledFor(logging.INFO):
             s._log_latch(now)
 
-    def _moved(self, s: Stream, was: Optional[Address], reason: str, now: float) -> None:
+    def _moved(self, s: LatchedStream, was: Optional[Address], reason: str, now: float) -> None:
         """A packet moved the stream: log it; an RTP stream that moved to
         another host takes its RTCP twin's lock off (the guess of ``_fill``),
         as the party's RTCP now comes from there."""
@@ -363,7 +408,7 @@ class UpstreamLatching(LatchingRules):
                              _format_addr(was), _format_addr(source), _kind(s), reason,
                              s._ssrc_text())
 
-    def _continues_ssrc(self, s: Stream, data: bytes) -> bool:
+    def _continues_ssrc(self, s: LatchedStream, data: bytes) -> bool:
         """RTP with the latched SSRC and a sequence number close to the latched one."""
         st = s.latch
         if not s.is_rtp or st.ssrc is None:
@@ -373,7 +418,7 @@ class UpstreamLatching(LatchingRules):
             return False
         return _close_seq(header.seq, st.seq)
 
-    def _confirm(self, s: Stream, data: bytes, now: float) -> None:
+    def _confirm(self, s: LatchedStream, data: bytes, now: float) -> None:
         """A packet from exactly the signalled address (which is ``rem_addr``):
         the party is preferred from now on, while it keeps sending."""
         st = s.latch
@@ -384,7 +429,7 @@ class UpstreamLatching(LatchingRules):
             st.pref_count = s.npkts_in - s.nignored    # then moved by strangers only
         st.pref_seen = now
 
-    def _preferred_sending(self, s: Stream, now: float) -> bool:
+    def _preferred_sending(self, s: LatchedStream, now: float) -> bool:
         """Has the preferred party sent within PREFER_LAPSE? Read from the
         counters (packets accepted since the last look) so that nothing is
         added to the fast path; ``last_rx`` is still the previous packet's
@@ -397,7 +442,7 @@ class UpstreamLatching(LatchingRules):
                 st.pref_seen = s.last_rx
         return now - st.pref_seen < PREFER_LAPSE
 
-    def _relatch_allowed(self, s: Stream, data: bytes, now: float) -> bool:
+    def _relatch_allowed(self, s: LatchedStream, data: bytes, now: float) -> bool:
         st = s.latch
         if not s.is_rtp or st.ssrc is None:
             return False
@@ -420,7 +465,7 @@ class StrictLatching(LatchingRules):
     # every packet, which neither the kernel nor the fast path can.
     hold_reason = "strict latching"
 
-    def check_source(self, s: Stream, data: bytes, source: Address, now: float) -> bool:
+    def check_source(self, s: LatchedStream, data: bytes, source: Address, now: float) -> bool:
         st = s.latch
         current = s.rem_addr
         if current is None:
@@ -451,7 +496,7 @@ class StrictLatching(LatchingRules):
             return True
         return False
 
-    def refusal_reason(self, s: Stream, data: bytes, source: Address) -> str:
+    def refusal_reason(self, s: LatchedStream, data: bytes, source: Address) -> str:
         st = s.latch
         signalled = st.signalled
         if signalled is None or source[0] != signalled[0]:
@@ -467,7 +512,7 @@ class StrictLatching(LatchingRules):
         st.untrusted = st.latched = False
         st.ssrc = None
 
-    def _latch(self, s: Stream, data: bytes, now: float) -> bool:
+    def _latch(self, s: LatchedStream, data: bytes, now: float) -> bool:
         """Latch on ``data`` if it is well-formed for this stream; False if not."""
         st = s.latch
         if s.is_rtp:
@@ -487,7 +532,7 @@ class StrictLatching(LatchingRules):
         st.latched = True
         return True
 
-    def _continues(self, s: Stream, data: bytes, now: float) -> bool:
+    def _continues(self, s: LatchedStream, data: bytes, now: float) -> bool:
         """The packet comes from the sender already latched (NAT rebinding):
         RTP with the latched SSRC and a close sequence number, or RTCP sent by
         the SSRC latched on the party's RTP stream."""

@@ -66,6 +66,11 @@ class MediaPort(Protocol):
     def free_ports(self) -> int:
         """RTP port pairs left."""
 
+    def send_from(self, stream: "Stream", data: bytes, address: Optional[Address]) -> bool:
+        """Send ``data`` from ``stream``'s own port to ``address`` (a fork's
+        copy, a module's answer); False when it has no port (the sockets
+        are the port's own, not the stream's)."""
+
     def open_copy(self, local: "BindAddress", target: Address) -> "MemoryCopy":
         """A port pair sending copies to ``target`` (``C udp:``): an object with
         ``port``, ``tap(is_rtp)`` and ``close()``. Raises ports.PortsExhausted."""
@@ -150,7 +155,8 @@ class MemoryMediaPort:
 
     def set_tos(self, session: "Session", leg: int, tos: int) -> bool:
         for stream in (session.rtp[leg], session.rtcp[leg]):
-            if stream.port is not None and stream.local.family != socket.AF_INET:
+            local = stream.local
+            if stream.port is not None and local is not None and local.family != socket.AF_INET:
                 return False
             stream.tos = tos
         return True
@@ -163,6 +169,12 @@ class MemoryMediaPort:
 
     def free_ports(self) -> int:
         return self.ports.free
+
+    def send_from(self, stream: "Stream", data: bytes, address: Optional[Address]) -> bool:
+        if stream.port is None or address is None:
+            return False
+        self.outbox.append((stream.port, data, address))
+        return True
 
     def open_copy(self, local: "BindAddress", target: Address) -> MemoryCopy:
         allocator = self.ports.table(local.family)
@@ -194,13 +206,15 @@ class MemoryMediaPort:
         target = stream.on_packet(data, source, now)
         if target is None:
             return None
+        # (a target is set only while the peer has its port: refresh_target)
+        sender = stream.peer.port
         resizer = stream.resizer
-        if resizer is None or not resizer.enqueue(data, now):
-            self.outbox.append((stream.peer.port, data, target))
-        if resizer is not None:
+        if sender is not None and (resizer is None or not resizer.enqueue(data, now)):
+            self.outbox.append((sender, data, target))
+        if sender is not None and resizer is not None:
             due, _ = resizer.dequeue(now)
             for packet in due:
-                self.outbox.append((stream.peer.port, packet, target))
+                self.outbox.append((sender, packet, target))
         return target
 
     def next_deadline(self, session: "Session", now: float) -> float:
@@ -219,10 +233,12 @@ class MemoryMediaPort:
                 if self.on_expired is not None:
                     self.on_expired(session)
                 continue
+            # as relay.py: nothing goes out of a stream without its port
             for stream, packet, target in due.relayed:
-                self.outbox.append((stream.port, packet, target))
+                if stream.port is not None:
+                    self.outbox.append((stream.port, packet, target))
             for stream, packet in due.played:
-                if stream.rem_addr is not None:
+                if stream.rem_addr is not None and stream.port is not None:
                     self.outbox.append((stream.port, packet, stream.rem_addr))
 
     def datagrams_to_send(self) -> List[Tuple[int, bytes, Address]]:

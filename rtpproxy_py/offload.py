@@ -84,7 +84,7 @@ def blocker(session):
     if reason is not None:
         return reason
     for stream in session.rtp:
-        if stream.handle is None or stream.rem_addr is None:
+        if stream.port is None or stream.rem_addr is None:     # no sockets (ports_bound) or no party
             return "not set up"
         if not stream.latched or stream.asymmetric:
             return "not latched" if not stream.latched else "asymmetric"

@@ -386,6 +386,9 @@ class Relay:
         self.on_expired = None       # dispatcher.expire, set by service.LocalMedia
         self.now = clock()           # the packet path's time (see the module docstring)
         self.timers: Dict[Session, SessionTimer] = {}
+        # each stream's sockets (the core's Stream knows only its port number);
+        # the readers are built with their handles, so no lookup per packet
+        self.handles: Dict[Stream, MediaSocket] = {}
         self.open_sockets = 0
         self.throttle = LogThrottle(log)
         self._nofile_warned = False
@@ -525,7 +528,7 @@ class Relay:
         for stream, sock, number in ((session.rtp[leg], rtp_sock, port),
                                      (session.rtcp[leg], rtcp_sock, port + 1)):
             watcher = self.loop.io(sock.fileno(), 1)
-            stream.handle = MediaSocket(sock, watcher, number, family)
+            self.handles[stream] = MediaSocket(sock, watcher, number, family)
         session.ports_bound(leg, local, port)
         self.open_sockets += 2
         self._check_nofile_use()
@@ -557,7 +560,7 @@ class Relay:
             self.offload.remove(session)
         closed = False
         for stream in (session.rtp[leg], session.rtcp[leg]):
-            handle = stream.handle
+            handle = self.handles.pop(stream, None)
             if handle is None:
                 continue
             if handle.twin is not None:
@@ -566,7 +569,6 @@ class Relay:
             self.open_sockets -= 1
             if stream.is_rtp:
                 self.ports.released(handle.port, handle.family)
-            stream.handle = None
             closed = True
         if closed:
             session.ports_released(leg)
@@ -606,7 +608,7 @@ class Relay:
         changed = force_rewire
         redirected = []
         for stream in session.rtp:
-            handle = stream.handle
+            handle = self.handles.get(stream)
             if handle is None:
                 continue
             wanted = _wanted_twin(self, stream, handle)
@@ -632,7 +634,7 @@ class Relay:
         if changed:
             self._rewire(session)
         for stream in redirected:
-            self._drain_main(stream)
+            self._drain_main(self.handles[stream])
         self._media_changed(session)
 
     def _media_changed(self, session):
@@ -644,10 +646,9 @@ class Relay:
             self.offload.update(session)
 
     @staticmethod
-    def _drain_main(stream, limit=256):
+    def _drain_main(handle, limit=256):
         """Relay what the main socket still holds from the party whose packets
         now go to the twin, before the twin's reader runs: keeps them in order."""
-        handle = stream.handle
         read = handle.watcher.callback
         peek = handle.sock.recv
         for _ in range(limit):
@@ -662,11 +663,12 @@ class Relay:
         dup = self.config.dup_small
         if self.fastpath is not None:
             self.fastpath.release_session(session)
+        handles = self.handles
         for stream in session.streams():
-            handle = stream.handle
+            handle = handles.get(stream)
             if handle is None:
                 continue
-            peer = stream.peer.handle
+            peer = handles.get(stream.peer)
             handle.watcher.stop()
             handle.watcher.start(_main_reader(self, stream, handle, peer, dup))
             if handle.twin is not None:
@@ -679,9 +681,10 @@ class Relay:
         """A command changed addresses, latching, re-packetizing or module
         filters: refresh twins and readers."""
         if not session.closed:
-            resizing_changed = any(s.handle is not None and s.handle.resizing != (s.resizer is not None)
+            handles = self.handles
+            resizing_changed = any(s in handles and handles[s].resizing != (s.resizer is not None)
                                    for s in session.rtp)
-            filtering_changed = any(s.handle is not None and s.handle.filtering != _filtering(s)
+            filtering_changed = any(s in handles and handles[s].filtering != _filtering(s)
                                     for s in session.streams())
             self._sync_twins(session, force_rewire=resizing_changed or filtering_changed)
             if resizing_changed:
@@ -690,7 +693,7 @@ class Relay:
     def set_tos(self, session, leg, tos):
         """``S tos=N``: IPv4 legs only; a leg without sockets yet gets it when bound."""
         for stream in (session.rtp[leg], session.rtcp[leg]):
-            handle = stream.handle
+            handle = self.handles.get(stream)
             if handle is not None:
                 if handle.family != socket.AF_INET:
                     return False
@@ -773,7 +776,7 @@ class Relay:
         """Re-packetized packets: (stream whose socket sends, packet, destination)."""
         dup = self.config.dup_small
         for stream, packet, target in due:
-            handle = stream.handle
+            handle = self.handles.get(stream)
             if handle is None:
                 continue
             try:
@@ -821,11 +824,11 @@ class Relay:
                     return
         self.send_from(out, data, target)
 
-    @staticmethod
-    def send_from(stream, data, address):
+    def send_from(self, stream, data, address):
         """Send ``data`` from ``stream``'s own socket (a module's STUN answer,
-        a DTLS flight, a relayed packet); False if the stream has no socket."""
-        handle = stream.handle
+        a DTLS flight, a relayed packet, a fork's copy); False if the stream
+        has no socket."""
+        handle = self.handles.get(stream)
         if handle is None or address is None:
             return False
         try:
@@ -845,7 +848,8 @@ class Relay:
     def twin_reader(self, stream):
         """The Python reader of ``stream``'s connected twin (the fast path
         hands a stream back with it)."""
-        return _twin_reader(self, stream, stream.handle, stream.peer.handle, self.config.dup_small)
+        return _twin_reader(self, stream, self.handles.get(stream), self.handles.get(stream.peer),
+                            self.config.dup_small)
 
     def refresh_all_counters(self):
         """Before G and --metrics: what the C thread relayed, counted now (the
@@ -862,12 +866,11 @@ class Relay:
             self.offload.close()
             self.offload = None
 
-    @staticmethod
-    def _send_played(due: List[Tuple[Stream, bytes]]) -> None:
+    def _send_played(self, due: List[Tuple[Stream, bytes]]) -> None:
         """Prompt packets go out of the party's own stream socket to its address
         (``due``: [(stream, packet)])."""
         for stream, packet in due:
-            handle, target = stream.handle, stream.rem_addr
+            handle, target = self.handles.get(stream), stream.rem_addr
             if handle is None or target is None:
                 continue
             try:

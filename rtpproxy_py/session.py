@@ -32,17 +32,27 @@ flood the log); ``Session.summary()`` gives the end-of-session lines.
 """
 
 import logging
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import (TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Generic, Iterator, List,
+                    Optional, Tuple, TypeVar, overload)
 
-from .media import rtcp, rtp
+from .media import rtcp, rtp  # noqa: F401
 from .media.analyzer import header_int
 from .media.feature import (CONSUMED, DROPPED, KERNEL, PRECEDENCE_PROMPT, PRECEDENCE_VETO,
-                            Analysis, Muted, Mux, PacketFilter, Tap, Veto, features_reason)
+                            Analysis, Feature, Muted, Mux, PacketFilter, PacketHook, Tap, Veto,
+                            features_reason)
 from .media.resizer import Resizer
 from .latching import (PREFER_LAPSE, RELATCH_MAX_SEQ_DISTANCE, RELATCH_WINDOW,  # noqa: F401
-                       SEQ_RESYNC_INTERVAL, STRICT, LatchState, rules)
+                       SEQ_RESYNC_INTERVAL, STRICT, LatchingRules, LatchState, rules)
+
+if TYPE_CHECKING:
+    from .config import BindAddress
+    from .media.analyzer import FastRun, RtpAnalyzer
+    from .media.player import Player
 
 log = logging.getLogger("rtpproxy")
+
+Address = Tuple[Any, ...]   # (host, port) or (host, port, flowinfo, scope_id)
+Waker = Callable[[float], float]
 
 _RTP_HEADER = slice(12)     # data[:12] would build this slice object per packet
 
@@ -77,10 +87,30 @@ FOREVER = float("inf")
 ADDRESS_POLL = 0.01
 
 
-def _latch_field(name):
+T = TypeVar("T")
+
+
+class _LatchField(Generic[T]):
     """A Stream attribute that is its LatchState's (readers outside latching.py)."""
-    return property(lambda stream: getattr(stream.latch, name),
-                    lambda stream, value: setattr(stream.latch, name, value))
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, stream: None, owner: Any = None) -> "_LatchField[T]": ...
+
+    @overload
+    def __get__(self, stream: "Stream", owner: Any = None) -> T: ...
+
+    def __get__(self, stream: Optional["Stream"], owner: Any = None) -> Any:
+        if stream is None:
+            return self         # read on the class (help(), introspection)
+        return getattr(stream.latch, self.name)
+
+    def __set__(self, stream: "Stream", value: T) -> None:
+        setattr(stream.latch, self.name, value)
 
 
 class Stream:
@@ -97,8 +127,8 @@ class Stream:
         # events, (next line time, refusals held) for refused sources
         "log_window", "log_refusals",
         "on_hold", "hold_count", "muted",
-        # local side, set by the relay
-        "port", "local", "handle",
+        # local side (Session.ports_bound); the sockets are the driver's own
+        "port", "local",
         # per-packet features (media/feature.py), and what the packet path
         # reads of them, precomputed when they change (None when off): the
         # per-packet callables, the analyzer and its run, the resizer
@@ -116,42 +146,49 @@ class Stream:
         "resize_due",
     )
 
-    def __init__(self, session, index, is_rtp):
+    # The other party's stream of the same kind, and this party's stream of
+    # the other kind (RTP <-> RTCP). Not set here: the four streams of a
+    # session need each other, so Session.__init__ links them right after
+    # making them, before anything can use them (Streams are made nowhere
+    # else). Typed as always present, so the packet path reads them unchecked.
+    peer: "Stream"
+    twin: "Stream"
+
+    def __init__(self, session: "Session", index: int, is_rtp: bool) -> None:
         self.session = session
         self.index = index
         self.is_rtp = is_rtp
-        self.peer = None
-        self.twin = None
-        self.rem_addr = None
-        self.target = None
+        self.rem_addr: Optional[Address] = None
+        self.target: Optional[Address] = None
         self.recheck_at = NEVER
         self.latch = LatchState()
-        self.log_window = None
-        self.log_refusals = None
+        self.log_window: Optional[List[float]] = None
+        self.log_refusals: Optional[List[float]] = None
         self.on_hold = False
         self.hold_count = 0
         self.muted = False
-        self.port = None
-        self.local = None
-        self.handle = None
-        self.features = ()
-        self.taps = None            # the features' per-packet callables
-        self.analyzer = None        # media.analyzer.RtpAnalyzer (RTP streams, analysis on)
-        self.analysis_run = None    # its fast path's state (inlined in on_latched_packet)
-        self._resizer = None        # media.resizer.Resizer (z modifier); the relay feeds it
-        self.filters = None
-        self.demux = None
-        self.egress = None
-        self.codecs = None
-        self.resize_ptime = None
-        self.prompt_ptime = None
-        self.tos = None
-        self.totals = session.totals
+        self.port: Optional[int] = None
+        self.local: Optional["BindAddress"] = None
+        self.features: Tuple[Feature, ...] = ()
+        self.taps: Optional[Tuple[PacketHook, ...]] = None   # the features' per-packet callables
+        # media.analyzer.RtpAnalyzer (RTP streams, analysis on), and its fast
+        # path's state (inlined in on_latched_packet): both set or both None
+        self.analyzer: Optional["RtpAnalyzer"] = None
+        self.analysis_run: Optional["FastRun"] = None
+        self._resizer: Optional[Resizer] = None   # z modifier; the relay feeds it
+        self.filters: Optional[Tuple[PacketFilter, ...]] = None
+        self.demux: Optional[Callable[[bytes], Optional[Stream]]] = None
+        self.egress: Optional[Stream] = None
+        self.codecs: Optional[str] = None
+        self.resize_ptime: Optional[int] = None
+        self.prompt_ptime: Optional[int] = None
+        self.tos: Optional[int] = None
+        self.totals: RunningTotals = session.totals
         self.npkts_in = 0
         self.nrelayed = 0
         self.ndropped = 0
         self.nignored = 0
-        self.last_rx = None
+        self.last_rx: Optional[float] = None
         self.nbytes_in = 0
         self.nbytes_ignored = 0
         self.nbytes_unsent = 0
@@ -159,7 +196,7 @@ class Stream:
 
     # --- the packet path ------------------------------------------------
 
-    def on_packet(self, data, source, now):
+    def on_packet(self, data: bytes, source: Address, now: float) -> Optional[Address]:
         """Account a packet received from ``source``; return where to send it."""
         self.npkts_in += 1
         self.totals.npkts_rcvd += 1
@@ -190,7 +227,7 @@ class Stream:
         self.nrelayed += 1
         return target
 
-    def on_latched_packet(self, data, now):
+    def on_latched_packet(self, data: bytes, now: float) -> Optional[Address]:
         """A packet the kernel already matched to ``rem_addr`` (the relay's
         connected socket for a latched stream): no source check needed."""
         self.npkts_in += 1
@@ -206,7 +243,11 @@ class Stream:
                 run.expect = h + run.step
                 run.append(now)
             else:
-                self.analyzer.feed_unexpected(data, h, now)
+                # not per packet: only when the run breaks (a lost or
+                # reordered packet, a new SSRC); analysis_run implies analyzer
+                analyzer = self.analyzer
+                assert analyzer is not None
+                analyzer.feed_unexpected(data, h, now)
         if self.taps is not None:
             for tap in self.taps:
                 verdict = tap(self, data, self.rem_addr, now)
@@ -221,9 +262,10 @@ class Stream:
         self.nrelayed += 1
         return target
 
-    def _tap_verdict(self, data, verdict):
+    def _tap_verdict(self, data: bytes, verdict: Any) -> Optional[Address]:
         """A feature said drop (catch_dtmf's h: counted as dropped and
-        discarded) or consumed (received, neither relayed nor dropped)."""
+        discarded) or consumed (received, neither relayed nor dropped).
+        Returns on_packet's answer: None, nowhere to send it."""
         if verdict == CONSUMED:
             return None
         self.ndropped += 1
@@ -233,7 +275,7 @@ class Stream:
         self.nbytes_ignored += len(data)
         return None
 
-    def _check_source(self, data, source, now):
+    def _check_source(self, data: bytes, source: Address, now: float) -> bool:
         """Latching rules of media-relay.md 3.2/3.3 (the slow path): the
         session's strategy (latching.py) decides."""
         accepted = self.session.latching.check_source(self, data, source, now)
@@ -241,30 +283,30 @@ class Stream:
             self._log_refused(data, source, now)
         return accepted
 
-    def _recheck(self, data, now):
+    def _recheck(self, data: bytes, now: float) -> None:
         """A packet from the latched source after ``recheck_at`` (the packet
         path, the fast path's newest packet)."""
         self.session.latching.recheck(self, data, now)
 
     # --- logs (slow path only) ---------------------------------------------
 
-    def _who(self):
+    def _who(self) -> str:
         return "caller" if self.index == 1 else "callee"
 
-    def _kind(self):
+    def _kind(self) -> str:
         return "RTP" if self.is_rtp else "RTCP"
 
-    def _ssrc_text(self):
+    def _ssrc_text(self) -> str:
         latch = self.latch
         if self.is_rtp and latch.ssrc is not None:
             return ", SSRC=0x%08X, Seq=%d" % (latch.ssrc, latch.seq)
         return ""
 
-    def _log_latch(self, now):
+    def _log_latch(self, now: float) -> None:
         self._log_event(now, "'s address latched in: %s (%s)%s", _format_addr(self.rem_addr),
                         self._kind(), self._ssrc_text())
 
-    def _log_event(self, now, message, *args):
+    def _log_event(self, now: float, message: str, *args: Any) -> None:
         """An address event at INFO, at most LOG_BURST per LOG_INTERVAL per stream."""
         window = self.log_window
         if window is None or now >= window[0]:
@@ -280,7 +322,7 @@ class Stream:
         log.info("session %s, tag %s: " + self._who() + message, session.call_id,
                  session.from_tag, *args)
 
-    def _log_refused(self, data, source, now):
+    def _log_refused(self, data: bytes, source: Address, now: float) -> None:
         """A refused source at INFO: one line per stream per LOG_INTERVAL (with
         the count since the last one), at most REFUSAL_LINES_PER_SECOND overall."""
         state = self.log_refusals
@@ -303,44 +345,44 @@ class Stream:
 
     # --- latching state (latching.LatchState), for readers outside the rules ----
 
-    latched = _latch_field('latched')
-    untrusted = _latch_field('untrusted')
-    asymmetric = _latch_field('asymmetric')
-    signalled = _latch_field('signalled')
-    confirmed = _latch_field('confirmed')
-    ssrc = _latch_field('ssrc')
-    seq = _latch_field('seq')
+    latched: _LatchField[bool] = _LatchField('latched')
+    untrusted: _LatchField[bool] = _LatchField('untrusted')
+    asymmetric: _LatchField[bool] = _LatchField('asymmetric')
+    signalled: _LatchField[Optional[Address]] = _LatchField('signalled')
+    confirmed: _LatchField[bool] = _LatchField('confirmed')
+    ssrc: _LatchField[Optional[int]] = _LatchField('ssrc')
+    seq: _LatchField[int] = _LatchField('seq')
 
     # --- signalling -----------------------------------------------------
 
-    def signal_address(self, address, asymmetric, now):
+    def signal_address(self, address: Optional[Address], asymmetric: bool, now: float) -> None:
         """Apply the address a U/L carried (None: the null host, i.e. hold)."""
         self.session.latching.signal_address(self, address, asymmetric, now)
 
-    def pin_remote(self, address):
+    def pin_remote(self, address: Address) -> None:
         """A module chose the party's address (ICE nomination): latched there,
         and later U/L addresses do not move it."""
         self.session.latching.pin(self, address)
 
 
-    def _address_changed(self):
+    def _address_changed(self) -> None:
         self.recheck_at = NEVER
         self.refresh_target()
 
-    def refresh_target(self):
+    def refresh_target(self) -> None:
         """Recompute where the peer's packets go (None: nowhere)."""
         if self.port is None or self.muted:
             self.target = None
         else:
             self.target = self.rem_addr
 
-    def set_muted(self, muted):
+    def set_muted(self, muted: bool) -> None:
         """While a prompt plays to this party, relayed media to it is dropped.
         The prompt's Player (Session.start_playback put it in ``players``
         first) joins the stream's features; without one, a marker does."""
         self.muted = muted
         self.refresh_target()
-        prompt = None
+        prompt: Optional[Feature] = None
         if muted:
             players = self.session.players
             prompt = players.get(self.index) if players and self.is_rtp else None
@@ -354,18 +396,18 @@ class Stream:
 
     # --- per-packet features (media/feature.py) --------------------------------
 
-    def add_feature(self, feature, notify=True):
+    def add_feature(self, feature: Feature, notify: bool = True) -> None:
         """Put ``feature`` on this stream (once); ``notify``: tell the session
         (the relay re-decides which tier relays the stream)."""
         if feature not in self.features:
             self.features = tuple(sorted(self.features + (feature,), key=_by_precedence))
         self._features_changed(notify)
 
-    def remove_feature(self, feature, notify=True):
+    def remove_feature(self, feature: Feature, notify: bool = True) -> None:
         self.features = tuple(f for f in self.features if f is not feature)
         self._features_changed(notify)
 
-    def _features_changed(self, notify):
+    def _features_changed(self, notify: bool) -> None:
         """Precompute what the packet path reads of the features, so that it
         does no more work than before they were objects."""
         features = self.features
@@ -375,12 +417,12 @@ class Stream:
         self.analyzer = analyzer
         self.analysis_run = analyzer.run if analyzer is not None else None
         self._resizer = next((f for f in features if isinstance(f, Resizer)), None)
-        filters = tuple(sorted((f for f in features if f.is_filter), key=_by_order))
+        filters = tuple(sorted((f for f in features if isinstance(f, PacketFilter)), key=_by_order))
         self.filters = filters or None
         if notify:
             self.session.media_changed()
 
-    def user_space_reason(self, tier):
+    def user_space_reason(self, tier: str) -> Optional[str]:
         """Why this stream's packets must stay in this program for ``tier``
         (feature.KERNEL or feature.FASTPATH), None if they may leave it: the
         latching rules' reason, then the features' (features_reason)."""
@@ -389,10 +431,10 @@ class Stream:
             return reason
         return features_reason(self.features, tier, self.resize_ptime is not None)
 
-    def may_leave_user_space(self, tier):
+    def may_leave_user_space(self, tier: str) -> bool:
         return self.user_space_reason(tier) is None
 
-    def set_analyzer(self, analyzer):
+    def set_analyzer(self, analyzer: Optional["RtpAnalyzer"]) -> None:
         """RTP analysis on (an RtpAnalyzer) or off (None)."""
         for feature in self.features:
             if isinstance(feature, Analysis):
@@ -401,38 +443,39 @@ class Stream:
             self.add_feature(Analysis(analyzer), notify=False)
 
     @property
-    def resizer(self):
+    def resizer(self) -> Optional[Resizer]:
         """The stream's re-packetizer (z), a feature the relay's reader feeds."""
         return self._resizer
 
     @resizer.setter
-    def resizer(self, resizer):
+    def resizer(self, resizer: Optional[Resizer]) -> None:
         if self._resizer is not None:
             self.remove_feature(self._resizer, notify=False)
         if resizer is not None:
             self.add_feature(resizer, notify=False)
 
-    def add_tap(self, tap):
+    def add_tap(self, tap: PacketHook) -> None:
         """Call ``tap(stream, data, source, now)`` for every accepted packet;
         a tap returning a true value drops the packet (a feature.Tap)."""
         self.add_feature(Tap(tap))
 
-    def remove_tap(self, tap):
+    def remove_tap(self, tap: PacketHook) -> None:
         self.features = tuple(f for f in self.features if not (isinstance(f, Tap) and f.tap is tap))
         self._features_changed(True)
 
     # --- module packet filters (dtls_gw, ice_lite) ----------------------------
 
-    def add_filter(self, packet_filter):
+    def add_filter(self, packet_filter: PacketFilter) -> None:
         """Put a PacketFilter on this stream (kept sorted by its ``order``).
         A stream with filters, or whose peer has filters or an egress, is
         read by the relay's filtering reader (relay.deliver) and never offloaded."""
         self.add_feature(packet_filter)
 
-    def remove_filter(self, packet_filter):
+    def remove_filter(self, packet_filter: PacketFilter) -> None:
         self.remove_feature(packet_filter)
 
-    def set_mux(self, demux, egress):
+    def set_mux(self, demux: Optional[Callable[[bytes], Optional["Stream"]]],
+                egress: Optional["Stream"]) -> None:
         """Module demultiplexing: ``demux(data)`` names the stream a received
         packet is accounted and relayed as (None: this one); ``egress`` is the
         stream whose socket and address send what would leave this one."""
@@ -443,7 +486,7 @@ class Stream:
         else:
             self.remove_feature(MUX)
 
-    def count_dropped(self, data, now):
+    def count_dropped(self, data: bytes, now: float) -> None:
         """A filter refused a packet (e.g. SRTP before the DTLS handshake):
         received and dropped, as a failed source check counts it."""
         self.npkts_in += 1
@@ -456,7 +499,7 @@ class Stream:
         totals.npkts_discard += 1
         self.nbytes_ignored += len(data)
 
-    def unsent(self, data):
+    def unsent(self, data: bytes) -> None:
         """A packet this stream accepted could not go out (an outgoing filter
         refused it): dropped, not relayed."""
         self.nrelayed -= 1
@@ -464,26 +507,27 @@ class Stream:
         self.totals.npkts_dropped += 1
         self.nbytes_unsent += len(data)
 
-    def veto_offload(self, reason):
+    def veto_offload(self, reason: str) -> None:
         """A per-packet feature without an object here needs this stream's
         packets: it stays in user space until ``allow_offload(reason)``."""
         if reason not in self._veto_reasons():
             self.features = tuple(sorted(self.features + (Veto(reason),), key=_by_precedence))
         self._features_changed(True)
 
-    def allow_offload(self, reason):
+    def allow_offload(self, reason: str) -> None:
         self.features = tuple(f for f in self.features
                               if not (isinstance(f, Veto) and f.reason == reason))
         self._features_changed(True)
 
-    def _veto_reasons(self):
+    def _veto_reasons(self) -> FrozenSet[str]:
         return frozenset(f.reason for f in self.features if isinstance(f, Veto))
 
     @property
-    def offload_vetoes(self):
+    def offload_vetoes(self) -> Optional[FrozenSet[str]]:
         """The reasons given by vetoes, filters and mux (None: none)."""
-        reasons = frozenset(f.user_space_reason(KERNEL) for f in self.features
-                            if f.precedence >= PRECEDENCE_VETO)
+        reasons = frozenset(reason for reason in (f.user_space_reason(KERNEL) for f in self.features
+                                                  if f.precedence >= PRECEDENCE_VETO)
+                            if reason is not None)
         return reasons or None
 
     # --- timed features (Session.get_timer / handle_timer) -----------------------
@@ -524,8 +568,6 @@ class Stream:
             self.session._play(self.index, now, due.played)
 
 
-Address = Tuple[Any, ...]   # (host, port) or (host, port, flowinfo, scope_id)
-Waker = Callable[[float], float]
 
 
 class TimerOutput:
@@ -559,18 +601,20 @@ class Session:
     """
 
     on_media_change: Optional[Callable[["Session"], None]]
-    players: Optional[Dict[int, Any]]
+    players: Optional[Dict[int, "Player"]]
     wakers: Optional[Tuple[Waker, ...]]
 
     def __init__(self, call_id: str, from_tag: str, now: float, setup_ttl: float,
                  established_ttl: Optional[float] = None, unified_ttl: bool = True) -> None:
         self.call_id = call_id
         self.from_tag = from_tag
-        self.to_tag = None          # the other party's tag, once a U/L named it (rtpproxy-ctl)
+        # the other party's tag, once a U/L named it (rtpproxy-ctl)
+        self.to_tag: Optional[str] = None
         self.created_at = now
-        self.totals = UNCOUNTED      # SessionTable.add gives the table's
+        self.totals: RunningTotals = UNCOUNTED   # SessionTable.add gives the table's
         self.rtp = [Stream(self, 0, True), Stream(self, 1, True)]
         self.rtcp = [Stream(self, 0, False), Stream(self, 1, False)]
+        # Stream.peer and Stream.twin are typed as always set: they are, from here on
         for k in (0, 1):
             self.rtp[k].peer = self.rtp[1 - k]
             self.rtcp[k].peer = self.rtcp[1 - k]
@@ -583,11 +627,13 @@ class Session:
         self.ttl = [setup_ttl, setup_ttl]
         self.established_ttl = setup_ttl if established_ttl is None else established_ttl
         self.reset_at = [now, now]
-        self.notify = None          # (target, tag bytes, command source ip)
-        self.latching = rules(False)  # latching.py: the default rules, or strict (below)
+        # (notify.NotifyTarget, tag bytes, command source ip, local ip)
+        self.notify: Optional[Tuple[Any, ...]] = None
+        # latching.py: the default rules, or strict (below)
+        self.latching: LatchingRules = rules(False)
         self.latch_until = now      # strict: new sources may be learned until then
         self.closed = False
-        self.end_reason = None
+        self.end_reason: Optional[str] = None
         self.players = None         # {stream index: media.player.Player} while prompts play
         self.npkts_played = 0
         self.nplrs_destroyed = 0
@@ -603,13 +649,13 @@ class Session:
         return "<Session %s %s>" % (self.call_id, self.from_tag)
 
     @property
-    def strict(self):
+    def strict(self) -> bool:
         """Strict learning (--latching strict, U/L modifier k): the session's
         streams follow latching.STRICT instead of the default rules."""
         return self.latching is STRICT
 
     @strict.setter
-    def strict(self, strict):
+    def strict(self, strict: bool) -> None:
         self.latching = rules(strict)
 
     def streams(self) -> List[Stream]:
@@ -728,7 +774,7 @@ class Session:
 
     # --- prompt playback (P/S) ---------------------------------------------
 
-    def start_playback(self, index: int, player: Any, now: float) -> None:
+    def start_playback(self, index: int, player: "Player", now: float) -> None:
         """Play ``player`` to the party of RTP stream ``index``; media relayed
         to that party is dropped until the prompt ends."""
         self.stop_playback(index)
@@ -888,34 +934,35 @@ PROMPT_PLAYING = Muted()    # the feature of a stream a prompt plays to (set_mut
 MUX = Mux()                 # the feature of a stream with module mux/demux (set_mux)
 
 
-def _by_precedence(feature):
+def _by_precedence(feature: Feature) -> int:
     return feature.precedence
 
 
-def _by_order(packet_filter):
+def _by_order(packet_filter: PacketFilter) -> int:
     return packet_filter.order
 
 
 UNCOUNTED = RunningTotals()   # a session's until it joins a table (nothing reads it)
 
 
-def count_bytes(stream, data, source, now):
+def count_bytes(stream: Stream, data: bytes, source: Address, now: float) -> None:
     """A tap (with --metrics): bytes of the packets the stream accepts."""
     stream.nbytes_in += len(data)
 
 
-count_bytes.kernel_counts = True    # --kernel_offload credits the bytes it relays (offload.py)
+# --kernel_offload credits the bytes it relays (offload.py; feature.Tap reads the mark)
+setattr(count_bytes, "kernel_counts", True)
 
 
 class _RefusalBudget:
     """REFUSAL_LINES_PER_SECOND over all streams (one process)."""
 
-    def __init__(self, per_second):
+    def __init__(self, per_second: int) -> None:
         self.per_second = per_second
         self.second = NEVER
         self.left = 0
 
-    def take(self, now):
+    def take(self, now: float) -> bool:
         if now - self.second >= 1.0 or now < self.second:     # (or another clock: tests)
             self.second, self.left = now, self.per_second
         if self.left <= 0:
@@ -927,7 +974,7 @@ class _RefusalBudget:
 _REFUSAL_BUDGET = _RefusalBudget(REFUSAL_LINES_PER_SECOND)
 
 
-def _player_deadline(player: Any, now: float) -> float:
+def _player_deadline(player: "Player", now: float) -> float:
     """When a prompt's player next needs polling (FOREVER: never)."""
     if player.started_at is None:
         return now + ADDRESS_POLL       # waiting for its party's address

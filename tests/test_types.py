@@ -22,6 +22,7 @@ TYPED = [
     "rtpproxy_py/media/rtp_stats.py",
     "rtpproxy_py/net.py",
     "rtpproxy_py/config.py",
+    "rtpproxy_py/session.py",
     "rtpproxy_py/latching.py",
     "rtpproxy_py/media/feature.py",
 ]

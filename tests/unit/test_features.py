@@ -17,6 +17,7 @@ from rtpproxy_py.session import Session, SessionTable
 
 CALLER, CALLEE = ("198.51.100.7", 4000), ("203.0.113.9", 5000)
 LOCAL = BindAddress(socket.AF_INET, "192.0.2.1")
+HANDLES = {}        # the relay's sockets of each stream (Relay.handles), as far as the tiers read them
 
 
 def rtp(seq, ssrc=0xAAAA, payload=160):
@@ -35,8 +36,8 @@ def latched_session():
         stream.refresh_target()
     for k in (0, 1):
         stream = session.rtp[k]
-        stream.handle = types.SimpleNamespace(twin=object(), twin_addr=stream.rem_addr,
-                                              resizing=False, port=stream.port)
+        HANDLES[stream] = types.SimpleNamespace(twin=object(), twin_addr=stream.rem_addr,
+                                                resizing=False, port=stream.port)
     return session
 
 
@@ -136,7 +137,7 @@ def test_a_prompt_is_its_streams_feature_while_it_plays():
     player.start(2.0)
     assert stream.next_deadline(2.0) == 2.0
     assert offload.blocker(session) == "prompt playing"
-    assert fastpath.blocker(session.rtp[0]) == "nowhere to send"    # its party is muted
+    assert fastpath.blocker(session.rtp[0], HANDLES) == "nowhere to send"    # its party is muted
     session.stop_playback(1)
     assert player not in stream.features and stream.features == () and not stream.muted
     assert offload.blocker(session) is None and stream.next_deadline(2.0) == FOREVER
@@ -145,7 +146,7 @@ def test_a_prompt_is_its_streams_feature_while_it_plays():
 def test_a_feature_that_keeps_the_stream_in_user_space():
     session = latched_session()
     assert offload.blocker(session) is None
-    assert fastpath.blocker(session.rtp[1]) is None
+    assert fastpath.blocker(session.rtp[1], HANDLES) is None
     seen = []
     session.on_media_change = seen.append
     feature = EveryOther(DROP)
@@ -153,9 +154,9 @@ def test_a_feature_that_keeps_the_stream_in_user_space():
     assert seen == [session]                                  # the relay re-decides at once
     assert not session.rtp[1].may_leave_user_space(KERNEL)
     assert offload.blocker(session) == "test feature"
-    assert fastpath.blocker(session.rtp[1]) == "test feature"
+    assert fastpath.blocker(session.rtp[1], HANDLES) == "test feature"
     session.rtp[1].remove_feature(feature)
-    assert offload.blocker(session) is None and fastpath.blocker(session.rtp[1]) is None
+    assert offload.blocker(session) is None and fastpath.blocker(session.rtp[1], HANDLES) is None
 
 
 def test_a_feature_may_answer_per_tier():
@@ -163,7 +164,7 @@ def test_a_feature_may_answer_per_tier():
     session = latched_session()
     session.rtp[0].set_analyzer(RtpAnalyzer())
     assert session.rtp[0].may_leave_user_space(FASTPATH)
-    assert fastpath.blocker(session.rtp[0]) is None
+    assert fastpath.blocker(session.rtp[0], HANDLES) is None
     assert offload.blocker(session) == "RTP analysis"
     assert session.rtp[0].user_space_reason(KERNEL) == "RTP analysis"
 

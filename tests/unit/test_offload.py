@@ -19,7 +19,7 @@ def latched_session(local=LOCAL):
     session = Session("cid", "ft", 0.0, 60)
     for k, (party, port) in enumerate(((("198.51.100.7", 4000), 30000), (("203.0.113.9", 5000), 30002))):
         stream = session.rtp[k]
-        stream.handle, stream.port, stream.local = object(), port, local
+        stream.port, stream.local = port, local      # ports bound (the sockets are the relay's)
         stream.rem_addr, stream.latched = party, True
     return session
 
@@ -36,7 +36,7 @@ def test_only_a_plain_latched_ipv4_pair_may_go_to_the_kernel():
         (lambda s: s.rtp[0].set_analyzer(RtpAnalyzer()), "RTP analysis"),
         (lambda s: s.rtp[1].veto_offload("strict latching"), "strict latching"),
         (lambda s: setattr(s.rtp[0], "rem_addr", ("2001:db8::1", 4000, 0, 0)), "IPv6"),
-        (lambda s: setattr(s.rtp[0], "handle", None), "not set up"),
+        (lambda s: setattr(s.rtp[0], "port", None), "not set up"),
         (lambda s: setattr(s, "closed", True), "ended"),
         (lambda s: setattr(s, "strict", True), "strict latching"),
     ]

@@ -40,18 +40,19 @@ def udp():
 def call():
     """A session whose four streams have sockets; parties' sockets by (leg, rtp)."""
     session = Session("c", "f", 0.0, 60)
-    parties, socks = {}, []
+    parties, socks, handles = {}, [], {}
     for stream in session.streams():
         sock = udp()
         socks.append(sock)
-        stream.handle = MediaSocket(sock, None, sock.getsockname()[1], socket.AF_INET)
-        stream.port = stream.handle.port
+        handles[stream] = MediaSocket(sock, None, sock.getsockname()[1], socket.AF_INET)
+        stream.port = handles[stream].port
         party = udp()
         socks.append(party)
         parties[stream.index, stream.is_rtp] = party
         stream.signal_address(party.getsockname(), False, 0.0)
         stream.refresh_target()
-    relay = types.SimpleNamespace(send_from=Relay.send_from, _sync_twins=None, fastpath=None)
+    relay = types.SimpleNamespace(handles=handles, _sync_twins=None, fastpath=None)
+    relay.send_from = lambda *args: Relay.send_from(relay, *args)
     relay.deliver = lambda *args: Relay.deliver(relay, *args)
     yield session, parties, relay
     for sock in socks:
@@ -114,10 +115,10 @@ def test_demux_and_egress(call):
 def test_streams_without_filters_keep_the_plain_readers(call):
     session, parties, relay = call
     rtp0, rtp1 = session.rtp
-    plain = relay_mod._main_reader(relay, rtp1, rtp1.handle, rtp0.handle, False)
+    plain = relay_mod._main_reader(relay, rtp1, relay.handles[rtp1], relay.handles[rtp0], False)
     assert plain.__qualname__.startswith("_main_reader")
     rtp0.add_filter(Upper())         # the peer encrypts: this stream's packets are filtered too
-    filtered = relay_mod._main_reader(relay, rtp1, rtp1.handle, rtp0.handle, False)
+    filtered = relay_mod._main_reader(relay, rtp1, relay.handles[rtp1], relay.handles[rtp0], False)
     assert filtered.__qualname__.startswith("_filtering_reader")
-    assert relay_mod._main_reader(relay, session.rtcp[1], session.rtcp[1].handle,
-                                  session.rtcp[0].handle, False).__qualname__.startswith("_main_reader")
+    assert relay_mod._main_reader(relay, session.rtcp[1], relay.handles[session.rtcp[1]],
+                                  relay.handles[session.rtcp[0]], False).__qualname__.startswith("_main_reader")
