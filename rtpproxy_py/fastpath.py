@@ -238,10 +238,15 @@ class FastPath:
 
     def update(self, session):
         """Take the session's eligible RTP streams, give back the others."""
+        owned = self.owned
         for stream in session.rtp:
+            if stream not in owned:
+                handle = stream.handle
+                if handle is None or handle.twin is None:
+                    continue        # not latched (blocker says so too): nothing to take
             reason = blocker(stream)
-            if stream in self.owned:
-                feed = self.owned[stream]
+            if stream in owned:
+                feed = owned[stream]
                 if reason is not None or feed.analyzer is not stream.analyzer \
                         or feed.target != stream.peer.target or feed.out != _out(stream.peer):
                     self.release(stream)

@@ -55,6 +55,7 @@ its RTP to the kernel or takes it back; nothing of it is on the packet path.
 
 from __future__ import annotations
 
+import _socket
 import errno
 import logging
 import os
@@ -420,7 +421,9 @@ class Relay:
     def _new_socket(self, family, tos):
         # Non-blocking from socket() on (SOCK_NONBLOCK: no fcntl calls; Python
         # sees it and sets the time-out to 0, as setblocking(False) does).
-        sock = socket.socket(family, _DGRAM_NONBLOCK)
+        # The C type itself, not socket.socket: its __init__ and close are
+        # Python code, two calls on every media socket (4 per U+L+D).
+        sock = _socket.socket(family, _DGRAM_NONBLOCK)
         try:
             if not _SOCK_NONBLOCK:
                 sock.setblocking(False)

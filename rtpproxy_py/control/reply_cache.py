@@ -132,6 +132,10 @@ class ReplyCache:
     def get(self, cookie):
         h = hash(cookie)
         for bucket in reversed(self.buckets):
+            # A new cookie (the usual case) mostly lands on an empty slot:
+            # checked here, without a call per bucket.
+            if bucket.refs[h & bucket.mask] == 0:
+                continue
             found = bucket.find(cookie, h)
             if found is not None:
                 return found
