@@ -65,7 +65,7 @@ import sys
 import time
 
 from functools import partial
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import gevent
 from greenlet import greenlet
@@ -181,9 +181,9 @@ class SessionTimer:
 
     def __init__(self) -> None:
         self.greenlet: Optional[greenlet] = None
-        self.run = None             # switches to the greenlet (its first switch starts it)
+        self.run: Optional[Callable[[], Any]] = None    # switches to the greenlet (the first switch starts it)
         self.armed_at = FOREVER
-        self.watcher = None         # the loop timer the greenlet sleeps on (None: not sleeping)
+        self.watcher: Any = None    # the loop timer the greenlet sleeps on (None: not sleeping)
         self.woken = False          # a wake-up came while not sleeping: do not sleep next time
         self.paced = False          # a prompt's plain sleep: wake-ups wait for its end
 
