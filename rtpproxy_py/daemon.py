@@ -56,6 +56,8 @@ def _show_raw_bytes(record):
         record.args = None
     except Exception:   # a bad format string: the handler reports it as usual
         pass
+    else:
+        record.msg, record.args = text, None    # formatted once: the formatter takes it as is
     return True
 
 
