@@ -27,7 +27,9 @@ connection's: a greenlet that sleeps until ``Session.get_timer(now)`` (idle
 expiry, the next prompt packet, the next re-packetized packet, a module's
 timer), calls ``Session.handle_timer(now)`` and does what it returns (sends
 packets, ends the session). The timer (``SessionTimer``) is the relay's, in
-its own map: the session only answers when and what.
+its own map: the session only answers when and what. The greenlet is a plain
+one parked on a libev timer, first switched to at the session's first
+deadline or wake-up: a call deleted before then costs no switch at all.
 
 A stream with a resizer (``z``) gets readers that hand its packets to the
 resizer instead of sending them (_resizing_reader): what is due at once goes
