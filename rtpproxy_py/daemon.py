@@ -25,6 +25,25 @@ class _RelativeTimeFormatter(logging.Formatter):
         return "%.6f" % (record.created - self.start)
 
 
+class _SecondCachedFormatter(logging.Formatter):
+    """logging.Formatter's own time stamp, with the date and time text made
+    once a second instead of for every record. (Measured: in the foreground
+    at DBUG a U+L+D cycle logs 9 records; strftime per record was about a
+    fifth of their cost.)"""
+
+    _second = None
+    _text = ""
+
+    def formatTime(self, record, datefmt=None):
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        if second != self._second:
+            self._text = time.strftime(self.default_time_format, self.converter(record.created))
+            self._second = second
+        return self.default_msec_format % (self._text, record.msecs)
+
+
 def _show_raw_bytes(record):
     """Log filter: bytes of a Call-ID or tag that are not UTF-8 (carried as
     surrogates, see protocol.parse.tokenize) are written as ``\\xNN``;
@@ -37,6 +56,8 @@ def _show_raw_bytes(record):
         record.args = None
     except Exception:   # a bad format string: the handler reports it as usual
         pass
+    else:
+        record.msg, record.args = text, None    # formatted once: the formatter takes it as is
     return True
 
 
@@ -55,6 +76,12 @@ def setup_logging(config, to_syslog):
         logger.removeHandler(handler)
     logger.setLevel(config.log_level)
     logger.propagate = False
+    # No format here shows the caller's file and line or the thread: skip
+    # collecting them for every record (the logging HOWTO's "Optimization"
+    # flags; in the foreground at DBUG a U+L+D cycle logs 9 records).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logMultiprocessing = False
     handler = None
     if to_syslog:
         try:
@@ -74,7 +101,7 @@ def setup_logging(config, to_syslog):
             start = float(os.environ.get("RTPP_LOG_TSTART", time.time()))
             handler.setFormatter(_RelativeTimeFormatter(fmt, start))
         else:
-            handler.setFormatter(logging.Formatter(fmt))
+            handler.setFormatter(_SecondCachedFormatter(fmt))
     handler.addFilter(_show_raw_bytes)
     logger.addHandler(handler)
 

@@ -241,10 +241,15 @@ class FastPath:
     def update(self, session):
         """Take the session's eligible RTP streams, give back the others."""
         handles = self.relay.handles
+        owned = self.owned
         for stream in session.rtp:
+            if stream not in owned:
+                handle = handles.get(stream)
+                if handle is None or handle.twin is None:
+                    continue        # not latched (blocker says so too): nothing to take
             reason = blocker(stream, handles)
-            if stream in self.owned:
-                feed = self.owned[stream]
+            if stream in owned:
+                feed = owned[stream]
                 peer = stream.peer
                 if reason is not None or feed.analyzer is not stream.analyzer \
                         or feed.target != peer.target or feed.out != _out(handles[peer], peer.target):
