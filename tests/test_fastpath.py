@@ -228,7 +228,6 @@ PURE_PYTHON_SUBSET = [
 ]
 
 
-@pytest.mark.skipif(os.environ.get("RTPPROXY_TEST_NO_FASTPATH") == "1", reason="already pure Python")
 def test_relay_latching_analysis_and_timeouts_without_the_fast_path():
     """CI runs the suite with the fast path; the relay, latching, analysis and
     time-out tests run here again with --no_fastpath (helpers.Daemon adds it
