@@ -83,8 +83,6 @@ class RunningTotals:
 
 NEVER = float("-inf")
 FOREVER = float("inf")
-# A prompt waiting for its party's address checks this often whether it is known.
-ADDRESS_POLL = 0.01
 
 
 T = TypeVar("T")
@@ -142,8 +140,6 @@ class Stream:
         # bytes: of accepted packets (only with --metrics, by a tap), and of
         # dropped ones (counted on the drop paths only)
         "nbytes_in", "nbytes_ignored", "nbytes_unsent",
-        # timers: when the resizer said to ask it again (FOREVER: only after a packet)
-        "resize_due",
     )
 
     # The other party's stream of the same kind, and this party's stream of
@@ -192,7 +188,6 @@ class Stream:
         self.nbytes_in = 0
         self.nbytes_ignored = 0
         self.nbytes_unsent = 0
-        self.resize_due = FOREVER
 
     # --- the packet path ------------------------------------------------
 
@@ -536,17 +531,10 @@ class Stream:
         """When this stream's timed features (re-packetizing, a prompt played
         to its party) next need ``handle_timer``; FOREVER: not before a
         packet or a command changes something."""
-        # the features' own deadlines (media/feature.py), then the two the
-        # timer drives itself: the resizer's last dequeue and the prompt
-        wake = min((f.next_deadline(now) for f in self.features), default=FOREVER)
-        if self.resizer is not None and self.resize_due < wake:
-            wake = self.resize_due
-        players = self.session.players
-        if players is not None and self.is_rtp:
-            player = players.get(self.index)
-            if player is not None:
-                wake = min(wake, _player_deadline(player, now))
-        return wake
+        # asked once each, as features (media/feature.py): the resizer (its
+        # last dequeue, by the timer or the packet path) and the prompt's
+        # Player (a feature of its stream while it plays: set_muted)
+        return min((f.next_deadline(now) for f in self.features), default=FOREVER)
 
     def handle_timer(self, now: float, due: "TimerOutput") -> None:
         """Do what this stream's timed features have due at ``now``: the
@@ -554,8 +542,7 @@ class Stream:
         socket to where the peer sends), the prompt's into ``due.played``."""
         resizer = self.resizer
         if resizer is not None:
-            packets, next_at = resizer.dequeue(now)
-            self.resize_due = FOREVER if next_at is None else next_at
+            packets, _ = resizer.dequeue(now)       # its next_deadline() says when again
             if packets:
                 peer = self.peer
                 target = peer.target
@@ -830,7 +817,7 @@ class Session:
         """When playback next needs attention (FOREVER when nothing is due)."""
         wake = FOREVER
         for player in (self.players or {}).values():
-            wake = min(wake, _player_deadline(player, now))
+            wake = min(wake, player.next_deadline(now))
         return wake
 
     # --- accounting ---------------------------------------------------------
@@ -972,15 +959,6 @@ class _RefusalBudget:
 
 
 _REFUSAL_BUDGET = _RefusalBudget(REFUSAL_LINES_PER_SECOND)
-
-
-def _player_deadline(player: "Player", now: float) -> float:
-    """When a prompt's player next needs polling (FOREVER: never)."""
-    if player.started_at is None:
-        return now + ADDRESS_POLL       # waiting for its party's address
-    if player.next_due is not None:
-        return player.next_due
-    return FOREVER
 
 
 def _format_addr(address: Optional[Address]) -> str:

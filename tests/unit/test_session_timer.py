@@ -136,3 +136,27 @@ def test_resizer_deadline_through_the_stream(t0):
     header = rtp.parse(data)
     assert header.payload_end - header.payload_offset == 160    # two 10 ms packets in one
     assert s.get_timer(now) == s.expires_at()           # queue empty: only expiry left
+
+
+@pytest.mark.parametrize("t0", BASES)
+def test_resizer_deadline_moved_by_the_packet_path_is_the_one_asked(t0):
+    """The resizer answers its deadline as a feature only: a dequeue on the
+    packet path (relay.py's resizing reader) that empties the queue leaves
+    no earlier wake-up from the timer's own last dequeue behind."""
+    s = new_session(t0)
+    caller, callee = s.rtp[1], s.rtp[0]
+    caller.signal_address(CALLER, False, t0)
+    callee.signal_address(CALLEE, False, t0)
+    caller.resizer = Resizer(20)
+    assert caller.on_packet(packet(1), CALLER, t0 + 1.0) == CALLEE
+    assert caller.resizer.enqueue(packet(1), t0 + 1.0)
+    assert s.handle_timer(t0 + 1.0).relayed == []       # 10 ms of the 20 ms it sends
+    first = s.get_timer(t0 + 1.0)
+    assert t0 + 1.0 < first < t0 + 2                    # waits for more audio
+    # the second packet completes it: the reader sends it and the queue is empty
+    assert caller.on_packet(packet(2), CALLER, t0 + 1.01) == CALLEE
+    assert caller.resizer.enqueue(packet(2), t0 + 1.01)
+    sent, wake_at = caller.resizer.dequeue(t0 + 1.01)
+    assert len(sent) == 1 and wake_at is None
+    assert caller.next_deadline(t0 + 1.01) == FOREVER
+    assert s.get_timer(t0 + 1.01) == s.expires_at()     # not the timer's stale `first`
