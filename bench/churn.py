@@ -10,9 +10,9 @@ where they were (tests/test_churn.py runs a small version).
 (issue 18.6): the production daemon (``--workers`` as given), U, L and D of
 every session over UDP with a cookie each, a window of commands in flight;
 the resident memory of the daemon and its workers (VmRSS from /proc, summed,
-and each process's VmRSS, anonymous and file parts and PSS) at start, after a
-warm-up once the cache window (35 s) has passed, at the end of the churn, and
-once the cache window has passed again.
+and each process's VmRSS, anonymous and file parts and PSS) at start (once
+every worker serves), after a warm-up once the cache window (35 s) has
+passed, at the end of the churn, and once the cache window has passed again.
 
 The daemon is ``rtpproxy_debug`` (the production code plus a line every
 second saying what the process holds; its profiler off) in a network
@@ -37,7 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(TOP, "tests"))
 
-from helpers import Daemon, rtp_packet  # noqa: E402
+from helpers import Daemon, rtp_packet, wait_for  # noqa: E402
 from netns import Netns  # noqa: E402
 
 PORT_MIN, PORT_MAX = 20000, 60000
@@ -298,6 +298,11 @@ def udp_churn(sessions, workers=None, warmup=2000, batch=BATCH, report=print):
                 report("    %s" % describe(detail[name]))
                 return points[name]
 
+            # The front end answers V before its workers have built their
+            # relay and event loop (about 4 MB each): the start is once they
+            # all serve.
+            if len(daemon.pids()) > 1:
+                wait_for(lambda: " workers serving, pids " in daemon.log(), timeout=15)
             measure("start")
             report("start: %d kB (%d processes)" % (points["start"], len(daemon.pids())))
 
