@@ -28,6 +28,7 @@ JOURNAL_FORMAT = "%(levelname)s: %(message)s"
 SYSLOG_FORMAT = "rtpproxy[%(process)d]: %(levelname)s: %(message)s"
 
 _level_name = logging.getLevelName
+_time = time.time
 
 
 def show_raw_bytes(record: logging.LogRecord) -> bool:
@@ -49,13 +50,14 @@ def show_raw_bytes(record: logging.LogRecord) -> bool:
 
 def _raw_bytes_shown(text: str) -> str:
     """show_raw_bytes for a message already formatted."""
-    if text.isascii():
-        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     return text
+
+
+_LINE_FILTERS = [show_raw_bytes]
 
 
 # Formatters. Each also has line(levelno, message, created): exactly what
@@ -168,14 +170,17 @@ class DaemonLogger(logging.Logger):
 
     line_handler: Optional[logging.Handler] = None    # set by setup_logging
     line_formatter: Optional[logging.Formatter] = None
+    _line_handlers: list = []
 
     def _emit(self, levelno: int, msg, args) -> bool:
         """Writes the line as the standard path would; False: take that path."""
         handler = self.line_handler
         handlers = self.handlers
-        if (handler is None or len(handlers) != 1 or handlers[0] is not handler or self.filters
-                or self.propagate or self.disabled or levelno < handler.level
-                or handler.formatter is not self.line_formatter or handler.filters != [show_raw_bytes]):
+        # only what setup_logging set up: anything added since (a handler,
+        # a filter, a formatter, propagation) gets the standard path
+        if (handler is None or handlers != self._line_handlers or self.filters or self.propagate
+                or self.disabled or levelno < handler.level or handler.formatter is not self.line_formatter
+                or handler.filters != _LINE_FILTERS):
             return False
         try:
             text = msg if type(msg) is str else str(msg)
@@ -185,11 +190,11 @@ class DaemonLogger(logging.Logger):
                 text = text % args
         except Exception:
             return False            # the standard path reports it as it does
-        text = _raw_bytes_shown(text)
-        created = time.time()
+        if not text.isascii():
+            text = _raw_bytes_shown(text)
         with handler.lock:
             try:
-                handler.emit_line(levelno, self.line_formatter.line(levelno, text, created))
+                handler.emit_line(levelno, self.line_formatter.line(levelno, text, _time()))
             except RecursionError:
                 raise
             except Exception:
@@ -230,4 +235,5 @@ def install(logger: logging.Logger, handler: logging.Handler) -> None:
     ``handler`` (one of the handlers above with one of the formatters above)."""
     logger.__class__ = DaemonLogger
     logger.line_handler = handler
+    logger._line_handlers = [handler]
     logger.line_formatter = handler.formatter
