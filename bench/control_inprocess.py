@@ -6,7 +6,8 @@ and the UDP control transport's per-datagram handling (UdpControl's
 handle_datagram: cookie, reply cache, execute, reply) with the reply sent to
 a local socket nobody reads.
 
-    .venv/bin/python bench/control_inprocess.py [-n CYCLES] [--profile] [--execute-only] [-- RTPPROXY ARGS]
+    .venv/bin/python bench/control_inprocess.py [-n CYCLES] [--profile] [--execute-only]
+                                                [--level LEVEL] [--log-to PATH] [-- RTPPROXY ARGS]
 
 Prints µs of CPU per cycle (and per command kind). ``--profile`` prints
 cProfile's top functions instead (by internal time).
@@ -51,11 +52,12 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--execute-only", action="store_true", help="time Dispatcher.execute alone")
+    ap.add_argument("--level", help="-d for the default command line (none: DBUG, the foreground default)")
     ap.add_argument("--log-to", default="/dev/null", help="where the daemon's stderr log goes")
     ap.add_argument("rest", nargs="*")
     args = ap.parse_args()
     argv = args.rest or ["-F", "-f", "-s", "udp:127.0.0.1:%d" % (61000 + os.getpid() % 4000), "-l", "127.0.0.1",
-                         "-m", "20000", "-M", "60000"]
+                         "-m", "20000", "-M", "60000"] + (["-d", args.level] if args.level else [])
     config, media, server = build(argv, args.log_to)
     gevent.sleep(0)
     dispatcher = media.dispatcher
