@@ -122,4 +122,5 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # in a greenlet of its own, as the daemon's control sockets are served
+    sys.exit(gevent.spawn(main).get())

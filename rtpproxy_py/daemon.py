@@ -17,6 +17,7 @@ log = logging.getLogger("rtpproxy")
 def setup_logging(config, to_syslog):
     logger = logging.getLogger("rtpproxy")
     for handler in list(logger.handlers):
+        handler.flush()     # the lines a StreamLines holds
         logger.removeHandler(handler)
     logger.setLevel(config.log_level)
     logger.propagate = False

@@ -19,7 +19,10 @@ import logging.handlers
 import os
 import socket
 import time
-from typing import Optional
+import weakref
+from typing import List, Optional
+
+from greenlet import getcurrent
 
 from . import sd_daemon
 
@@ -131,12 +134,84 @@ class SyslogFormatter(logging.Formatter):
 # formatted text of a record of that level. Called with the handler's lock held.
 
 class StreamLines(logging.StreamHandler):
+    """The stderr handler. A line logged by a serving greenlet (commands,
+    session ends) below WARNING is held until the event loop's current turn
+    ends (a loop callback writes what the turn logged in one write; a U+L+D
+    cycle logs 9 lines, and a write per line was a quarter of their cost).
+    Everything else is written at once, after what is held: warnings and
+    errors, records taking the standard path (exceptions, the workers'
+    prefixed lines), lines from the main greenlet (start-up, shut-down) or
+    another thread. flush() (logging.shutdown at exit, a fork, setup_logging
+    again) writes what is held."""
+
+    def __init__(self, stream=None) -> None:
+        super().__init__(stream)
+        self._held: List[str] = []
+        _stream_handlers.add(self)
+
+    def emit(self, record):
+        try:
+            self._write(self.format(record) + self.terminator)
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
 
     def emit_line(self, levelno: int, line: str) -> None:
+        if levelno < logging.WARNING:
+            # a greenlet gevent runs has the hub, with its loop, as parent;
+            # the main greenlet's parent is None
+            loop = getattr(getcurrent().parent, "loop", None)
+            if loop is not None:
+                held = self._held
+                held.append(line + self.terminator)
+                if len(held) == 1:
+                    loop.run_callback(self._end_of_turn)
+                elif len(held) >= HELD_LINES:
+                    self._write("")
+                return
+        self._write(line + self.terminator)
+
+    def _write(self, text: str) -> None:
+        """Writes what is held, then text (the handler's lock held)."""
+        held = self._held
+        if held:
+            text = "".join(held) + text
+            held.clear()
         stream = self.stream
-        stream.write(line + self.terminator)
-        if stream and hasattr(stream, "flush"):     # StreamHandler.flush, whose lock we hold
+        if text:
+            stream.write(text)
+        if stream and hasattr(stream, "flush"):     # as StreamHandler.flush
             stream.flush()
+
+    def flush(self):
+        with self.lock:
+            self._write("")
+
+    def _end_of_turn(self) -> None:
+        try:
+            self.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(logging.makeLogRecord({"msg": "(the lines held until the end of the loop turn)"}))
+
+
+HELD_LINES = 64                 # held lines written at once when this many are held
+_stream_handlers: "weakref.WeakSet[StreamLines]" = weakref.WeakSet()
+
+
+def flush_held_lines() -> None:
+    """Writes the lines every StreamLines holds (before a fork, so that the
+    child does not write them again)."""
+    for handler in list(_stream_handlers):
+        try:
+            handler.flush()
+        except Exception:
+            pass
+
+
+os.register_at_fork(before=flush_held_lines)
 
 
 class SysLogLines(logging.handlers.SysLogHandler):

@@ -218,3 +218,67 @@ def test_setup_logging_installs_it_on_the_daemon_logger(records, capsys):
         logger.setLevel(level)
         logger.propagate = propagate
         logging._srcfile, logging.logThreads, logging.logMultiprocessing = flags
+
+
+def test_a_serving_greenlet_s_lines_are_written_at_the_end_of_the_loop_turn(records):
+    import gevent
+    stream = io.StringIO()
+    logger = _logger("held", daemon_log.StreamLines(stream), FORMATTERS["stream"]())
+    seen = []
+
+    def serve():
+        logger.info("new session %s", "cid1")
+        logger.debug("command %r", b"U")
+        seen.append(stream.getvalue())          # held while the greenlet runs on
+        logger.warning("a warning")             # written at once, after the held lines
+        seen.append(stream.getvalue())
+        logger.info("session %s ended", "cid1")
+        seen.append(stream.getvalue())
+
+    gevent.spawn(serve).join()
+    assert seen[0] == ""
+    assert seen[1].endswith("INFO: new session cid1\n" + seen[1][:24] + "DEBUG: command b'U'\n"
+                            + seen[1][:24] + "WARNING: a warning\n")
+    assert seen[2] == seen[1]
+    assert stream.getvalue() == seen[1] + seen[1][:24] + "INFO: session cid1 ended\n"
+    assert records == []
+
+
+def test_held_lines_are_written_by_flush_as_at_exit_and_before_a_standard_record(records):
+    import gevent
+    stream = io.StringIO()
+    handler = daemon_log.StreamLines(stream)
+    logger = _logger("flush", handler, FORMATTERS["stream"]())
+
+    def serve(flush):
+        logger.info("one")
+        if flush:
+            handler.flush()                     # logging.shutdown does this at exit
+        else:
+            logger.info("%(two)s", {"two": "two"})     # the standard path
+        seen.append(stream.getvalue())
+
+    seen = []
+    gevent.spawn(serve, True).join()
+    assert seen[0].endswith(" INFO: one\n")
+    stream.truncate(0)
+    stream.seek(0)
+    seen.clear()
+    gevent.spawn(serve, False).join()
+    lines = seen[0].splitlines()
+    assert len(lines) == 2 and lines[0].endswith(" INFO: one") and lines[1].endswith(" INFO: two")
+
+
+def test_many_held_lines_are_written_before_the_turn_ends(records):
+    import gevent
+    stream = io.StringIO()
+    logger = _logger("many", daemon_log.StreamLines(stream), FORMATTERS["stream"]())
+    seen = []
+
+    def serve():
+        for n in range(daemon_log.HELD_LINES):
+            logger.debug("line %d", n)
+        seen.append(stream.getvalue().count("\n"))
+
+    gevent.spawn(serve).join()
+    assert seen == [daemon_log.HELD_LINES]
