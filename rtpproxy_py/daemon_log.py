@@ -11,6 +11,10 @@ LogRecord. Everything else (exc_info/extra/stack_info, a dict argument, a
 message that does not format, any filter, handler or formatter that
 setup_logging did not put there, propagation) takes the standard path, so
 what a caller, a test or a module adds keeps working as before.
+
+``StreamLines`` (stderr) holds the DEBUG/INFO lines a serving greenlet logs
+until the event loop's turn ends and writes them in one write; see its
+docstring for what is written at once.
 """
 
 import collections.abc
