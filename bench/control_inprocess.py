@@ -13,9 +13,11 @@ Prints µs of CPU per cycle (and per command kind). ``--profile`` prints
 cProfile's top functions instead (by internal time).
 
 Logging is set up as the daemon sets it up in the foreground
-(daemon.setup_logging, at the command line's -d level: DBUG by default with
--f, as the benchmark runs the daemon), with the daemon's stderr sent to
-``--log-to`` (default /dev/null, as bench/control_cycle.py does).
+(daemon.setup_logging, at the command line's -d level: DBUG without -d, the
+foreground default; ``--level ERR`` as sidebyside.py and control_cycle.py
+run the relays), with the daemon's stderr sent to ``--log-to`` (default
+/dev/null, as bench/control_cycle.py does). The cycles run in a greenlet,
+as the daemon's control sockets are served.
 """
 
 import argparse
