@@ -277,7 +277,7 @@ class DaemonLogger(logging.Logger):
             except RecursionError:
                 raise
             except Exception:
-                handler.handleError(self.makeRecord(self.name, levelno, "(unknown file)", 0, text, None, None))
+                handler.handleError(self.makeRecord(self.name, levelno, "(unknown file)", 0, text, (), None))
         return True
 
     def debug(self, msg, *args, **kwargs):
