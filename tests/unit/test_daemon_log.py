@@ -282,3 +282,12 @@ def test_many_held_lines_are_written_before_the_turn_ends(records):
 
     gevent.spawn(serve).join()
     assert seen == [daemon_log.HELD_LINES]
+
+
+def test_a_write_error_is_reported_as_the_standard_path_does_and_not_raised(records, capsys):
+    stream = io.StringIO()
+    logger = _logger("closed", daemon_log.StreamLines(stream), FORMATTERS["stream"]())
+    stream.close()
+    logger.info("session %s ended", "cid1")      # must not raise into the dispatcher
+    err = capsys.readouterr().err
+    assert "--- Logging error ---" in err and "I/O operation on closed file" in err
