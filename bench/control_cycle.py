@@ -4,10 +4,10 @@ rows, for quick iteration on the control plane (root: a private network
 namespace; relay pinned to RELAY_CPUS, default 1, the client to CPU 0).
 
     bench/control_cycle.py [--rounds R] [-n N] [--profile OUT.svg|OUT.txt]
-                           [--py-spy PATH] NAME=COMMAND [NAME=COMMAND ...]
+                           [--py-spy PATH] [--level LEVEL] NAME=COMMAND [NAME=COMMAND ...]
 
-COMMAND is the relay's command line without -s/-l/-m/-M (added, as
-sidebyside.py adds them); ``crelay`` runs the minimal C relay. Besides the
+COMMAND is the relay's command line without -s/-l/-m/-M/-d/-L (added, as
+sidebyside.py adds them: -d ERR unless ``--level`` says otherwise); ``crelay`` runs the minimal C relay. Besides the
 rate it prints the CPU the relay's whole process tree spent per cycle (from
 /proc): on a shared machine the figure to compare when the rate only says
 how much of its core the relay was given. ctlbench and
@@ -77,6 +77,8 @@ def main():
     ap.add_argument("--profile")
     ap.add_argument("--py-spy", default="py-spy")
     ap.add_argument("--no-lat", action="store_true")
+    ap.add_argument("--level", default="ERR",
+                    help="the relays' -d (default ERR, as sidebyside.py runs them; DBUG: the foreground default)")
     ap.add_argument("relays", nargs="+")
     args = ap.parse_args()
     build()
@@ -93,7 +95,7 @@ def main():
             argv = [os.path.join(B, "crelay"), "-s", CTL, "-l", "127.0.0.1", "-m", "20000", "-M", "60000"]
         else:
             argv = shlex.split(cmd) + ["-s", "udp:" + CTL, "-l", "127.0.0.1", "-m", "20000", "-M", "60000",
-                                       "-d", "ERR", "-L", "20000"]
+                                       "-d", args.level, "-L", "20000"]
         p = subprocess.Popen(inns + ["taskset", "-c", relay_cpus] + argv, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True)
         time.sleep(2.0)

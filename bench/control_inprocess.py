@@ -6,10 +6,18 @@ and the UDP control transport's per-datagram handling (UdpControl's
 handle_datagram: cookie, reply cache, execute, reply) with the reply sent to
 a local socket nobody reads.
 
-    .venv/bin/python bench/control_inprocess.py [-n CYCLES] [--profile] [--execute-only] [-- RTPPROXY ARGS]
+    .venv/bin/python bench/control_inprocess.py [-n CYCLES] [--profile] [--execute-only]
+                                                [--level LEVEL] [--log-to PATH] [-- RTPPROXY ARGS]
 
 Prints µs of CPU per cycle (and per command kind). ``--profile`` prints
 cProfile's top functions instead (by internal time).
+
+Logging is set up as the daemon sets it up in the foreground
+(daemon.setup_logging, at the command line's -d level: DBUG without -d, the
+foreground default; ``--level ERR`` as sidebyside.py and control_cycle.py
+run the relays), with the daemon's stderr sent to ``--log-to`` (default
+/dev/null, as bench/control_cycle.py does). The cycles run in a greenlet,
+as the daemon's control sockets are served.
 """
 
 import argparse
@@ -22,17 +30,21 @@ import time
 import gevent
 
 
-def build(argv):
-    from rtpproxy_py import cli
+def build(argv, log_to):
+    from rtpproxy_py import cli, daemon
     from rtpproxy_py.config import build as build_config
     from rtpproxy_py.control.transports import open_control
     from rtpproxy_py.service import LocalMedia
     opts = cli.parse_args(argv)
     config = build_config(opts)
+    daemon.setup_logging(config, to_syslog=False)
     media = LocalMedia(config)
     media.build()
     server = open_control(config.controls[0], config)
     server.start(media.dispatcher)
+    out = os.open(log_to, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(out, 2)     # after the set-up, so that its errors are seen
+    os.close(out)
     return config, media, server
 
 
@@ -42,11 +54,13 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--execute-only", action="store_true", help="time Dispatcher.execute alone")
+    ap.add_argument("--level", help="-d for the default command line (none: DBUG, the foreground default)")
+    ap.add_argument("--log-to", default="/dev/null", help="where the daemon's stderr log goes")
     ap.add_argument("rest", nargs="*")
     args = ap.parse_args()
-    argv = args.rest or ["-F", "-f", "-s", "udp:127.0.0.1:22299", "-l", "127.0.0.1",
-                         "-m", "20000", "-M", "60000", "-d", "ERR"]
-    config, media, server = build(argv)
+    argv = args.rest or ["-F", "-f", "-s", "udp:127.0.0.1:%d" % (61000 + os.getpid() % 4000), "-l", "127.0.0.1",
+                         "-m", "20000", "-M", "60000"] + (["-d", args.level] if args.level else [])
+    config, media, server = build(argv, args.log_to)
     gevent.sleep(0)
     dispatcher = media.dispatcher
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -110,4 +124,5 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # in a greenlet of its own, as the daemon's control sockets are served
+    sys.exit(gevent.spawn(main).get())

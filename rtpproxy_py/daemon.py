@@ -8,71 +8,16 @@ import resource
 import sys
 import time
 
-from . import sd_daemon
+from . import daemon_log, sd_daemon
 from .config import ConfigError
 
 log = logging.getLogger("rtpproxy")
 
 
-class _RelativeTimeFormatter(logging.Formatter):
-    """RTPP_LOG_TFORM=rel: timestamps in seconds since start."""
-
-    def __init__(self, fmt, start):
-        super().__init__(fmt)
-        self.start = start
-
-    def formatTime(self, record, datefmt=None):
-        return "%.6f" % (record.created - self.start)
-
-
-class _SecondCachedFormatter(logging.Formatter):
-    """logging.Formatter's own time stamp, with the date and time text made
-    once a second instead of for every record. (Measured: in the foreground
-    at DBUG a U+L+D cycle logs 9 records; strftime per record was about a
-    fifth of their cost.)"""
-
-    _second = None
-    _text = ""
-
-    def formatTime(self, record, datefmt=None):
-        if datefmt is not None:
-            return super().formatTime(record, datefmt)
-        second = int(record.created)
-        if second != self._second:
-            self._text = time.strftime(self.default_time_format, self.converter(record.created))
-            self._second = second
-        return self.default_msec_format % (self._text, record.msecs)
-
-
-def _show_raw_bytes(record):
-    """Log filter: bytes of a Call-ID or tag that are not UTF-8 (carried as
-    surrogates, see protocol.parse.tokenize) are written as ``\\xNN``;
-    the syslog handler would otherwise fail to encode the line."""
-    try:
-        text = record.getMessage()
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        record.msg = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        record.args = None
-    except Exception:   # a bad format string: the handler reports it as usual
-        pass
-    else:
-        record.msg, record.args = text, None    # formatted once: the formatter takes it as is
-    return True
-
-
-class _JournalFormatter(logging.Formatter):
-    """sd-daemon(3) prefixes: every line of a record (a traceback's too)
-    starts with <priority>."""
-
-    def format(self, record):
-        prefix = "<%d>" % sd_daemon.priority(record.levelno)
-        return "\n".join(prefix + line for line in super().format(record).split("\n"))
-
-
 def setup_logging(config, to_syslog):
     logger = logging.getLogger("rtpproxy")
     for handler in list(logger.handlers):
+        handler.flush()     # the lines a StreamLines holds
         logger.removeHandler(handler)
     logger.setLevel(config.log_level)
     logger.propagate = False
@@ -86,24 +31,27 @@ def setup_logging(config, to_syslog):
     if to_syslog:
         try:
             # config holds syslog.LOG_* values (facility << 3); the handler wants the number
-            handler = logging.handlers.SysLogHandler("/dev/log", facility=config.log_facility >> 3)
-            handler.setFormatter(logging.Formatter("rtpproxy[%(process)d]: %(levelname)s: %(message)s"))
+            handler = daemon_log.SysLogLines("/dev/log", facility=config.log_facility >> 3)
+            handler.setFormatter(daemon_log.SyslogFormatter())
         except OSError:
             handler = None
     if handler is None:
-        handler = logging.StreamHandler(sys.stderr)
-        fmt = "%(asctime)s %(levelname)s: %(message)s"
+        handler = daemon_log.StreamLines(sys.stderr)
+        fmt = daemon_log.STREAM_FORMAT
         if sd_daemon.stderr_is_journal():
             # journald stamps the time itself and reads the priority from the
             # <N> prefix, so `journalctl -p warning` finds the warnings
-            handler.setFormatter(_JournalFormatter("%(levelname)s: %(message)s"))
+            handler.setFormatter(daemon_log.JournalFormatter(daemon_log.JOURNAL_FORMAT))
         elif os.environ.get("RTPP_LOG_TFORM") == "rel":
             start = float(os.environ.get("RTPP_LOG_TSTART", time.time()))
-            handler.setFormatter(_RelativeTimeFormatter(fmt, start))
+            handler.setFormatter(daemon_log.RelativeTimeFormatter(fmt, start))
         else:
-            handler.setFormatter(_SecondCachedFormatter(fmt))
-    handler.addFilter(_show_raw_bytes)
+            handler.setFormatter(daemon_log.SecondCachedFormatter(fmt))
+    handler.addFilter(daemon_log.show_raw_bytes)
     logger.addHandler(handler)
+    # the plain log calls (almost all) format their line and hand it to the
+    # handler without a LogRecord: see daemon_log
+    daemon_log.install(logger, handler)
 
 
 def daemonize(no_chdir, redirect):
