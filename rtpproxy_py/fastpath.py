@@ -348,19 +348,24 @@ class FastPath:
         (and a command arriving then) for about 10 ms."""
         import gevent
         todo = []
+        tick = 0
         while True:
             gevent.sleep(POLL_INTERVAL / POLL_SLICES)
             try:
-                if not todo:
+                # A round starts every POLL_SLICES ticks, also when nothing is
+                # owned (else the line below would be logged at every tick).
+                if tick == 0:
                     todo = list(self.owned)
                     if log.isEnabledFor(logging.DEBUG):
                         log.debug("fast path: %d streams; packets %d, queued for Python %d, "
                                   "pauses %d, wake-ups %d", len(todo), *_fastpath.stats())
-                count = -(-len(todo) // POLL_SLICES) if todo else 0
+                count = -(-len(todo) // (POLL_SLICES - tick)) if todo else 0
                 for stream in todo[-count:] if count else ():
                     if stream in self.owned:
                         self._sync(stream)
                 del todo[len(todo) - count:]
+                tick = (tick + 1) % POLL_SLICES
             except Exception:       # keep polling; the error is a bug to see in the log
                 todo = []
+                tick = 0
                 log.exception("fast path: reading the counters failed")

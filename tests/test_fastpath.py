@@ -237,3 +237,18 @@ def test_relay_latching_analysis_and_timeouts_without_the_fast_path():
                          + PURE_PYTHON_SUBSET, cwd=TOP, env=env, capture_output=True, text=True,
                          timeout=600)
     assert run.returncode == 0, run.stdout[-5000:]
+
+
+def test_the_fast_path_status_line_is_logged_once_a_round_when_idle():
+    """At DBUG the fast path logs its counters once per poll round (1 s), also
+    with nothing to relay: it used to log at every 50 ms slice then."""
+    from helpers import Daemon
+    d = Daemon("-d", "DBUG", "--workers", "1")
+    try:
+        status = "fast path: 0 streams"
+        assert wait_for(lambda: d.log().count(status) >= 1, timeout=5), d.log()
+        first = time.monotonic()
+        assert wait_for(lambda: d.log().count(status) >= 3, timeout=5), d.log()
+        assert time.monotonic() - first > 1.2, d.log()   # two rounds: 2 s; per slice: 0.1 s
+    finally:
+        d.stop()
