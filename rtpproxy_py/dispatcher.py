@@ -487,6 +487,7 @@ class Dispatcher:
         if log.isEnabledFor(logging.INFO):
             for line in session.summary():
                 log.info("%s", line)
+        session.release()       # no reference cycle left: freed without a garbage collection
         if self.deorbiting and len(self.table) == 0 and self.on_idle is not None:
             self.on_idle()
 
