@@ -126,6 +126,24 @@ def test_an_ended_session_is_freed_without_a_collection(tmp_path, no_gc, extra, 
     dispatcher.recorder.shutdown()
 
 
+def test_a_session_refused_for_want_of_ports_is_freed_without_a_collection(tmp_path, no_gc):
+    dispatcher, port, clock = in_memory(tmp_path)
+    port.ports = type(port.ports)(35000, 35002, True)     # two RTP/RTCP pairs
+    replies = [dispatcher.execute(b"U c%d 192.0.2.1 4000 ft" % n) for n in range(6)]
+    assert replies[0][0] != "E" and set(replies[2:]) == {"E72\n"}, replies     # ports exhausted
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        gc.collect()
+        left = sorted({type(o).__name__ for o in gc.garbage
+                       if type(o).__module__.startswith("rtpproxy_py")})
+    finally:
+        gc.set_debug(0)
+        del gc.garbage[:]
+        gc.collect()
+    assert not left, "refused sessions left in cycles: %s" % left
+    dispatcher.recorder.shutdown()
+
+
 def wait_for(condition, timeout=5.0):
     deadline = gevent.get_hub().loop.now() + timeout
     while not condition():
