@@ -680,8 +680,10 @@ class Session:
         streams point back at it and at each other; timers, listeners and
         features may hold it), so that CPython frees the session and all it
         owns by reference counting as soon as the last outside reference
-        goes, with no garbage collection (issue 18.6). The counters, tags and
-        addresses stay readable; the streams may not be used any more."""
+        goes, with no garbage collection (issue 18.6). Tags, counters and
+        addresses stay readable (the streams' too); nothing that needs a
+        stream's session, peer or features (the packet path, latching,
+        ``summary``'s analysis) may run any more."""
         for stream in self.rtp + self.rtcp:
             stream.release()
         self.wakers = None
