@@ -186,14 +186,18 @@ class Dispatcher:
         if self.metrics is not None:
             for stream in session.streams():
                 stream.add_tap(count_bytes)
-        first, planned = self._interfaces_for(cmd.mods)
-        # The caller-facing leg gets its ports later (first L, or U with swapped
-        # tags); the interface this U chose for it is kept on the stream until then.
-        session.rtp[1].local = session.rtcp[1].local = planned
         try:
+            first, planned = self._interfaces_for(cmd.mods)
+            # The caller-facing leg gets its ports later (first L, or U with swapped
+            # tags); the interface this U chose for it is kept on the stream until then.
+            session.rtp[1].local = session.rtcp[1].local = planned
             self._open_leg(session, 0, cmd.mods, first)
         except PortsExhausted:
+            session.release()       # never started: freed at once (E71/E72 floods)
             raise CommandError(e.SESSION_CREATE_FAILED) from None
+        except Exception:
+            session.release()
+            raise
         if cmd.mods.weak:
             session.strong = False
             session.weak[0] = True
@@ -487,6 +491,7 @@ class Dispatcher:
         if log.isEnabledFor(logging.INFO):
             for line in session.summary():
                 log.info("%s", line)
+        session.release()       # no reference cycle left: freed without a garbage collection
         if self.deorbiting and len(self.table) == 0 and self.on_idle is not None:
             self.on_idle()
 

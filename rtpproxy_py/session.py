@@ -338,6 +338,17 @@ class Stream:
                  session.from_tag, self._who(), self._kind(), _format_addr(source), why,
                  "; %d more refused since the last line" % held if held else "")
 
+    def release(self) -> None:
+        """The session ended (Session.release): drop what points back at the
+        session or at other streams (the session, peer, twin, mux, and the
+        features, which may hold their stream), so that reference counting
+        frees the stream at once. Nothing may use the stream after this."""
+        del self.session, self.peer, self.twin
+        self.demux = self.egress = None
+        self.features = ()
+        self.taps = self.filters = None
+        self.analyzer = self.analysis_run = self._resizer = None
+
     # --- latching state (latching.LatchState), for readers outside the rules ----
 
     latched: _LatchField[bool] = _LatchField('latched')
@@ -662,6 +673,22 @@ class Session:
         """A per-packet feature went on or off on one of its streams."""
         if self.on_media_change is not None:
             self.on_media_change(self)
+
+    def release(self) -> None:
+        """The session has ended and its driver let go of it (the last step of
+        Dispatcher.destroy): break the reference cycles it is made of (its
+        streams point back at it and at each other; timers, listeners and
+        features may hold it), so that CPython frees the session and all it
+        owns by reference counting as soon as the last outside reference
+        goes, with no garbage collection (issue 18.6). Tags, counters and
+        addresses stay readable (the streams' too); nothing that needs a
+        stream's session, peer or features (the packet path, latching,
+        ``summary``'s analysis) may run any more."""
+        for stream in self.rtp + self.rtcp:
+            stream.release()
+        self.wakers = None
+        self.on_media_change = None
+        self.players = None
 
     # --- the timer (as aioquic's get_timer / handle_timer) ---------------------
 

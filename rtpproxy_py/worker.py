@@ -10,7 +10,6 @@ timeout notifications through the front end (which has the one connection per
 target upstream keeps), and exits when told to or when the front end is gone.
 """
 
-import gc
 import logging
 import marshal
 import os
@@ -33,18 +32,13 @@ log = logging.getLogger("rtpproxy")
 
 SNAPSHOT_INTERVAL = 1.0
 COMMAND_BURST = 8           # commands run before the packets waiting meanwhile are relayed
-# A session's objects form reference cycles (the session and its streams
-# point at each other), so an ended session is freed by a full garbage
-# collection only. CPython runs one after 10 collections of the middle
-# generation: under churn the ended sessions piled up meanwhile (about 600,
-# 2-3 MB of objects), the heap grew to hold them and kept the arenas, about
-# 4 MB a worker (issue 18.6). Here a full collection is considered at every
-# collection of the middle generation; CPython still skips it while the
-# objects new since the last one are under a quarter of the long-lived
-# ones, so its cost stays proportional to what is live (and the start-up
-# heap is frozen, workers.Workers.launch, so a collection walks the
-# sessions only).
-FULL_COLLECTION_AFTER = 1    # collections of the middle generation (CPython's default: 10)
+# No garbage collector setting of its own: an ended session leaves no
+# reference cycle (Session.release, at the end of Dispatcher.destroy), so
+# reference counting frees it at once. A full collection at every
+# collection of the middle generation, which kept the ended sessions
+# piling up between two full collections fewer (issue 18.6), made no
+# difference once they were gone (BENCHMARKS.md, "ended sessions
+# collected sooner") and cost full collections while many sessions live.
 
 
 class ChannelNotifier:
@@ -97,8 +91,6 @@ class Worker:
         daemon.setup_logging(self.config, to_syslog=to_syslog)
         log.addFilter(_Prefix("worker %d: " % self.number))
         _set_name("rtpproxy-w%d" % self.number)
-        young, middle, _ = gc.get_threshold()
-        gc.set_threshold(young, middle, FULL_COLLECTION_AFTER)
         service = self.service
         service.start()
         if os.geteuid() == 0:
