@@ -135,14 +135,16 @@ class AcctCsv(Module):
 
     def line(self, session, record, teardown_ts) -> bytes:
         rtp, rtcp = session.rtp, session.rtcp
-        wall = self.host.wall
+        # one clock offset for the whole line: two wall() calls may read the
+        # clocks a microsecond apart and put a first packet after the last
+        offset = self.host.wall(0.0)
         fields = [RECORD_VERSION, self.hostname(), "%d" % os.getpid(), "%d" % record.uid,
                   session.call_id, session.from_tag, "%f" % record.setup_ts, "%f" % teardown_ts]
         for k in (0, 1):
             first = record.first_rx[k]
             last = rtp[k].last_rx if first is not None else None
-            fields += ["%f" % (wall(first) if first is not None else 0.0),
-                       "%f" % (wall(last) if last is not None else 0.0)]
+            fields += ["%f" % (first + offset if first is not None else 0.0),
+                       "%f" % (last + offset if last is not None else 0.0)]
         fields += ["%d" % n for n in (
             rtp[1].npkts_in, rtp[0].npkts_in, rtp[0].nrelayed + rtp[1].nrelayed,
             rtp[0].ndropped + rtp[1].ndropped,
