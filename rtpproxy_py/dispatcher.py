@@ -19,7 +19,6 @@ from .protocol import reply
 from .protocol.errors import CommandError
 from .protocol.context import CommandContext
 from .protocol.parse import parse, remote_sockaddr
-from .media.analyzer import RtpAnalyzer
 from .media.player import DEFAULT_PTIME, Player
 from .media.resizer import Resizer
 from .media.prompt_file import open_prompt
@@ -182,7 +181,7 @@ class Dispatcher:
         session.strict = self.config.latching == "strict"
         if self.config.rtp_analysis:
             for stream in session.rtp:
-                stream.set_analyzer(RtpAnalyzer())
+                stream.analyze()        # its RtpAnalyzer comes with the first packet
         if self.metrics is not None:
             for stream in session.streams():
                 stream.add_tap(count_bytes)
@@ -675,8 +674,9 @@ class Dispatcher:
         """Once a second: let the RTP analyzers settle long runs of packets."""
         for session in self.table:
             for stream in session.rtp:
-                if stream.analyzer is not None:
-                    stream.analyzer.tidy()
+                analyzer = stream.started_analyzer
+                if analyzer is not None:
+                    analyzer.tidy()
 
     # --- shutdown -------------------------------------------------------------------------
 
