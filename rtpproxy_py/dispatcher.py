@@ -149,7 +149,7 @@ class Dispatcher:
             if stream.port is None or mods.new_port:
                 newly = stream.port is None
                 try:
-                    self._open_leg(session, sidx, mods)
+                    self._open_leg(session, sidx, mods, wire=False)
                 except PortsExhausted:
                     raise CommandError(e.PORT_ALLOC_FAILED_EXISTING) from None
                 if newly and not session.complete:
@@ -190,7 +190,7 @@ class Dispatcher:
         # tags); the interface this U chose for it is kept on the stream until then.
         session.rtp[1].local = session.rtcp[1].local = planned
         try:
-            self._open_leg(session, 0, cmd.mods, first)
+            self._open_leg(session, 0, cmd.mods, first, wire=False)
         except PortsExhausted:
             raise CommandError(e.SESSION_CREATE_FAILED) from None
         if cmd.mods.weak:
@@ -199,19 +199,27 @@ class Dispatcher:
         self.table.add(session)
         self.counters.nsess_created += 1
         self.relay.session_started(session)
-        if self.modules is not None:
-            self.modules.session_created(session, now)
-        if self.config.record_all and self.recorder is not None:
-            self.recorder.record_all(session)
+        try:
+            if self.modules is not None:
+                self.modules.session_created(session, now)
+            if self.config.record_all and self.recorder is not None:
+                self.recorder.record_all(session)
+        except BaseException:
+            self.relay.session_updated(session)     # the U fails, but its ports are relayed
+            raise
         log.info("new session %s, tag %s, port %d", cmd.call_id, cmd.from_tag, session.rtp[0].port)
         return session
 
-    def _open_leg(self, session, leg, mods, local=None):
+    def _open_leg(self, session, leg, mods, local=None, wire=True):
+        """New ports for ``leg``. ``wire``: tell the relay now (session_updated
+        installs the readers); U/L say False and tell it once they are done."""
         if local is None:
             local = self._local_for(session, leg, mods)
         self.relay.open_leg(session, leg, local)   # raises PortsExhausted
         for stream in (session.rtp[leg], session.rtcp[leg]):
             stream.refresh_target()
+        if wire:
+            self.relay.session_updated(session)
 
     # --- modifier checks and address choice ----------------------------------
 

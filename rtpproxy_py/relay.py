@@ -150,7 +150,9 @@ class MediaSocket:
         self.twin_addr = None
         self.twin_refused = None     # (address, retry time) after a failed twin
         self.resizing = False        # the readers hand packets to a resizer
-        self.filtering = False       # the readers are _filtering_reader (module filters)
+        # the readers are _filtering_reader (module filters); None: no readers
+        # yet (a new socket: the next session_updated installs them)
+        self.filtering = None
 
     def close_twin(self):
         if self.twin is not None:
@@ -542,19 +544,23 @@ class Relay:
         return stream.tos if stream.tos is not None else self.config.tos
 
     def open_leg(self, session, leg, local):
-        """Bind an RTP/RTCP pair for ``leg`` on ``local``; replaces an old pair."""
+        """Bind an RTP/RTCP pair for ``leg`` on ``local``; replaces an old pair.
+        Its readers (and the other leg's, which send from it) are installed
+        by the ``session_updated`` the caller makes once the command has set
+        the session up: the twins and readers are worked out once per command."""
         family = local.family
         tos = self._stream_tos(session.rtp[leg])
         port, rtp_sock, rtcp_sock = self._bind_pair(local, tos)
         self._close_leg(session, leg)
+        handles = self.handles
+        io = self.loop.io
         for stream, sock, number in ((session.rtp[leg], rtp_sock, port),
                                      (session.rtcp[leg], rtcp_sock, port + 1)):
-            watcher = self.loop.io(sock.fileno(), 1)
-            self.handles[stream] = MediaSocket(sock, watcher, number, family)
+            handle = handles[stream] = MediaSocket(sock, io(sock.fileno(), 1), number, family)
+            handle.resizing = stream.is_rtp and stream.resizer is not None
         session.ports_bound(leg, local, port)
         self.open_sockets += 2
         self._check_nofile_use()
-        self._sync_twins(session, force_rewire=True)
 
     def _bind_pair(self, local, tos):
         """A free even/odd port pair bound on ``local``: (port, rtp sock, rtcp sock)."""
@@ -702,8 +708,8 @@ class Relay:
             handle.filtering = filtering
 
     def session_updated(self, session):
-        """A command changed addresses, latching, re-packetizing or module
-        filters: refresh twins and readers."""
+        """A command changed addresses, latching, re-packetizing, module
+        filters or ports (open_leg): refresh twins and readers."""
         if not session.closed:
             handles = self.handles
             resizing_changed = filtering_changed = False
