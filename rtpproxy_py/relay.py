@@ -551,8 +551,11 @@ class Relay:
         family = local.family
         tos = self._stream_tos(session.rtp[leg])
         port, rtp_sock, rtcp_sock = self._bind_pair(local, tos)
-        self._close_leg(session, leg)
         handles = self.handles
+        if session.rtp[leg] in handles or session.rtcp[leg] in handles or self.offload is not None:
+            # (a leg without sockets yet: nothing to close, and nothing of the
+            # session is in the fast path, which needs both legs' sockets)
+            self._close_leg(session, leg)
         io = self.loop.io
         for stream, sock, number in ((session.rtp[leg], rtp_sock, port),
                                      (session.rtcp[leg], rtcp_sock, port + 1)):
@@ -581,11 +584,14 @@ class Relay:
             self.config.port_max + 1, local.host, len(allocator.in_use), len(allocator))
         raise PortsExhausted()
 
-    def _close_leg(self, session, leg):
-        if self.fastpath is not None:
-            self.fastpath.release_session(session)
-        if self.offload is not None:
-            self.offload.remove(session)
+    def _close_leg(self, session, leg, released=False):
+        """Close leg ``leg``'s sockets (``released``: the fast path and the
+        kernel have given the session back already)."""
+        if not released:
+            if self.fastpath is not None:
+                self.fastpath.release_session(session)
+            if self.offload is not None:
+                self.offload.remove(session)
         closed = False
         for stream in (session.rtp[leg], session.rtcp[leg]):
             handle = self.handles.pop(stream, None)
@@ -799,8 +805,12 @@ class Relay:
             self.wake_timer(timer)
 
     def session_ended(self, session: Session) -> None:
-        for leg in (0, 1):
-            self._close_leg(session, leg)
+        if self.fastpath is not None:
+            self.fastpath.release_session(session)
+        if self.offload is not None:
+            self.offload.remove(session)
+        self._close_leg(session, 0, released=True)
+        self._close_leg(session, 1, released=True)
         timer = self.timers.pop(session, None)
         if timer is None:
             return
