@@ -308,11 +308,13 @@ def _main_reader(relay, stream, handle, peer, dup, filtering=None):
         return _filtering_reader(relay, stream, handle, main=True)
     if stream.resizer is not None:
         return _resizing_reader(relay, stream, handle, peer, dup, main=True)
+    if not stream.is_rtp:
+        return _main_reader_rtcp(relay, stream, handle, peer, dup)
     recvfrom = handle.sock.recvfrom
     on_packet = stream.on_packet
-    check_twin = relay._sync_twins if stream.is_rtp else None
+    check_twin = relay._sync_twins
     send, sendto = _sender(peer)
-    fast = relay.fastpath if stream.is_rtp else None
+    fast = relay.fastpath
     fast_owned = fast.owned if fast is not None else ()
 
     def read():
@@ -346,6 +348,34 @@ def _main_reader(relay, stream, handle, peer, dup, filtering=None):
             check_twin(stream.session)
         elif fast_owned_before:
             fast.update(stream.session)     # the C thread may take them again
+    return read
+
+
+def _main_reader_rtcp(relay, stream, handle, peer, dup):
+    """_main_reader's callback for an RTCP stream (no twin, never in the fast
+    path): a closure over fewer variables, made twice per call set-up."""
+    recvfrom = handle.sock.recvfrom
+    on_packet = stream.on_packet
+    send, sendto = _sender(peer)
+
+    def read():
+        try:
+            data, source = recvfrom(RECV_SIZE)
+        except OSError:
+            return
+        target = on_packet(data, source, relay.now)
+        if target is not None:
+            try:
+                if send is not None:
+                    send(data)
+                    if dup and len(data) < SMALL_PACKET:
+                        send(data)
+                elif sendto is not None:
+                    sendto(data, target)
+                    if dup and len(data) < SMALL_PACKET:
+                        sendto(data, target)
+            except OSError:
+                pass
     return read
 
 
