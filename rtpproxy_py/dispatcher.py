@@ -178,7 +178,8 @@ class Dispatcher:
             raise CommandError(e.SHUTTING_DOWN)
         session = Session(cmd.call_id, cmd.from_tag, now, self.config.setup_ttl,
                           self.config.ttl, unified_ttl=not self.config.independent_ttl)
-        session.strict = self.config.latching == "strict"
+        if self.config.latching == "strict":
+            session.strict = True   # (a new Session has the default rules)
         if self.config.rtp_analysis:
             for stream in session.rtp:
                 stream.analyze()        # its RtpAnalyzer comes with the first packet
