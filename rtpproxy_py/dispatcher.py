@@ -19,7 +19,6 @@ from .protocol import reply
 from .protocol.errors import CommandError
 from .protocol.context import CommandContext
 from .protocol.parse import parse, remote_sockaddr
-from .media.analyzer import RtpAnalyzer
 from .media.player import DEFAULT_PTIME, Player
 from .media.resizer import Resizer
 from .media.prompt_file import open_prompt
@@ -150,7 +149,7 @@ class Dispatcher:
             if stream.port is None or mods.new_port:
                 newly = stream.port is None
                 try:
-                    self._open_leg(session, sidx, mods)
+                    self._open_leg(session, sidx, mods, wire=False)
                 except PortsExhausted:
                     raise CommandError(e.PORT_ALLOC_FAILED_EXISTING) from None
                 if newly and not session.complete:
@@ -179,10 +178,11 @@ class Dispatcher:
             raise CommandError(e.SHUTTING_DOWN)
         session = Session(cmd.call_id, cmd.from_tag, now, self.config.setup_ttl,
                           self.config.ttl, unified_ttl=not self.config.independent_ttl)
-        session.strict = self.config.latching == "strict"
+        if self.config.latching == "strict":
+            session.strict = True   # (a new Session has the default rules)
         if self.config.rtp_analysis:
             for stream in session.rtp:
-                stream.set_analyzer(RtpAnalyzer())
+                stream.analyze()        # its RtpAnalyzer comes with the first packet
         if self.metrics is not None:
             for stream in session.streams():
                 stream.add_tap(count_bytes)
@@ -191,7 +191,7 @@ class Dispatcher:
             # The caller-facing leg gets its ports later (first L, or U with swapped
             # tags); the interface this U chose for it is kept on the stream until then.
             session.rtp[1].local = session.rtcp[1].local = planned
-            self._open_leg(session, 0, cmd.mods, first)
+            self._open_leg(session, 0, cmd.mods, first, wire=False)
         except PortsExhausted:
             session.release()       # never started: freed at once (E71/E72 floods)
             raise CommandError(e.SESSION_CREATE_FAILED) from None
@@ -204,19 +204,27 @@ class Dispatcher:
         self.table.add(session)
         self.counters.nsess_created += 1
         self.relay.session_started(session)
-        if self.modules is not None:
-            self.modules.session_created(session, now)
-        if self.config.record_all and self.recorder is not None:
-            self.recorder.record_all(session)
+        try:
+            if self.modules is not None:
+                self.modules.session_created(session, now)
+            if self.config.record_all and self.recorder is not None:
+                self.recorder.record_all(session)
+        except BaseException:
+            self.relay.session_updated(session)     # the U fails, but its ports are relayed
+            raise
         log.info("new session %s, tag %s, port %d", cmd.call_id, cmd.from_tag, session.rtp[0].port)
         return session
 
-    def _open_leg(self, session, leg, mods, local=None):
+    def _open_leg(self, session, leg, mods, local=None, wire=True):
+        """New ports for ``leg``. ``wire``: tell the relay now (session_updated
+        installs the readers); U/L say False and tell it once they are done."""
         if local is None:
             local = self._local_for(session, leg, mods)
         self.relay.open_leg(session, leg, local)   # raises PortsExhausted
         for stream in (session.rtp[leg], session.rtcp[leg]):
             stream.refresh_target()
+        if wire:
+            self.relay.session_updated(session)
 
     # --- modifier checks and address choice ----------------------------------
 
@@ -680,8 +688,9 @@ class Dispatcher:
         """Once a second: let the RTP analyzers settle long runs of packets."""
         for session in self.table:
             for stream in session.rtp:
-                if stream.analyzer is not None:
-                    stream.analyzer.tidy()
+                analyzer = stream.started_analyzer
+                if analyzer is not None:
+                    analyzer.tidy()
 
     # --- shutdown -------------------------------------------------------------------------
 

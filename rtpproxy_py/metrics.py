@@ -176,7 +176,7 @@ class Metrics:
 
     def session_ended(self, session):
         for stream in session.rtp:
-            analyzer = stream.analyzer
+            analyzer = stream.started_analyzer      # (none yet: nothing was sent)
             if analyzer is None:
                 continue
             sent, rcvd, _ = analyzer.sequence_totals()
@@ -296,7 +296,7 @@ class _StateCollector:
                           "(rtpa_perrs)", media["rtpa_perrs"])
             jitters = [s.analyzer.rtpa_jlast / s.analyzer.jitter_clock()
                        for session in sessions for s in session.rtp
-                       if s.analyzer is not None and s.npkts_in]
+                       if s.started_analyzer is not None and s.npkts_in]
             yield gauge("rtpproxy_rtp_jitter_max_seconds", "Largest current RFC 3550 jitter over "
                         "the live RTP streams", max(jitters) if jitters else 0.0)
         yield counter("rtpproxy_resizer_packets_in", "Packets taken by re-packetizers",

@@ -150,7 +150,9 @@ class MediaSocket:
         self.twin_addr = None
         self.twin_refused = None     # (address, retry time) after a failed twin
         self.resizing = False        # the readers hand packets to a resizer
-        self.filtering = False       # the readers are _filtering_reader (module filters)
+        # the readers are _filtering_reader (module filters); None: no readers
+        # yet (a new socket: the next session_updated installs them)
+        self.filtering = None
 
     def close_twin(self):
         if self.twin is not None:
@@ -306,11 +308,13 @@ def _main_reader(relay, stream, handle, peer, dup, filtering=None):
         return _filtering_reader(relay, stream, handle, main=True)
     if stream.resizer is not None:
         return _resizing_reader(relay, stream, handle, peer, dup, main=True)
+    if not stream.is_rtp:
+        return _main_reader_rtcp(relay, stream, handle, peer, dup)
     recvfrom = handle.sock.recvfrom
     on_packet = stream.on_packet
-    check_twin = relay._sync_twins if stream.is_rtp else None
+    check_twin = relay._sync_twins
     send, sendto = _sender(peer)
-    fast = relay.fastpath if stream.is_rtp else None
+    fast = relay.fastpath
     fast_owned = fast.owned if fast is not None else ()
 
     def read():
@@ -344,6 +348,34 @@ def _main_reader(relay, stream, handle, peer, dup, filtering=None):
             check_twin(stream.session)
         elif fast_owned_before:
             fast.update(stream.session)     # the C thread may take them again
+    return read
+
+
+def _main_reader_rtcp(relay, stream, handle, peer, dup):
+    """_main_reader's callback for an RTCP stream (no twin, never in the fast
+    path): a closure over fewer variables, made twice per call set-up."""
+    recvfrom = handle.sock.recvfrom
+    on_packet = stream.on_packet
+    send, sendto = _sender(peer)
+
+    def read():
+        try:
+            data, source = recvfrom(RECV_SIZE)
+        except OSError:
+            return
+        target = on_packet(data, source, relay.now)
+        if target is not None:
+            try:
+                if send is not None:
+                    send(data)
+                    if dup and len(data) < SMALL_PACKET:
+                        send(data)
+                elif sendto is not None:
+                    sendto(data, target)
+                    if dup and len(data) < SMALL_PACKET:
+                        sendto(data, target)
+            except OSError:
+                pass
     return read
 
 
@@ -542,19 +574,26 @@ class Relay:
         return stream.tos if stream.tos is not None else self.config.tos
 
     def open_leg(self, session, leg, local):
-        """Bind an RTP/RTCP pair for ``leg`` on ``local``; replaces an old pair."""
+        """Bind an RTP/RTCP pair for ``leg`` on ``local``; replaces an old pair.
+        Its readers (and the other leg's, which send from it) are installed
+        by the ``session_updated`` the caller makes once the command has set
+        the session up: the twins and readers are worked out once per command."""
         family = local.family
         tos = self._stream_tos(session.rtp[leg])
         port, rtp_sock, rtcp_sock = self._bind_pair(local, tos)
-        self._close_leg(session, leg)
+        handles = self.handles
+        if session.rtp[leg] in handles or session.rtcp[leg] in handles or self.offload is not None:
+            # (a leg without sockets yet: nothing to close, and nothing of the
+            # session is in the fast path, which needs both legs' sockets)
+            self._close_leg(session, leg)
+        io = self.loop.io
         for stream, sock, number in ((session.rtp[leg], rtp_sock, port),
                                      (session.rtcp[leg], rtcp_sock, port + 1)):
-            watcher = self.loop.io(sock.fileno(), 1)
-            self.handles[stream] = MediaSocket(sock, watcher, number, family)
+            handle = handles[stream] = MediaSocket(sock, io(sock.fileno(), 1), number, family)
+            handle.resizing = stream.is_rtp and stream.resizer is not None
         session.ports_bound(leg, local, port)
         self.open_sockets += 2
         self._check_nofile_use()
-        self._sync_twins(session, force_rewire=True)
 
     def _bind_pair(self, local, tos):
         """A free even/odd port pair bound on ``local``: (port, rtp sock, rtcp sock)."""
@@ -575,11 +614,14 @@ class Relay:
             self.config.port_max + 1, local.host, len(allocator.in_use), len(allocator))
         raise PortsExhausted()
 
-    def _close_leg(self, session, leg):
-        if self.fastpath is not None:
-            self.fastpath.release_session(session)
-        if self.offload is not None:
-            self.offload.remove(session)
+    def _close_leg(self, session, leg, released=False):
+        """Close leg ``leg``'s sockets (``released``: the fast path and the
+        kernel have given the session back already)."""
+        if not released:
+            if self.fastpath is not None:
+                self.fastpath.release_session(session)
+            if self.offload is not None:
+                self.offload.remove(session)
         closed = False
         for stream in (session.rtp[leg], session.rtcp[leg]):
             handle = self.handles.pop(stream, None)
@@ -702,8 +744,8 @@ class Relay:
             handle.filtering = filtering
 
     def session_updated(self, session):
-        """A command changed addresses, latching, re-packetizing or module
-        filters: refresh twins and readers."""
+        """A command changed addresses, latching, re-packetizing, module
+        filters or ports (open_leg): refresh twins and readers."""
         if not session.closed:
             handles = self.handles
             resizing_changed = filtering_changed = False
@@ -793,8 +835,12 @@ class Relay:
             self.wake_timer(timer)
 
     def session_ended(self, session: Session) -> None:
-        for leg in (0, 1):
-            self._close_leg(session, leg)
+        if self.fastpath is not None:
+            self.fastpath.release_session(session)
+        if self.offload is not None:
+            self.offload.remove(session)
+        self._close_leg(session, 0, released=True)
+        self._close_leg(session, 1, released=True)
         timer = self.timers.pop(session, None)
         if timer is None:
             return

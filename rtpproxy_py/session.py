@@ -33,10 +33,10 @@ flood the log); ``Session.summary()`` gives the end-of-session lines.
 
 import logging
 from typing import (TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Generic, Iterator, List,
-                    Optional, Tuple, TypeVar, overload)
+                    Optional, Tuple, TypeVar, Union, overload)
 
 from .media import rtcp, rtp  # noqa: F401
-from .media.analyzer import header_int
+from .media.analyzer import FastRun, RtpAnalyzer, header_int
 from .media.feature import (CONSUMED, DROPPED, KERNEL, PRECEDENCE_PROMPT, PRECEDENCE_VETO,
                             Analysis, Feature, Muted, Mux, PacketFilter, PacketHook, Tap, Veto,
                             features_reason)
@@ -46,7 +46,6 @@ from .latching import (PREFER_LAPSE, RELATCH_MAX_SEQ_DISTANCE, RELATCH_WINDOW,  
 
 if TYPE_CHECKING:
     from .config import BindAddress
-    from .media.analyzer import FastRun, RtpAnalyzer
     from .media.player import Player
 
 log = logging.getLogger("rtpproxy")
@@ -130,7 +129,7 @@ class Stream:
         # per-packet features (media/feature.py), and what the packet path
         # reads of them, precomputed when they change (None when off): the
         # per-packet callables, the analyzer and its run, the resizer
-        "features", "taps", "analyzer", "analysis_run", "_resizer",
+        "features", "taps", "_analyzer", "analysis_run", "_resizer",
         # module packet filters (PacketFilter), demultiplexing and muxing (relay.deliver)
         "filters", "demux", "egress",
         # signalling state kept for other features
@@ -167,10 +166,12 @@ class Stream:
         self.local: Optional["BindAddress"] = None
         self.features: Tuple[Feature, ...] = ()
         self.taps: Optional[Tuple[PacketHook, ...]] = None   # the features' per-packet callables
-        # media.analyzer.RtpAnalyzer (RTP streams, analysis on), and its fast
-        # path's state (inlined in on_latched_packet): both set or both None
-        self.analyzer: Optional["RtpAnalyzer"] = None
-        self.analysis_run: Optional["FastRun"] = None
+        # media.analyzer.RtpAnalyzer (RTP streams, analysis on) or, until the
+        # first packet, its PendingAnalysis; and its fast path's state (inlined
+        # in on_latched_packet): both set or both None. Read from outside
+        # through ``analyzer``, which is always the RtpAnalyzer.
+        self._analyzer: Optional["AnyAnalyzer"] = None
+        self.analysis_run: Optional[FastRun] = None
         self._resizer: Optional[Resizer] = None   # z modifier; the relay feeds it
         self.filters: Optional[Tuple[PacketFilter, ...]] = None
         self.demux: Optional[Callable[[bytes], Optional[Stream]]] = None
@@ -205,7 +206,7 @@ class Stream:
                 self.nbytes_ignored += len(data)
                 return None
         self.last_rx = now
-        analyzer = self.analyzer
+        analyzer = self._analyzer
         if analyzer is not None:
             analyzer.feed(data, now)
         if self.taps is not None:
@@ -239,8 +240,9 @@ class Stream:
                 run.append(now)
             else:
                 # not per packet: only when the run breaks (a lost or
-                # reordered packet, a new SSRC); analysis_run implies analyzer
-                analyzer = self.analyzer
+                # reordered packet, a new SSRC, the first packet: PendingAnalysis's
+                # run predicts nothing); analysis_run implies analyzer
+                analyzer = self._analyzer
                 assert analyzer is not None
                 analyzer.feed_unexpected(data, h, now)
         if self.taps is not None:
@@ -347,7 +349,7 @@ class Stream:
         self.demux = self.egress = None
         self.features = ()
         self.taps = self.filters = None
-        self.analyzer = self.analysis_run = self._resizer = None
+        self._analyzer = self.analysis_run = self._resizer = None
 
     # --- latching state (latching.LatchState), for readers outside the rules ----
 
@@ -420,7 +422,7 @@ class Stream:
         hooks = tuple(hook for hook in (f.packet_hook() for f in features) if hook is not None)
         self.taps = hooks or None
         analyzer = next((f.analysis for f in features if f.analysis is not None), None)
-        self.analyzer = analyzer
+        self._analyzer = analyzer
         self.analysis_run = analyzer.run if analyzer is not None else None
         self._resizer = next((f for f in features if isinstance(f, Resizer)), None)
         filters = tuple(sorted((f for f in features if isinstance(f, PacketFilter)), key=_by_order))
@@ -440,13 +442,49 @@ class Stream:
     def may_leave_user_space(self, tier: str) -> bool:
         return self.user_space_reason(tier) is None
 
-    def set_analyzer(self, analyzer: Optional["RtpAnalyzer"]) -> None:
+    def set_analyzer(self, analyzer: Optional[RtpAnalyzer]) -> None:
         """RTP analysis on (an RtpAnalyzer) or off (None)."""
         for feature in self.features:
             if isinstance(feature, Analysis):
                 self.remove_feature(feature, notify=False)
         if analyzer is not None:
             self.add_feature(Analysis(analyzer), notify=False)
+
+    def analyze(self) -> None:
+        """RTP analysis on, its RtpAnalyzer made when the stream's first packet
+        comes or something reads ``analyzer`` (PendingAnalysis): a call that
+        ends before its media starts never pays for one. What a fresh stream
+        (no features yet, as U makes it) gets is set directly."""
+        pending = PendingAnalysis(self)
+        if self.features:
+            self.set_analyzer(None)
+            self.add_feature(pending, notify=False)
+            return
+        self.features = (pending,)
+        self._analyzer = pending
+        self.analysis_run = PENDING_RUN
+
+    @property
+    def analyzer(self) -> Optional[RtpAnalyzer]:
+        """The stream's RtpAnalyzer (None: analysis off); made now if no
+        packet has made it yet."""
+        analyzer = self._analyzer
+        if type(analyzer) is PendingAnalysis:
+            return analyzer.start()
+        return analyzer     # type: ignore[return-value]
+
+    @property
+    def started_analyzer(self) -> Optional[RtpAnalyzer]:
+        """The RtpAnalyzer if analysis is on and it exists yet (None: off, or
+        nothing fed yet: every count is 0), for readers that only add up."""
+        analyzer = self._analyzer
+        if type(analyzer) is PendingAnalysis:
+            return None
+        return analyzer     # type: ignore[return-value]
+
+    @property
+    def analysis_on(self) -> bool:
+        return self._analyzer is not None
 
     @property
     def resizer(self) -> Optional[Resizer]:
@@ -566,6 +604,45 @@ class Stream:
             self.session._play(self.index, now, due.played)
 
 
+
+
+# The run of an analyzer not made yet: it predicts no header (header_int is
+# never negative), so on_latched_packet's first packet goes to
+# PendingAnalysis.feed_unexpected, which makes the analyzer. Never appended to.
+PENDING_RUN = FastRun()
+
+
+class PendingAnalysis(Analysis):
+    """RTP analysis on a stream that has not had a packet yet (Stream.analyze):
+    the feature and the stream's analyzer at once. It keeps the stream's place
+    among the tiers as Analysis does; the first packet fed to it (either
+    packet path, where it is not predicted anyway) or the first read of
+    ``Stream.analyzer`` puts a real RtpAnalyzer in its place, so every count
+    is the same as with one made at U."""
+
+    __slots__ = ("stream",)
+    run = PENDING_RUN
+
+    def __init__(self, stream: Stream) -> None:
+        self.analysis = self        # type: ignore[assignment]
+        self.stream = stream
+
+    def start(self) -> RtpAnalyzer:
+        """The stream's RtpAnalyzer, made now (in this feature's place)."""
+        stream = self.stream
+        analyzer = RtpAnalyzer()
+        stream.features = tuple(Analysis(analyzer) if f is self else f for f in stream.features)
+        stream._features_changed(False)
+        return analyzer
+
+    def feed(self, data: bytes, t: float) -> None:
+        self.start().feed(data, t)
+
+    def feed_unexpected(self, data: bytes, h: int, t: float) -> None:
+        self.start().feed_unexpected(data, h, t)
+
+
+AnyAnalyzer = Union[RtpAnalyzer, PendingAnalysis]
 
 
 class TimerOutput:
@@ -858,9 +935,10 @@ class Session:
         lines = []
         for stream in self.rtp + self.rtcp:
             counts = []
-            analyzer = stream.analyzer
-            if analyzer is not None:
-                sent, received, _ = analyzer.sequence_totals()
+            if stream.analysis_on:
+                analyzer = stream.started_analyzer
+                sent, received, _ = (analyzer.sequence_totals() if analyzer is not None
+                                     else (0, 0, 0))
                 counts += ["sent %d" % sent, "received %d" % stream.npkts_in,
                            "lost %d" % max(0, sent - received)]
             else:

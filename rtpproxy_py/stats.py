@@ -145,7 +145,7 @@ class Counters:
 def _add_media(totals, session):
     """Add a session's RTP analysis sums and byte counts to ``totals``."""
     for stream in session.rtp:
-        analyzer = stream.analyzer
+        analyzer = stream.started_analyzer      # (none yet: nothing to add)
         if analyzer is not None:
             sent, rcvd, dups = analyzer.sequence_totals()
             totals["rtpa_nsent"] += sent
