@@ -349,6 +349,8 @@ class Stream:
         self.demux = self.egress = None
         self.features = ()
         self.taps = self.filters = None
+        if type(self._analyzer) is PendingAnalysis:
+            self._analyzer.release()
         self._analyzer = self.analysis_run = self._resizer = None
 
     # --- latching state (latching.LatchState), for readers outside the rules ----
@@ -633,7 +635,13 @@ class PendingAnalysis(Analysis):
         analyzer = RtpAnalyzer()
         stream.features = tuple(Analysis(analyzer) if f is self else f for f in stream.features)
         stream._features_changed(False)
+        del self.analysis           # its reference to itself: else a cycle keeps it and the stream
         return analyzer
+
+    def release(self) -> None:
+        """Its stream ended (Stream.release): drop the references to itself
+        and to the stream, so that reference counting frees both."""
+        del self.analysis, self.stream
 
     def feed(self, data: bytes, t: float) -> None:
         self.start().feed(data, t)
