@@ -22,7 +22,7 @@ import time
 
 from . import channel as ch
 from .channel import worker_for
-from . import daemon
+from . import daemon, daemon_log
 from .admin import PAGE, local_sessions
 from .control.transports import CLIENT_RETRY, count_shed, loop_turn
 from .service import LocalMedia, Service
@@ -62,18 +62,6 @@ class ChannelNotifier:
         pass
 
 
-class _Prefix(logging.Filter):
-    """Says which worker a log line comes from."""
-
-    def __init__(self, prefix):
-        super().__init__()
-        self.prefix = prefix
-
-    def filter(self, record):
-        record.msg = self.prefix + str(record.msg)
-        return True
-
-
 class Worker:
     """One worker: a service.Service with the in-process media back end
     (so every feature wired there runs here too) and no control sockets;
@@ -95,7 +83,9 @@ class Worker:
     def run(self, to_syslog):
         import gevent
         daemon.setup_logging(self.config, to_syslog=to_syslog)
-        log.addFilter(_Prefix("worker %d: " % self.number))
+        # says which worker a line comes from (a prefix, not a logger filter:
+        # a filter would send every line off daemon_log's direct path)
+        daemon_log.set_prefix(log, "worker %d: " % self.number)
         _set_name("rtpproxy-w%d" % self.number)
         young, middle, _ = gc.get_threshold()
         gc.set_threshold(young, middle, FULL_COLLECTION_AFTER)
