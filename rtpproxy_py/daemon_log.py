@@ -218,6 +218,15 @@ def flush_held_lines() -> None:
 os.register_at_fork(before=flush_held_lines)
 
 
+def write_held_lines() -> None:
+    """Writes what is held now, if anything (a worker, before it replies to
+    a command: the command's lines are in the log before its reply leaves,
+    as when a worker wrote each line at once)."""
+    for handler in _stream_handlers:
+        if handler._held:
+            handler.flush()
+
+
 class SysLogLines(logging.handlers.SysLogHandler):
 
     def emit_line(self, levelno: int, line: str) -> None:

@@ -129,6 +129,7 @@ class Worker:
 
     def _serve(self):
         dispatcher, link = self.dispatcher, self.link
+        write_held_lines = daemon_log.write_held_lines
         served = 0
         while True:
             message = link.receive()
@@ -147,7 +148,9 @@ class Worker:
                         CLIENT_RETRY, self.number))
                     link.send(ch.REPLY, ch.SHED)
                     continue
-                link.send(ch.REPLY, dispatcher.execute(data, CommandContext(source_ip, local_ip)))
+                answer = dispatcher.execute(data, CommandContext(source_ip, local_ip))
+                write_held_lines()      # its log lines before the reply
+                link.send(ch.REPLY, answer)
             elif kind == ch.STATS:
                 link.send(ch.REPLY, dispatcher.stat_values(message[1] if len(message) > 1 else None))
             elif kind == ch.METRICS:
@@ -162,6 +165,7 @@ class Worker:
                 link.send(ch.REPLY, page)
             elif kind == ch.DELETE_ALL:
                 dispatcher.close_all()
+                write_held_lines()
                 link.send(ch.REPLY, None)
             elif kind == ch.DEORBIT:
                 dispatcher.start_deorbit()

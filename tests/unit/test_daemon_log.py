@@ -341,3 +341,21 @@ def test_a_worker_s_prefixed_lines_are_the_old_filter_s_lines_without_a_record(k
 def test_set_prefix_needs_the_installed_logger():
     with pytest.raises(TypeError):
         daemon_log.set_prefix(logging.getLogger("rtpproxy-test.plain"), "worker 1: ")
+
+
+def test_write_held_lines_writes_what_a_serving_greenlet_holds_at_once(records):
+    # a worker calls it before it sends a command's reply
+    import gevent
+    stream = io.StringIO()
+    logger = _logger("worker-reply", daemon_log.StreamLines(stream), FORMATTERS["stream"]())
+    seen = []
+
+    def serve():
+        logger.info("new session %s", "cid1")
+        seen.append(stream.getvalue())
+        daemon_log.write_held_lines()
+        seen.append(stream.getvalue())
+
+    gevent.spawn(serve).join()
+    assert seen[0] == "" and seen[1].endswith(" INFO: new session cid1\n")
+    assert stream.getvalue() == seen[1]
