@@ -143,8 +143,8 @@ class StreamLines(logging.StreamHandler):
     ends (a loop callback writes what the turn logged in one write; a U+L+D
     cycle logs 9 lines, and a write per line was a quarter of their cost).
     Everything else is written at once, after what is held: warnings and
-    errors, records taking the standard path (exceptions, the workers'
-    prefixed lines), lines from the main greenlet (start-up, shut-down) or
+    errors, records taking the standard path (exceptions and the like),
+    lines from the main greenlet (start-up, shut-down) or
     another thread. flush() (logging.shutdown at exit, a fork, setup_logging
     again) writes what is held."""
 
@@ -218,6 +218,15 @@ def flush_held_lines() -> None:
 os.register_at_fork(before=flush_held_lines)
 
 
+def write_held_lines() -> None:
+    """Writes what is held now, if anything (a worker, before it replies to
+    a command: the command's lines are in the log before its reply leaves,
+    as when a worker wrote each line at once)."""
+    for handler in _stream_handlers:
+        if handler._held:
+            handler.flush()
+
+
 class SysLogLines(logging.handlers.SysLogHandler):
 
     def emit_line(self, levelno: int, line: str) -> None:
@@ -245,11 +254,17 @@ class SysLogLines(logging.handlers.SysLogHandler):
 
 class DaemonLogger(logging.Logger):
     """The "rtpproxy" logger once setup_logging has run (it sets the class of
-    the existing logger object, which every module already holds)."""
+    the existing logger object, which every module already holds).
+
+    ``prefix`` (a worker's "worker N: ", see set_prefix) goes in front of the
+    message of every record, on either path, as a logger filter doing
+    ``record.msg = prefix + str(record.msg)`` did; unlike a filter it keeps
+    the plain calls on the direct path."""
 
     line_handler: Optional[logging.Handler] = None    # set by setup_logging
     line_formatter: Optional[logging.Formatter] = None
     _line_handlers: list = []
+    prefix: str = ""
 
     def _emit(self, levelno: int, msg, args) -> bool:
         """Writes the line as the standard path would; False: take that path."""
@@ -263,6 +278,8 @@ class DaemonLogger(logging.Logger):
             return False
         try:
             text = msg if type(msg) is str else str(msg)
+            if self.prefix:
+                text = self.prefix + text
             if args:
                 if len(args) == 1 and isinstance(args[0], collections.abc.Mapping) and args[0]:
                     return False    # LogRecord takes a lone dict as the arguments themselves
@@ -277,8 +294,17 @@ class DaemonLogger(logging.Logger):
             except RecursionError:
                 raise
             except Exception:
-                handler.handleError(self.makeRecord(self.name, levelno, "(unknown file)", 0, text, (), None))
+                # text has the prefix already: not self.makeRecord
+                handler.handleError(logging.Logger.makeRecord(
+                    self, self.name, levelno, "(unknown file)", 0, text, (), None))
         return True
+
+    def makeRecord(self, *args, **kwargs):
+        """The standard path's record, with the prefix (as the filter put it)."""
+        record = super().makeRecord(*args, **kwargs)
+        if self.prefix:
+            record.msg = self.prefix + str(record.msg)
+        return record
 
     def debug(self, msg, *args, **kwargs):
         if self.isEnabledFor(logging.DEBUG) and (kwargs or not self._emit(logging.DEBUG, msg, args)):
@@ -316,3 +342,11 @@ def install(logger: logging.Logger, handler: logging.Handler) -> None:
     logger.line_handler = handler
     logger._line_handlers = [handler]
     logger.line_formatter = handler.formatter
+
+
+def set_prefix(logger: logging.Logger, prefix: str) -> None:
+    """Every line ``logger`` (a DaemonLogger: setup_logging has run) writes
+    from now on starts its message with ``prefix`` (a worker's "worker N: ")."""
+    if not isinstance(logger, DaemonLogger):
+        raise TypeError("set_prefix needs the logger setup_logging installed")
+    logger.prefix = prefix

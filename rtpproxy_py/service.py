@@ -22,7 +22,7 @@ import os
 import signal
 import time
 
-from . import daemon, sd_daemon, version_string
+from . import daemon, daemon_log, sd_daemon, version_string
 from .config import ConfigError, unix_path_meant_as_udp
 
 log = logging.getLogger("rtpproxy")
@@ -282,11 +282,11 @@ class Service:
 
     def _on_stop_signal(self, signum):
         if self.stopping:
-            os._exit(128 + signum)
+            _exit_now(128 + signum)
         self.stopping = True
         # A second SIGTERM/SIGINT during shutdown forces the exit at once.
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda number, frame: os._exit(128 + number))
+            signal.signal(sig, lambda number, frame: _exit_now(128 + number))
         log.warning("signal %d: shutting down", signum)
         self.stop_event.set()
 
@@ -307,3 +307,10 @@ class Service:
 
 def _nothing(service):
     pass
+
+
+def _exit_now(code: int) -> None:
+    """A forced exit (a second stop signal): the held log lines first
+    (os._exit skips logging.shutdown)."""
+    daemon_log.flush_held_lines()
+    os._exit(code)

@@ -21,7 +21,7 @@ import time
 
 from . import channel as ch
 from .channel import worker_for
-from . import daemon
+from . import daemon, daemon_log
 from .admin import PAGE, local_sessions
 from .control.transports import CLIENT_RETRY, count_shed, loop_turn
 from .service import LocalMedia, Service
@@ -56,18 +56,6 @@ class ChannelNotifier:
         pass
 
 
-class _Prefix(logging.Filter):
-    """Says which worker a log line comes from."""
-
-    def __init__(self, prefix):
-        super().__init__()
-        self.prefix = prefix
-
-    def filter(self, record):
-        record.msg = self.prefix + str(record.msg)
-        return True
-
-
 class Worker:
     """One worker: a service.Service with the in-process media back end
     (so every feature wired there runs here too) and no control sockets;
@@ -89,7 +77,9 @@ class Worker:
     def run(self, to_syslog):
         import gevent
         daemon.setup_logging(self.config, to_syslog=to_syslog)
-        log.addFilter(_Prefix("worker %d: " % self.number))
+        # says which worker a line comes from (a prefix, not a logger filter:
+        # a filter would send every line off daemon_log's direct path)
+        daemon_log.set_prefix(log, "worker %d: " % self.number)
         _set_name("rtpproxy-w%d" % self.number)
         service = self.service
         service.start()
@@ -131,6 +121,7 @@ class Worker:
 
     def _serve(self):
         dispatcher, link = self.dispatcher, self.link
+        write_held_lines = daemon_log.write_held_lines
         served = 0
         while True:
             message = link.receive()
@@ -149,7 +140,9 @@ class Worker:
                         CLIENT_RETRY, self.number))
                     link.send(ch.REPLY, ch.SHED)
                     continue
-                link.send(ch.REPLY, dispatcher.execute(data, CommandContext(source_ip, local_ip)))
+                answer = dispatcher.execute(data, CommandContext(source_ip, local_ip))
+                write_held_lines()      # its log lines before the reply
+                link.send(ch.REPLY, answer)
             elif kind == ch.STATS:
                 link.send(ch.REPLY, dispatcher.stat_values(message[1] if len(message) > 1 else None))
             elif kind == ch.METRICS:
@@ -164,6 +157,7 @@ class Worker:
                 link.send(ch.REPLY, page)
             elif kind == ch.DELETE_ALL:
                 dispatcher.close_all()
+                write_held_lines()
                 link.send(ch.REPLY, None)
             elif kind == ch.DEORBIT:
                 dispatcher.start_deorbit()

@@ -49,6 +49,7 @@ from gevent._hub_local import get_hub_if_exists
 from gevent.event import AsyncResult, Event
 
 from . import channel as ch
+from . import daemon_log
 from .channel import worker_for  # noqa: F401 (tests and worker.py name it here)
 from .admin import PAGE
 from .dispatcher import LOAD, Dispatcher
@@ -324,6 +325,7 @@ def _run_forked(argv, keep):
     except BaseException:
         log.exception("worker %s failed", argv[-1])
     finally:
+        daemon_log.flush_held_lines()    # os._exit skips logging.shutdown
         os._exit(code or 0)
 
 

@@ -291,3 +291,71 @@ def test_a_write_error_is_reported_as_the_standard_path_does_and_not_raised(reco
     logger.info("session %s ended", "cid1")      # must not raise into the dispatcher
     err = capsys.readouterr().err
     assert "--- Logging error ---" in err and "I/O operation on closed file" in err
+
+
+class _OldWorkerPrefix(logging.Filter):
+    """What a worker put on the logger before set_prefix (its lines must not change)."""
+
+    def filter(self, record):
+        record.msg = "worker 2: " + str(record.msg)
+        return True
+
+
+@pytest.mark.parametrize("kind", sorted(FORMATTERS))
+def test_a_worker_s_prefixed_lines_are_the_old_filter_s_lines_without_a_record(kind, records):
+    stream = io.StringIO()
+    handler = daemon_log.StreamLines(stream)
+    logger = _logger("prefix-" + kind, handler, FORMATTERS[kind]())
+    daemon_log.set_prefix(logger, "worker 2: ")
+    old = _OldWorkerPrefix()
+    expected = []
+    for levelno in LEVELS:
+        for msg, args in CALLS:
+            if levelno == 25:
+                logger.log(levelno, msg, *args)
+            else:
+                getattr(logger, logging.getLevelName(levelno).lower())(msg, *args)
+            record = logging.LogRecord("x", levelno, __file__, 1, msg, args, None)
+            record.created = T
+            record.msecs = int((T - int(T)) * 1000) + 0.0
+            assert old.filter(record) and handler.filter(record)
+            expected.append(handler.format(record) + "\n")
+    assert records == [], "a plain call made a LogRecord"
+    assert stream.getvalue() == "".join(expected)
+    assert ": worker 2: raw Call-ID a\\xff\\xfeb\n" in stream.getvalue()
+
+    # the standard path (an exception, a lone dict, extra=) has the prefix once, where the filter put it
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logger.exception("failed %s", "here")
+    logger.info("%(a)s and %(b)s", {"a": 1, "b": 2})
+    logger.warning("with %s", "extra", extra={"k": 1})
+    assert len(records) == 3
+    lines = stream.getvalue()[len("".join(expected)):].splitlines()
+    assert lines[0].endswith("ERROR: worker 2: failed here") and lines[1].endswith("Traceback (most recent call last):")
+    assert lines[-2].endswith("INFO: worker 2: 1 and 2") and lines[-1].endswith("WARNING: worker 2: with extra")
+    assert not any("worker 2: worker 2:" in line for line in lines)
+
+
+def test_set_prefix_needs_the_installed_logger():
+    with pytest.raises(TypeError):
+        daemon_log.set_prefix(logging.getLogger("rtpproxy-test.plain"), "worker 1: ")
+
+
+def test_write_held_lines_writes_what_a_serving_greenlet_holds_at_once(records):
+    # a worker calls it before it sends a command's reply
+    import gevent
+    stream = io.StringIO()
+    logger = _logger("worker-reply", daemon_log.StreamLines(stream), FORMATTERS["stream"]())
+    seen = []
+
+    def serve():
+        logger.info("new session %s", "cid1")
+        seen.append(stream.getvalue())
+        daemon_log.write_held_lines()
+        seen.append(stream.getvalue())
+
+    gevent.spawn(serve).join()
+    assert seen[0] == "" and seen[1].endswith(" INFO: new session cid1\n")
+    assert stream.getvalue() == seen[1]
