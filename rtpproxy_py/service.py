@@ -192,7 +192,10 @@ class Service:
         return 0
 
     def announce(self):
-        """Readiness to systemd (Type=notify)."""
+        """Readiness to systemd (Type=notify), after the log lines of the
+        start-up (held until the loop turn ends otherwise), so what READY
+        follows is in the log when the manager hears it."""
+        daemon_log.write_held_lines()
         sd_daemon.notify("READY=1\nSTATUS=serving %d control socket%s\nMAINPID=%d" % (
             len(self.servers), "" if len(self.servers) == 1 else "s", os.getpid()))
 
