@@ -110,9 +110,12 @@ def test_rotation_by_rename_starts_a_new_file_with_a_header(rtpproxy, workdir):
 
 def test_several_processes_share_one_file_whole_lines_one_header(rtpproxy, workdir):
     daemons = [start(rtpproxy, workdir, "--workers", "2") for _ in range(2)]
+    for d in daemons:   # the front end answers V before its workers serve
+        assert wait_for(lambda: "2 workers serving" in d.log(), timeout=15), d.log()
     for n in range(40):
         d = daemons[n % 2]
-        d.command("U call%d %s 4000 f" % (n, HOST))
+        reply = d.command("U call%d %s 4000 f" % (n, HOST))
+        assert reply.split()[0].isdigit(), reply    # a session, so a line at the end
     for d in daemons:
         assert d.stop(signal.SIGTERM) == 0
     found, lines = rows(workdir / "rtpproxy_acct.csv")
