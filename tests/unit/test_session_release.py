@@ -56,6 +56,19 @@ def no_gc():
         gc.enable()
 
 
+def left_in_cycles():
+    """The names of rtpproxy_py's types a collection finds only in cycles."""
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        gc.collect()
+        return sorted({type(o).__name__ for o in gc.garbage
+                       if type(o).__module__.startswith("rtpproxy_py")})
+    finally:
+        gc.set_debug(0)
+        del gc.garbage[:]
+        gc.collect()
+
+
 def assert_freed(ref, what):
     """The session dead, freed by reference counting alone (the collector is
     off), and a collection finds none of its objects (streams, latching
@@ -63,15 +76,7 @@ def assert_freed(ref, what):
     session = ref()
     holders = [type(r).__name__ for r in gc.get_referrers(session)] if session is not None else []
     del session
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
-        gc.collect()
-        ours = sorted({type(o).__name__ for o in gc.garbage
-                       if type(o).__module__.startswith("rtpproxy_py")})
-    finally:
-        gc.set_debug(0)
-        del gc.garbage[:]
-        gc.collect()
+    ours = left_in_cycles()
     assert not holders, "%s: the ended session is still alive, held by %s" % (what, holders)
     assert not ours, "%s: the ended session's objects were left in cycles: %s" % (what, ours)
 
@@ -131,15 +136,7 @@ def test_a_session_refused_for_want_of_ports_is_freed_without_a_collection(tmp_p
     port.ports = type(port.ports)(35000, 35002, True)     # two RTP/RTCP pairs
     replies = [dispatcher.execute(b"U c%d 192.0.2.1 4000 ft" % n) for n in range(6)]
     assert replies[0][0] != "E" and set(replies[2:]) == {"E72\n"}, replies     # ports exhausted
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
-        gc.collect()
-        left = sorted({type(o).__name__ for o in gc.garbage
-                       if type(o).__module__.startswith("rtpproxy_py")})
-    finally:
-        gc.set_debug(0)
-        del gc.garbage[:]
-        gc.collect()
+    left = left_in_cycles()
     assert not left, "refused sessions left in cycles: %s" % left
     dispatcher.recorder.shutdown()
 
