@@ -190,3 +190,33 @@ def test_the_relay_s_ended_sessions_are_freed_without_a_collection(no_gc):
             dispatcher.destroy(session)
         media.shutdown()
         media._tick.stop()
+
+
+@pytest.mark.parametrize("first", ["source", "fork"])
+def test_a_forked_call_s_sessions_are_freed_without_a_collection(tmp_path, no_gc, first):
+    """``U c2 ... && C c1``: c1's streams carry taps that send out of c2's
+    streams; whichever session ends first, the fork ends with it and the
+    other session goes on; each is freed at its end."""
+    dispatcher, port, clock = in_memory(tmp_path, rtp_analysis=True)
+    callee_port = int(dispatcher.execute(b"U c1 192.0.2.1 4000 ft").split()[0])
+    caller_port = int(dispatcher.execute(b"L c1 192.0.2.2 5000 ft tt").split()[0])
+    assert " && " in dispatcher.execute(b"U c2 192.0.2.5 7000 f2 t2 && L 192.0.2.6 7002 && C c1 ft tt")
+    sessions = {s.call_id: weakref.ref(s) for s in dispatcher.table}
+
+    def talk():
+        for seq in range(1, 4):
+            clock.now += 0.02
+            port.receive(caller_port, rtp(seq, 0x1111), CALLER, clock.now)
+            port.receive(callee_port, rtp(seq, 0x2222), CALLEE, clock.now)
+        return {dst for _, _, dst in port.datagrams_to_send()}
+
+    assert {("192.0.2.5", 7000), ("192.0.2.6", 7002), CALLER, CALLEE} <= talk()     # forked
+    ended, other = ("c1", "c2") if first == "source" else ("c2", "c1")
+    tags = {"c1": b"ft tt", "c2": b"f2 t2"}
+    assert dispatcher.execute(b"D %s %s" % (ended.encode(), tags[ended])) == "0\n"
+    assert_freed(sessions[ended], "%s forked, %s ended first" % (first, ended))
+    if other == "c1":
+        assert talk() == {CALLER, CALLEE}       # the call goes on, no longer forked
+    assert dispatcher.execute(b"D %s %s" % (other.encode(), tags[other])) == "0\n"
+    assert_freed(sessions[other], "%s forked, %s ended last" % (first, other))
+    dispatcher.recorder.shutdown()
