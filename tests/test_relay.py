@@ -121,6 +121,29 @@ def test_asymmetric_leg_keeps_signalled_address(rtpproxy):
     assert b.recv(0.3)[0] is None
 
 
+def test_fresh_ports_of_a_latched_call_relay_at_once(rtpproxy):
+    """``n`` (media-relay.md 3.4) on a call whose parties are latched (and, when
+    it is built, relayed by the compiled fast path): the leg's new port pair
+    relays both ways at once, what goes to the party leaves from it, and the
+    old pair is closed. (U and L set up the new sockets' readers once the
+    command is done: a leg left without them would be silent.)"""
+    d = rtpproxy("-l", "127.0.0.1")
+    a, b = Endpoint(), Endpoint()
+    pa, pb = setup_call(d, a, b)
+    exchange(a, b, "127.0.0.1", pa, pb, count=10)
+    for command, ssrcs in (("Un call 127.0.0.1 %d ftag ttag" % a.port, (0x3333, 0x4444)),
+                           ("Ln call 127.0.0.1 %d ftag ttag" % b.port, (0x5555, 0x6666))):
+        fresh = int(d.command(command).split()[0])
+        old, (pa, pb) = (pb, (pa, fresh)) if command[0] == "U" else (pa, (fresh, pb))
+        assert fresh != old
+        got_a, got_b = exchange(a, b, "127.0.0.1", pa, pb, count=5, ssrc_a=ssrcs[0], ssrc_b=ssrcs[1])
+        assert got_b == [(rtp_packet(i, i * 160, ssrcs[0]), ("127.0.0.1", pb)) for i in range(5)], command
+        assert got_a == [(rtp_packet(i, i * 160, ssrcs[1]), ("127.0.0.1", pa)) for i in range(5)], command
+        (a if command[0] == "L" else b).send(rtp_packet(99), "127.0.0.1", old)
+        assert a.recv(0.2)[0] is None and b.recv(0.05)[0] is None, command
+    assert d.command("Q call ftag ttag npkts_ina npkts_ino nrelayed ndropped") == "20 20 40 0"
+
+
 def test_rtcp_on_the_odd_port(rtpproxy):
     d = rtpproxy("-l", "127.0.0.1")
     a, b = Endpoint(), Endpoint()
