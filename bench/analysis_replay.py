@@ -33,7 +33,7 @@ def build(sessions, analysis):
             st.recheck_at = float("inf")
             st.refresh_target()
             if analysis:
-                st.analyzer = RtpAnalyzer()
+                st.set_analyzer(RtpAnalyzer())     # (analyzer is a read-only property)
             streams.append(st)
     return streams
 

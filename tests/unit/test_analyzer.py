@@ -297,3 +297,23 @@ def test_agrees_with_extractaudio_statistics(seed):
         (stats.psent, stats.precvd, stats.duplicates, stats.ssrc_changes)
     assert (analyzer.rtpa_jlast, analyzer.rtpa_javg, analyzer.rtpa_jmax) == \
         pytest.approx(stats.jitter.summary(), rel=1e-9)
+
+
+def test_the_analysis_replay_bench_analyzes_its_on_variant():
+    """bench/analysis_replay.py (the packet path's cost with analysis on and
+    off) switches analysis on through the Stream's API (Stream.analyzer is a
+    read-only property now), and its "on" streams really count."""
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "bench"))
+    try:
+        import analysis_replay
+    finally:
+        sys.path.pop(0)
+    on, off = analysis_replay.build(2, True), analysis_replay.build(2, False)
+    assert all(st.analyzer is None and st.analysis_run is None for st in off)
+    for st, packets in zip(on, analysis_replay.packets(on, 10)):
+        for k, data in enumerate(packets):
+            st.on_latched_packet(data, 1000.0 + 0.02 * k)
+        assert st.analyzer.rtpa_nrcvd == 10 and st.analysis_run is st.analyzer.run
+    assert analysis_replay.run(2, 0.2, True) > 0 and analysis_replay.run(2, 0.2, False) > 0
