@@ -100,11 +100,11 @@ def retire(values):
 
 
 class _Request:
-    __slots__ = ("message", "result", "retried", "queued")
+    __slots__ = ("message", "done", "retried", "queued")
 
-    def __init__(self, message, queued):
+    def __init__(self, message, queued, done):
         self.message = message
-        self.result = AsyncResult()
+        self.done = done                # called with the reply (None: the worker cannot answer)
         self.retried = False
         self.queued = queued            # monotonic time it joined the queue
 
@@ -168,7 +168,7 @@ class WorkerLink:
             kind = message[0]
             if kind == ch.REPLY:
                 if self.pending:
-                    self.pending.popleft().result.set(message[1])
+                    _answer(self.pending.popleft(), message[1])
             elif kind == ch.READY:
                 self._on_ready()
             elif kind == ch.NOTIFY:
@@ -223,7 +223,7 @@ class WorkerLink:
                     request.retried = True
                     kept.append(request)
                 else:
-                    request.result.set(None)
+                    _answer(request, None)
             self.pending = kept
             self.start()
         else:
@@ -240,7 +240,7 @@ class WorkerLink:
 
     def _answer_pending(self):
         while self.pending:
-            self.pending.popleft().result.set(None)
+            _answer(self.pending.popleft(), None)
 
     # --- requests -------------------------------------------------------------
 
@@ -257,11 +257,25 @@ class WorkerLink:
         if sheddable and pending and (len(pending) >= MAX_PENDING
                                       or now - pending[0].queued > QUEUE_TARGET):
             return QUEUE_FULL
-        request = _Request(message, now)
-        self.pending.append(request)
+        result = AsyncResult()
+        pending.append(_Request(message, now, result.set))
         if self.ready:
             self.link.send(*message)
-        return request.result.get()
+        return result.get()
+
+    def submit(self, message, done):
+        """A sheddable command without waiting (the UDP path): ``done(reply)``
+        runs later, in this link's reader (or as the worker's end answers its
+        requests: None), and must not wait. False if it was shed before it
+        was sent (as request's QUEUE_FULL). The caller checks ``down``."""
+        now = time.monotonic()
+        pending = self.pending
+        if pending and (len(pending) >= MAX_PENDING or now - pending[0].queued > QUEUE_TARGET):
+            return False
+        pending.append(_Request(message, now, done))
+        if self.ready:
+            self.link.send(*message)
+        return True
 
     def send(self, *message):
         """A message without a reply (sent now if the worker is up)."""
@@ -277,6 +291,15 @@ class WorkerLink:
             log.error("worker %d (pid %d) did not stop; killing it", self.number, self.pid)
             os.kill(self.pid, signal.SIGKILL)
             self.exited.wait()
+
+
+def _answer(request, answer):
+    """Hand a request its reply. A completion that fails must not stop the
+    reader it runs in (every later reply of the worker would be lost)."""
+    try:
+        request.done(answer)
+    except Exception:
+        log.exception("completing a command failed")
 
 
 def _start_process(argv, fds):
@@ -501,6 +524,55 @@ class FrontDispatcher(Dispatcher):
             if text is not None:
                 return text
         return super().execute(data, ctx)
+
+    def submit(self, data, source_ip, local_ip, deadline, done):
+        """The UDP path without a greenlet per command: a command that names a
+        Call-ID is sent to its worker and this returns; ``done(text)`` runs once
+        it is answered (from the worker link's reader), ``done(None)`` if it
+        was shed (counted). As ``execute``, but False (nothing done) for what
+        may wait on the way: a command that is not routed (V, VF, I, G, X,
+        malformed), a U that may fork another call's streams, a worker that
+        is down; the transport runs ``execute`` in a greenlet for those. A
+        worker's E72 to a new session (placement elsewhere) and a worker that
+        cannot answer take a greenlet on the way back."""
+        try:
+            call_id, new_session, fork_source = route(data)
+        except Exception:
+            return False
+        workers = self.workers
+        if call_id is None or workers.stopping or (
+                fork_source is not None and fork_source != call_id and call_id not in workers.placed):
+            return False
+        link = workers.for_call(call_id)
+        if link.down:
+            return False
+        message = (ch.COMMAND, bytes(data), source_ip, local_ip, deadline)
+
+        def answered(text):
+            if text is None or (new_session and text == _SESSION_REFUSED):
+                gevent.spawn(self._answer_slowly, text, data, CommandContext(source_ip, local_ip, deadline),
+                             call_id, link, message, done)
+            else:
+                done(None if text is ch.SHED else text)    # ch.SHED: counted by the worker
+
+        if not link.submit(message, answered):
+            count_shed(self.tally, "a worker has %d commands waiting, or one for %d ms" % (
+                MAX_PENDING, QUEUE_TARGET * 1000))
+            done(None)
+        return True
+
+    def _answer_slowly(self, text, data, ctx, call_id, link, message, done):
+        """submit's rare ends, as execute has them: E72 to a new session (its
+        worker is full: another one may take it), or no answer from the
+        worker (it is down: answered here, as for an unknown session)."""
+        answer = None
+        try:
+            if text is not None:
+                answer = self._place_elsewhere(call_id, link, message) or text
+            else:
+                answer = Dispatcher.execute(self, data, ctx)
+        finally:
+            done(answer)
 
     def _worker_for(self, call_id, source):
         """The worker that runs a command for ``call_id``. A new Call-ID whose U
