@@ -28,6 +28,8 @@ def worker_for(call_id, count):
 CONFIG = "config"          # (CONFIG, pickled Config, log to syslog): the first message
 COMMAND = "cmd"            # (COMMAND, command bytes, source ip, local ip, deadline) -> REPLY
                            # text, or SHED: not run, the deadline (0: none) had passed
+COMMANDS = "cmds"          # (COMMANDS, [(command bytes, source ip, local ip, deadline), ...]):
+                           # as many COMMANDs, each answered by its REPLY
 STATS = "stats"            # (STATS, names or None) -> REPLY (G values by name, live sessions)
 DELETE_ALL = "delete_all"  # (DELETE_ALL,) -> REPLY None; X, not counted as a command
 DEORBIT = "deorbit"        # SIGHUP: no new sessions; IDLE once the last one ends

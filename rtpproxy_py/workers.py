@@ -123,6 +123,7 @@ class WorkerLink:
         self.down = False                # cannot be started now: answer locally
         self.idle = False                # deorbiting and empty
         self.pending = collections.deque()
+        self.batch = []                  # submitted commands not sent yet (flush)
         self.started_at = 0.0
         self.quick_deaths = 0
         self.snapshot = {}
@@ -189,6 +190,7 @@ class WorkerLink:
     def _on_ready(self):
         self.ready = True
         self.down = False
+        self.batch = []                 # pending: sent now, with the rest
         for request in self.pending:
             self.link.send(*request.message)
         if self.pool.deorbiting:
@@ -196,6 +198,7 @@ class WorkerLink:
         self.pool.worker_ready.set()
 
     def _on_exit(self, code):
+        self.batch = []                 # still pending: sent again or answered below
         self.pool.ports.release_all(self.number)
         for call_id in [k for k, link in self.pool.placed.items() if link is self]:
             del self.pool.placed[call_id]       # its calls are gone with it
@@ -260,6 +263,8 @@ class WorkerLink:
         result = AsyncResult()
         pending.append(_Request(message, now, result.set))
         if self.ready:
+            if self.batch:
+                self.flush()            # sent in the order they were queued
             self.link.send(*message)
         return result.get()
 
@@ -274,12 +279,27 @@ class WorkerLink:
             return False
         pending.append(_Request(message, now, done))
         if self.ready:
-            self.link.send(*message)
+            batch = self.batch
+            if not batch:
+                self.pool.unsent.append(self)
+            batch.append(message[1:])
         return True
+
+    def flush(self):
+        """Send the commands ``submit`` queued: one message for all of them."""
+        batch = self.batch
+        if batch and self.ready:
+            self.batch = []
+            if len(batch) == 1:
+                self.link.send(ch.COMMAND, *batch[0])
+            else:
+                self.link.send(ch.COMMANDS, batch)
 
     def send(self, *message):
         """A message without a reply (sent now if the worker is up)."""
         if self.ready:
+            if self.batch:
+                self.flush()
             self.link.send(*message)
 
     def stop(self):
@@ -376,6 +396,7 @@ class Workers:
         self.links = [WorkerLink(self, k + 1) for k in range(config.workers)]
         self.retired = {}            # counters of workers that died
         self.placed = {}             # Call-ID -> WorkerLink: calls its hash worker could not take
+        self.unsent = []             # links with submitted commands to send (flush)
         self.stopping = False
         self.deorbiting = False
         self.on_idle = None
@@ -411,6 +432,12 @@ class Workers:
         log.info("%d workers serving, pids %s", len(self.links),
                  " ".join(str(link.pid) for link in self.links))
         return True
+
+    def flush(self):
+        """Send what was submitted: each worker's commands in one message."""
+        unsent = self.unsent
+        while unsent:
+            unsent.pop().flush()
 
     def for_call(self, call_id):
         link = self.placed.get(call_id)
@@ -532,7 +559,8 @@ class FrontDispatcher(Dispatcher):
         was shed (counted). As ``execute``, but False (nothing done) for what
         may wait on the way: a command that is not routed (V, VF, I, G, X,
         malformed), a U that may fork another call's streams, a worker that
-        is down; the transport runs ``execute`` in a greenlet for those. A
+        is down; the transport runs ``execute`` in a greenlet for those.
+        Sent by ``flush``, with the other commands started meanwhile. A
         worker's E72 to a new session (placement elsewhere) and a worker that
         cannot answer take a greenlet on the way back."""
         try:
@@ -560,6 +588,11 @@ class FrontDispatcher(Dispatcher):
                 MAX_PENDING, QUEUE_TARGET * 1000))
             done(None)
         return True
+
+    def flush(self):
+        """Send the commands ``submit`` started (the transport calls it once
+        it has started what it read): one channel message per worker."""
+        self.workers.flush()
 
     def _answer_slowly(self, text, data, ctx, call_id, link, message, done):
         """submit's rare ends, as execute has them: E72 to a new session (its

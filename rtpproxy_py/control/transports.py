@@ -203,10 +203,11 @@ class UdpControl(ControlServer):
     commands, the rarer routes) runs ``execute`` in a greenlet of its own
     and ends the same way. With one process each command runs as it is read."""
 
-    submit = None
+    submit = flush = None
 
     def start(self, dispatcher, on_eof=None):
         self.submit = getattr(dispatcher, "submit", None)
+        self.flush = getattr(dispatcher, "flush", None)
         super().start(dispatcher, on_eof)
 
     def bind(self):
@@ -305,6 +306,7 @@ class UdpControl(ControlServer):
         buffer is small (UDP_RCVBUF), and each read empties it for the client."""
         sock = self.sock
         read_now = getattr(sock, "_sock", None)     # the same socket, read without waiting
+        flush = self.flush
         turns = Turns()
         shed = False        # a datagram was shed since the last turn
         space = stdsocket.CMSG_SPACE(_DROPS.size)
@@ -317,7 +319,7 @@ class UdpControl(ControlServer):
                 continue
             if read_now is not None:
                 try:
-                    while len(batch) < YIELD_EVERY:
+                    while len(batch) < MAX_INFLIGHT:
                         batch.append(read_now.recvmsg(MAX_COMMAND, space))
                 except OSError:
                     pass            # nothing more now (an error shows in the next read)
@@ -334,11 +336,14 @@ class UdpControl(ControlServer):
                 else:
                     self._shed_or_repeat(data, source)
                     shed = True
-                # The front end's turns do not wait while its commands in flight
-                # are few; under a flood (many in flight, or shedding) the pause
-                # leaves them their share of the loop, as before.
-                if turns.done(quick=not shed and self.inflight <= QUICK_TURNS_INFLIGHT):
-                    shed = False
+            if flush is not None:
+                flush()             # what was started goes to the workers, one message each
+            # The front end's turns do not wait while its commands in flight
+            # are few; under a flood (many in flight, or shedding) the pause
+            # leaves them their share of the loop, as before.
+            turns.count += len(batch) - 1
+            if turns.done(quick=not shed and self.inflight <= QUICK_TURNS_INFLIGHT):
+                shed = False
 
     def _send_to(self, payload, source):
         try:
@@ -390,8 +395,11 @@ class UdpControl(ControlServer):
         self.inflight -= 1
         if text is SHED:
             # unanswered: a retransmission that came meanwhile runs it again
-            for retransmission in retransmissions:
-                self._begin(*retransmission)
+            if retransmissions:
+                for retransmission in retransmissions:
+                    self._begin(*retransmission)
+                if self.flush is not None:
+                    self.flush()
             return
         payload = cookie + b" " + text.encode("utf-8")
         self.cache.put(cookie, payload, time.monotonic())
