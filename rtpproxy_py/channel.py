@@ -39,6 +39,7 @@ ADMIN = "admin"            # (ADMIN, call id or None, offset) -> REPLY [session 
 # worker -> front end
 READY = "ready"            # (READY, pid): serving
 REPLY = "reply"            # answers requests in the order they were sent
+REPLIES = "replies"        # (REPLIES, [reply, ...]): as many REPLYs
 NOTIFY = "notify"          # (NOTIFY, -n target text, tag, source ip, local ip)
 IDLE = "idle"              # deorbiting and the last session ended
 SNAPSHOT = "snapshot"      # (SNAPSHOT, G values): once a second, kept if the worker dies

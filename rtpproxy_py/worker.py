@@ -125,14 +125,14 @@ class Worker:
         served = 0
 
         def run(data, source_ip, local_ip, deadline):
+            """A command's reply (ch.SHED: past its deadline, not run)."""
             if deadline and time.monotonic() > deadline:
                 count_shed(dispatcher.tally, "a command waited %.0f s for worker %d" % (
                     CLIENT_RETRY, self.number))
-                link.send(ch.REPLY, ch.SHED)
-                return
+                return ch.SHED
             answer = dispatcher.execute(data, CommandContext(source_ip, local_ip))
             write_held_lines()      # its log lines before the reply
-            link.send(ch.REPLY, answer)
+            return answer
 
         while True:
             message = link.receive()
@@ -145,15 +145,19 @@ class Worker:
                 loop_turn()
             kind = message[0]
             if kind == ch.COMMAND:
-                run(*message[1:])
+                link.send(ch.REPLY, run(*message[1:]))
             elif kind == ch.COMMANDS:
+                # their replies in one message, sent before any loop turn
                 commands = message[1]
-                run(*commands[0])
+                answers = [run(*commands[0])]
                 for command in commands[1:]:
                     served += 1
                     if served % COMMAND_BURST == 0:
+                        link.send(ch.REPLIES, answers)
+                        answers = []
                         loop_turn()
-                    run(*command)
+                    answers.append(run(*command))
+                link.send(ch.REPLIES, answers)
             elif kind == ch.STATS:
                 link.send(ch.REPLY, dispatcher.stat_values(message[1] if len(message) > 1 else None))
             elif kind == ch.METRICS:

@@ -170,6 +170,11 @@ class WorkerLink:
             if kind == ch.REPLY:
                 if self.pending:
                     _answer(self.pending.popleft(), message[1])
+            elif kind == ch.REPLIES:
+                pending = self.pending
+                for answer in message[1]:
+                    if pending:
+                        _answer(pending.popleft(), answer)
             elif kind == ch.READY:
                 self._on_ready()
             elif kind == ch.NOTIFY:
