@@ -13,7 +13,7 @@ import socket
 import zlib
 
 import gevent
-from gevent.socket import wait_read, wait_write
+from gevent.socket import wait_write
 
 RECV_BUFFER = 256 * 1024
 
@@ -60,6 +60,7 @@ class Channel:
         self.outbox = collections.deque()
         self.closed = False
         self._buffer = bytearray(RECV_BUFFER)
+        self._readable = None           # the event loop's read watcher, made at the first wait
 
     def send(self, *message):
         if self.closed:
@@ -97,8 +98,13 @@ class Channel:
             try:
                 size = sock.recv_into(buffer)
             except BlockingIOError:
+                readable = self._readable
+                if readable is None:
+                    hub = gevent.get_hub()
+                    readable = self._readable = hub.loop.io(sock.fileno(), 1)
+                    self._wait = hub.wait
                 try:
-                    wait_read(sock.fileno())
+                    self._wait(readable)    # one watcher for every wait: cheaper than wait_read
                 except OSError:
                     return None
                 continue
@@ -110,4 +116,6 @@ class Channel:
 
     def close(self):
         self.closed = True
+        if self._readable is not None and not self._readable.active:
+            self._readable.close()
         self.sock.close()

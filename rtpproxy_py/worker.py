@@ -130,9 +130,7 @@ class Worker:
                 count_shed(dispatcher.tally, "a command waited %.0f s for worker %d" % (
                     CLIENT_RETRY, self.number))
                 return ch.SHED
-            answer = dispatcher.execute(data, CommandContext(source_ip, local_ip))
-            write_held_lines()      # its log lines before the reply
-            return answer
+            return dispatcher.execute(data, CommandContext(source_ip, local_ip))
 
         while True:
             message = link.receive()
@@ -145,7 +143,9 @@ class Worker:
                 loop_turn()
             kind = message[0]
             if kind == ch.COMMAND:
-                link.send(ch.REPLY, run(*message[1:]))
+                answer = run(*message[1:])
+                write_held_lines()      # its log lines before the reply
+                link.send(ch.REPLY, answer)
             elif kind == ch.COMMANDS:
                 # their replies in one message, sent before any loop turn
                 commands = message[1]
@@ -153,10 +153,12 @@ class Worker:
                 for command in commands[1:]:
                     served += 1
                     if served % COMMAND_BURST == 0:
+                        write_held_lines()
                         link.send(ch.REPLIES, answers)
                         answers = []
                         loop_turn()
                     answers.append(run(*command))
+                write_held_lines()
                 link.send(ch.REPLIES, answers)
             elif kind == ch.STATS:
                 link.send(ch.REPLY, dispatcher.stat_values(message[1] if len(message) > 1 else None))

@@ -167,14 +167,15 @@ class WorkerLink:
             if message is None:
                 break
             kind = message[0]
-            if kind == ch.REPLY:
-                if self.pending:
-                    _answer(self.pending.popleft(), message[1])
-            elif kind == ch.REPLIES:
+            if kind == ch.REPLIES or kind == ch.REPLY:
                 pending = self.pending
-                for answer in message[1]:
-                    if pending:
-                        _answer(pending.popleft(), answer)
+                for answer in (message[1] if kind == ch.REPLIES else message[1:]):
+                    if not pending:
+                        break
+                    try:
+                        pending.popleft().done(answer)
+                    except Exception:   # the reader must go on: later replies would be lost
+                        log.exception("completing a command failed")
             elif kind == ch.READY:
                 self._on_ready()
             elif kind == ch.NOTIFY:

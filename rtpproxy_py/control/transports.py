@@ -27,6 +27,7 @@ MAX_CONNECTIONS and makes room by closing the one idle longest, and a
 
 import collections
 import errno
+from functools import partial
 import logging
 import os
 import re
@@ -225,6 +226,7 @@ class UdpControl(ControlServer):
         self.local_ip = self.spec.host
         self.cache = ReplyCache()
         self.execute = execute
+        self.inet = self.spec.family == stdsocket.AF_INET
         # concurrent only: cookie -> retransmissions (data, source, received)
         # that came while its command runs; they get its reply
         self.running = {}
@@ -372,12 +374,9 @@ class UdpControl(ControlServer):
             self._send_to(cached, source)
             return
         self.running[cookie] = []
-        source_ip = source[0] if self.spec.family == stdsocket.AF_INET else "127.0.0.1"
+        source_ip = source[0] if self.inet else "127.0.0.1"
         deadline = received + CLIENT_RETRY      # may be shed then: the client retransmits
-
-        def done(text):
-            self._done(cookie, source, text)
-
+        done = partial(self._done, cookie, source)
         submit = self.submit
         if submit is None or not submit(command, source_ip, self.local_ip, deadline, done):
             gevent.spawn(self._execute, command, CommandContext(source_ip, self.local_ip, deadline), done)
