@@ -18,6 +18,11 @@ The front end reads every command, keeps the UDP reply cache, and
   that took it until that worker reports its last session gone (GONE). A new
   session fails only when every worker is full, as in one process.
 
+A UDP command takes no greenlet of its own: the transport starts it with
+FrontDispatcher.submit, the commands it read at once go to each worker in
+one COMMANDS message, and the link's reader hands each reply to the
+transport's completion.
+
 Every queue between the front end and a worker is bounded: a UDP socket has
 at most transports.MAX_INFLIGHT commands out, a worker at most MAX_PENDING
 sheddable ones waiting, and a worker sheds a command whose client has

@@ -5,8 +5,11 @@ before privileges are dropped); ``ControlServer.start(execute)`` serves it.
 ``execute(data, ctx)`` is Dispatcher.execute: it never yields, so commands
 from all sockets run one at a time, in arrival order, as upstream's single
 command thread does. The --workers front end's execute waits for a worker
-(its dispatcher says ``concurrent``): then each UDP datagram is served by a
-greenlet of its own, so commands for different workers run side by side.
+(its dispatcher says ``concurrent``): then a UDP command that names a Call-ID
+is started with the dispatcher's ``submit`` and completed by a callback when
+its worker answers (the socket is read on meanwhile), any other runs
+``execute`` in a greenlet of its own, so commands for different workers run
+side by side.
 
 Under overload each source gets its share and nothing is answered too late
 (README "Hardening"): with --workers a UDP socket has at most MAX_INFLIGHT
