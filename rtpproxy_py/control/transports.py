@@ -307,8 +307,11 @@ class UdpControl(ControlServer):
 
     def _serve_concurrent(self):
         """--workers: start each command and read on. What has come is read at
-        once (up to YIELD_EVERY datagrams) before any is started: the socket's
-        buffer is small (UDP_RCVBUF), and each read empties it for the client."""
+        once (up to MAX_INFLIGHT datagrams) before any is started: the socket's
+        buffer is small (UDP_RCVBUF; reading 16 at a time, a client with 32
+        commands out lost a few to the kernel). The commands started go to
+        the workers (``flush``) once the batch is started, and before each
+        loop turn (every YIELD_EVERY datagrams, as before)."""
         sock = self.sock
         read_now = getattr(sock, "_sock", None)     # the same socket, read without waiting
         flush = self.flush
@@ -341,14 +344,15 @@ class UdpControl(ControlServer):
                 else:
                     self._shed_or_repeat(data, source)
                     shed = True
+                if turns.count == YIELD_EVERY - 1 and flush is not None:
+                    flush()         # what was started leaves before the loop's turn
+                # The front end's turns do not wait while its commands in flight
+                # are few; under a flood (many in flight, or shedding) the pause
+                # leaves them their share of the loop, as before.
+                if turns.done(quick=not shed and self.inflight <= QUICK_TURNS_INFLIGHT):
+                    shed = False
             if flush is not None:
                 flush()             # what was started goes to the workers, one message each
-            # The front end's turns do not wait while its commands in flight
-            # are few; under a flood (many in flight, or shedding) the pause
-            # leaves them their share of the loop, as before.
-            turns.count += len(batch) - 1
-            if turns.done(quick=not shed and self.inflight <= QUICK_TURNS_INFLIGHT):
-                shed = False
 
     def _send_to(self, payload, source):
         try:
