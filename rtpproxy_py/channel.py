@@ -13,7 +13,7 @@ import socket
 import zlib
 
 import gevent
-from gevent.socket import wait_read, wait_write
+from gevent.socket import wait_write
 
 RECV_BUFFER = 256 * 1024
 
@@ -28,6 +28,8 @@ def worker_for(call_id, count):
 CONFIG = "config"          # (CONFIG, pickled Config, log to syslog): the first message
 COMMAND = "cmd"            # (COMMAND, command bytes, source ip, local ip, deadline) -> REPLY
                            # text, or SHED: not run, the deadline (0: none) had passed
+COMMANDS = "cmds"          # (COMMANDS, [(command bytes, source ip, local ip, deadline), ...]):
+                           # as many COMMANDs, each answered by its REPLY
 STATS = "stats"            # (STATS, names or None) -> REPLY (G values by name, live sessions)
 DELETE_ALL = "delete_all"  # (DELETE_ALL,) -> REPLY None; X, not counted as a command
 DEORBIT = "deorbit"        # SIGHUP: no new sessions; IDLE once the last one ends
@@ -37,6 +39,7 @@ ADMIN = "admin"            # (ADMIN, call id or None, offset) -> REPLY [session 
 # worker -> front end
 READY = "ready"            # (READY, pid): serving
 REPLY = "reply"            # answers requests in the order they were sent
+REPLIES = "replies"        # (REPLIES, [reply, ...]): as many REPLYs
 NOTIFY = "notify"          # (NOTIFY, -n target text, tag, source ip, local ip)
 IDLE = "idle"              # deorbiting and the last session ended
 SNAPSHOT = "snapshot"      # (SNAPSHOT, G values): once a second, kept if the worker dies
@@ -57,6 +60,7 @@ class Channel:
         self.outbox = collections.deque()
         self.closed = False
         self._buffer = bytearray(RECV_BUFFER)
+        self._readable = None           # the event loop's read watcher, made at the first wait
 
     def send(self, *message):
         if self.closed:
@@ -94,8 +98,13 @@ class Channel:
             try:
                 size = sock.recv_into(buffer)
             except BlockingIOError:
+                readable = self._readable
+                if readable is None:
+                    hub = gevent.get_hub()
+                    readable = self._readable = hub.loop.io(sock.fileno(), 1)
+                    self._wait = hub.wait
                 try:
-                    wait_read(sock.fileno())
+                    self._wait(readable)    # one watcher for every wait: cheaper than wait_read
                 except OSError:
                     return None
                 continue
@@ -107,4 +116,6 @@ class Channel:
 
     def close(self):
         self.closed = True
+        if self._readable is not None and not self._readable.active:
+            self._readable.close()
         self.sock.close()

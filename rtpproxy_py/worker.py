@@ -123,6 +123,15 @@ class Worker:
         dispatcher, link = self.dispatcher, self.link
         write_held_lines = daemon_log.write_held_lines
         served = 0
+
+        def run(data, source_ip, local_ip, deadline):
+            """A command's reply (ch.SHED: past its deadline, not run)."""
+            if deadline and time.monotonic() > deadline:
+                count_shed(dispatcher.tally, "a command waited %.0f s for worker %d" % (
+                    CLIENT_RETRY, self.number))
+                return ch.SHED
+            return dispatcher.execute(data, CommandContext(source_ip, local_ip))
+
         while True:
             message = link.receive()
             if message is None:          # the front end is gone
@@ -134,15 +143,23 @@ class Worker:
                 loop_turn()
             kind = message[0]
             if kind == ch.COMMAND:
-                _, data, source_ip, local_ip, deadline = message
-                if deadline and time.monotonic() > deadline:
-                    count_shed(dispatcher.tally, "a command waited %.0f s for worker %d" % (
-                        CLIENT_RETRY, self.number))
-                    link.send(ch.REPLY, ch.SHED)
-                    continue
-                answer = dispatcher.execute(data, CommandContext(source_ip, local_ip))
+                answer = run(*message[1:])
                 write_held_lines()      # its log lines before the reply
                 link.send(ch.REPLY, answer)
+            elif kind == ch.COMMANDS:
+                # their replies in one message, sent before any loop turn
+                commands = message[1]
+                answers = [run(*commands[0])]
+                for command in commands[1:]:
+                    served += 1
+                    if served % COMMAND_BURST == 0:
+                        write_held_lines()
+                        link.send(ch.REPLIES, answers)
+                        answers = []
+                        loop_turn()
+                    answers.append(run(*command))
+                write_held_lines()
+                link.send(ch.REPLIES, answers)
             elif kind == ch.STATS:
                 link.send(ch.REPLY, dispatcher.stat_values(message[1] if len(message) > 1 else None))
             elif kind == ch.METRICS:

@@ -18,6 +18,11 @@ The front end reads every command, keeps the UDP reply cache, and
   that took it until that worker reports its last session gone (GONE). A new
   session fails only when every worker is full, as in one process.
 
+A UDP command takes no greenlet of its own: the transport starts it with
+FrontDispatcher.submit, the commands it read at once go to each worker in
+one COMMANDS message, and the link's reader hands each reply to the
+transport's completion.
+
 Every queue between the front end and a worker is bounded: a UDP socket has
 at most transports.MAX_INFLIGHT commands out, a worker at most MAX_PENDING
 sheddable ones waiting, and a worker sheds a command whose client has
@@ -100,11 +105,11 @@ def retire(values):
 
 
 class _Request:
-    __slots__ = ("message", "result", "retried", "queued")
+    __slots__ = ("message", "done", "retried", "queued")
 
-    def __init__(self, message, queued):
+    def __init__(self, message, queued, done):
         self.message = message
-        self.result = AsyncResult()
+        self.done = done                # called with the reply (None: the worker cannot answer)
         self.retried = False
         self.queued = queued            # monotonic time it joined the queue
 
@@ -123,6 +128,7 @@ class WorkerLink:
         self.down = False                # cannot be started now: answer locally
         self.idle = False                # deorbiting and empty
         self.pending = collections.deque()
+        self.batch = []                  # submitted commands not sent yet (flush)
         self.started_at = 0.0
         self.quick_deaths = 0
         self.snapshot = {}
@@ -166,9 +172,15 @@ class WorkerLink:
             if message is None:
                 break
             kind = message[0]
-            if kind == ch.REPLY:
-                if self.pending:
-                    self.pending.popleft().result.set(message[1])
+            if kind == ch.REPLIES or kind == ch.REPLY:
+                pending = self.pending
+                for answer in (message[1] if kind == ch.REPLIES else message[1:]):
+                    if not pending:
+                        break
+                    try:
+                        pending.popleft().done(answer)
+                    except Exception:   # the reader must go on: later replies would be lost
+                        log.exception("completing a command failed")
             elif kind == ch.READY:
                 self._on_ready()
             elif kind == ch.NOTIFY:
@@ -189,6 +201,7 @@ class WorkerLink:
     def _on_ready(self):
         self.ready = True
         self.down = False
+        self.batch = []                 # pending: sent now, with the rest
         for request in self.pending:
             self.link.send(*request.message)
         if self.pool.deorbiting:
@@ -196,6 +209,7 @@ class WorkerLink:
         self.pool.worker_ready.set()
 
     def _on_exit(self, code):
+        self.batch = []                 # still pending: sent again or answered below
         self.pool.ports.release_all(self.number)
         for call_id in [k for k, link in self.pool.placed.items() if link is self]:
             del self.pool.placed[call_id]       # its calls are gone with it
@@ -223,7 +237,7 @@ class WorkerLink:
                     request.retried = True
                     kept.append(request)
                 else:
-                    request.result.set(None)
+                    _answer(request, None)
             self.pending = kept
             self.start()
         else:
@@ -240,7 +254,7 @@ class WorkerLink:
 
     def _answer_pending(self):
         while self.pending:
-            self.pending.popleft().result.set(None)
+            _answer(self.pending.popleft(), None)
 
     # --- requests -------------------------------------------------------------
 
@@ -257,15 +271,46 @@ class WorkerLink:
         if sheddable and pending and (len(pending) >= MAX_PENDING
                                       or now - pending[0].queued > QUEUE_TARGET):
             return QUEUE_FULL
-        request = _Request(message, now)
-        self.pending.append(request)
+        result = AsyncResult()
+        pending.append(_Request(message, now, result.set))
         if self.ready:
+            if self.batch:
+                self.flush()            # sent in the order they were queued
             self.link.send(*message)
-        return request.result.get()
+        return result.get()
+
+    def submit(self, message, done):
+        """A sheddable command without waiting (the UDP path): ``done(reply)``
+        runs later, in this link's reader (or as the worker's end answers its
+        requests: None), and must not wait. False if it was shed before it
+        was sent (as request's QUEUE_FULL). The caller checks ``down``."""
+        now = time.monotonic()
+        pending = self.pending
+        if pending and (len(pending) >= MAX_PENDING or now - pending[0].queued > QUEUE_TARGET):
+            return False
+        pending.append(_Request(message, now, done))
+        if self.ready:
+            batch = self.batch
+            if not batch:
+                self.pool.unsent.append(self)
+            batch.append(message[1:])
+        return True
+
+    def flush(self):
+        """Send the commands ``submit`` queued: one message for all of them."""
+        batch = self.batch
+        if batch and self.ready:
+            self.batch = []
+            if len(batch) == 1:
+                self.link.send(ch.COMMAND, *batch[0])
+            else:
+                self.link.send(ch.COMMANDS, batch)
 
     def send(self, *message):
         """A message without a reply (sent now if the worker is up)."""
         if self.ready:
+            if self.batch:
+                self.flush()
             self.link.send(*message)
 
     def stop(self):
@@ -277,6 +322,15 @@ class WorkerLink:
             log.error("worker %d (pid %d) did not stop; killing it", self.number, self.pid)
             os.kill(self.pid, signal.SIGKILL)
             self.exited.wait()
+
+
+def _answer(request, answer):
+    """Hand a request its reply. A completion that fails must not stop the
+    reader it runs in (every later reply of the worker would be lost)."""
+    try:
+        request.done(answer)
+    except Exception:
+        log.exception("completing a command failed")
 
 
 def _start_process(argv, fds):
@@ -353,6 +407,7 @@ class Workers:
         self.links = [WorkerLink(self, k + 1) for k in range(config.workers)]
         self.retired = {}            # counters of workers that died
         self.placed = {}             # Call-ID -> WorkerLink: calls its hash worker could not take
+        self.unsent = []             # links with submitted commands to send (flush)
         self.stopping = False
         self.deorbiting = False
         self.on_idle = None
@@ -388,6 +443,12 @@ class Workers:
         log.info("%d workers serving, pids %s", len(self.links),
                  " ".join(str(link.pid) for link in self.links))
         return True
+
+    def flush(self):
+        """Send what was submitted: each worker's commands in one message."""
+        unsent = self.unsent
+        while unsent:
+            unsent.pop().flush()
 
     def for_call(self, call_id):
         link = self.placed.get(call_id)
@@ -501,6 +562,61 @@ class FrontDispatcher(Dispatcher):
             if text is not None:
                 return text
         return super().execute(data, ctx)
+
+    def submit(self, data, source_ip, local_ip, deadline, done):
+        """The UDP path without a greenlet per command: a command that names a
+        Call-ID is sent to its worker and this returns; ``done(text)`` runs once
+        it is answered (from the worker link's reader), ``done(None)`` if it
+        was shed (counted). As ``execute``, but False (nothing done) for what
+        may wait on the way: a command that is not routed (V, VF, I, G, X,
+        malformed), a U that may fork another call's streams, a worker that
+        is down; the transport runs ``execute`` in a greenlet for those.
+        Sent by ``flush``, with the other commands started meanwhile. A
+        worker's E72 to a new session (placement elsewhere) and a worker that
+        cannot answer take a greenlet on the way back."""
+        try:
+            call_id, new_session, fork_source = route(data)
+        except Exception:
+            return False
+        workers = self.workers
+        if call_id is None or workers.stopping or (
+                fork_source is not None and fork_source != call_id and call_id not in workers.placed):
+            return False
+        link = workers.for_call(call_id)
+        if link.down:
+            return False
+        message = (ch.COMMAND, bytes(data), source_ip, local_ip, deadline)
+
+        def answered(text):
+            if text is None or (new_session and text == _SESSION_REFUSED):
+                gevent.spawn(self._answer_slowly, text, data, CommandContext(source_ip, local_ip, deadline),
+                             call_id, link, message, done)
+            else:
+                done(None if text is ch.SHED else text)    # ch.SHED: counted by the worker
+
+        if not link.submit(message, answered):
+            count_shed(self.tally, "a worker has %d commands waiting, or one for %d ms" % (
+                MAX_PENDING, QUEUE_TARGET * 1000))
+            done(None)
+        return True
+
+    def flush(self):
+        """Send the commands ``submit`` started (the transport calls it once
+        it has started what it read): one channel message per worker."""
+        self.workers.flush()
+
+    def _answer_slowly(self, text, data, ctx, call_id, link, message, done):
+        """submit's rare ends, as execute has them: E72 to a new session (its
+        worker is full: another one may take it), or no answer from the
+        worker (it is down: answered here, as for an unknown session)."""
+        answer = None
+        try:
+            if text is not None:
+                answer = self._place_elsewhere(call_id, link, message) or text
+            else:
+                answer = Dispatcher.execute(self, data, ctx)
+        finally:
+            done(answer)
 
     def _worker_for(self, call_id, source):
         """The worker that runs a command for ``call_id``. A new Call-ID whose U

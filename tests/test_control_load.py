@@ -247,6 +247,48 @@ def test_a_command_the_client_has_given_up_on_is_shed_not_answered():
         d.stop()
 
 
+def test_a_retransmission_waiting_on_a_command_the_worker_sheds_gets_one_reply():
+    """The front end starts a UDP command and reads on: a retransmission that
+    comes while it runs waits for its reply. Here the worker stalls past the
+    client's retry time, so it sheds the first (counted once); the
+    retransmission then runs and gets the one reply."""
+    import re
+    import signal
+    d = Daemon("--workers", "2")
+    try:
+        pids = wait_for(lambda: len(set(re.findall(r"worker (\d+): started, pid (\d+)", d.log()))) == 2
+                        and dict(re.findall(r"worker (\d+): started, pid (\d+)", d.log())))
+        stalled = int(pids["1"])
+        command = b"again1 U %s %s 4000 ft" % (call_ids_of_worker(0, 1, "again")[0].encode(), HOST.encode())
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.settimeout(2.0)
+        shed_before = int(d.command("G ncmds_shed"))
+        os.kill(stalled, signal.SIGSTOP)
+        try:
+            sock.sendto(command, (HOST, d.ctl_port))
+            time.sleep(1.2)          # past the 1 s a client waits before it retries
+            sock.sendto(command, (HOST, d.ctl_port))
+            # V is the front end's own: once it is answered, the retransmission
+            # before it has been read (and waits for the first)
+            sock.sendto(b"againV V", (HOST, d.ctl_port))
+            assert sock.recv(100) == b"againV 20040107\n"
+        finally:
+            os.kill(stalled, signal.SIGCONT)
+        cookie, port = sock.recv(100).split()
+        assert cookie == b"again1" and port.isdigit()
+        sock.settimeout(0.3)
+        try:
+            late = sock.recv(100)
+        except socket.timeout:
+            late = None
+        assert late is None, late
+        assert int(d.command("G ncmds_shed")) - shed_before == 1
+        assert d.command("G nsess_created ncmds_rcvd_ndups") == "1 0"
+        sock.close()
+    finally:
+        d.stop()
+
+
 def test_a_worker_whose_queue_is_behind_gets_no_more_udp_commands():
     """The queue bound in time: once the command a worker has longest been
     given has waited 30 ms, new UDP commands for that worker are shed by the

@@ -5,8 +5,11 @@ before privileges are dropped); ``ControlServer.start(execute)`` serves it.
 ``execute(data, ctx)`` is Dispatcher.execute: it never yields, so commands
 from all sockets run one at a time, in arrival order, as upstream's single
 command thread does. The --workers front end's execute waits for a worker
-(its dispatcher says ``concurrent``): then each UDP datagram is served by a
-greenlet of its own, so commands for different workers run side by side.
+(its dispatcher says ``concurrent``): then a UDP command that names a Call-ID
+is started with the dispatcher's ``submit`` and completed by a callback when
+its worker answers (the socket is read on meanwhile), any other runs
+``execute`` in a greenlet of its own, so commands for different workers run
+side by side.
 
 Under overload each source gets its share and nothing is answered too late
 (README "Hardening"): with --workers a UDP socket has at most MAX_INFLIGHT
@@ -27,6 +30,7 @@ MAX_CONNECTIONS and makes room by closing the one idle longest, and a
 
 import collections
 import errno
+from functools import partial
 import logging
 import os
 import re
@@ -36,7 +40,6 @@ import time
 
 import gevent
 from gevent import socket
-from gevent.event import Event
 from gevent.pool import Group
 
 from ..config import ConfigError
@@ -194,7 +197,22 @@ class ControlServer:
 
 
 class UdpControl(ControlServer):
-    """One datagram = one command, with a cookie; replies cached by cookie."""
+    """One datagram = one command, with a cookie; replies cached by cookie.
+
+    With --workers (``concurrent``) the reading greenlet starts each command
+    and reads on: the dispatcher's ``submit`` sends a routed command to its
+    worker and calls back with the reply (from the worker link's reader),
+    which is then cached and sent, and given to every retransmission of it
+    that came meanwhile. What submit does not take (V, I, G, X, malformed
+    commands, the rarer routes) runs ``execute`` in a greenlet of its own
+    and ends the same way. With one process each command runs as it is read."""
+
+    submit = flush = None
+
+    def start(self, dispatcher, on_eof=None):
+        self.submit = getattr(dispatcher, "submit", None)
+        self.flush = getattr(dispatcher, "flush", None)
+        super().start(dispatcher, on_eof)
 
     def bind(self):
         sock = stdsocket.socket(self.spec.family, stdsocket.SOCK_DGRAM)
@@ -210,8 +228,12 @@ class UdpControl(ControlServer):
         self.sock = socket.socket(fileno=self.raw.detach())
         self.local_ip = self.spec.host
         self.cache = ReplyCache()
-        self.running = {}       # cookie -> Event, commands still executing (concurrent only)
-        self.inflight = 0       # commands spawned and not answered yet (concurrent only)
+        self.execute = execute
+        self.inet = self.spec.family == stdsocket.AF_INET
+        # concurrent only: cookie -> retransmissions (data, source, received)
+        # that came while its command runs; they get its reply
+        self.running = {}
+        self.inflight = 0       # datagrams read and not answered (or shed) yet (concurrent only)
         self.kernel_drops = self._drop_count()     # counted as shed beyond this
         try:
             self.sock.setsockopt(stdsocket.SOL_SOCKET, SO_RXQ_OVFL, 1)
@@ -257,10 +279,19 @@ class UdpControl(ControlServer):
             if total is not None:
                 self._count_kernel_drops(total)
 
+    def _ancillary(self, ancillary):
+        # sent only once the kernel has dropped any (SO_RXQ_OVFL)
+        level, kind, value = ancillary[0]
+        if level == stdsocket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(value) >= 4:
+            total = _DROPS.unpack_from(value)[0]
+            if total != self.kernel_drops:
+                self._count_kernel_drops(total)
+
     def _serve(self, execute):
+        if self.concurrent:
+            return self._serve_concurrent()
         sock = self.sock
         turns = Turns()
-        shed = False        # a datagram was shed since the last turn
         space = stdsocket.CMSG_SPACE(_DROPS.size)
         while True:
             try:
@@ -270,32 +301,119 @@ class UdpControl(ControlServer):
                 gevent.sleep(0.01)
                 continue
             if ancillary:
-                # sent only once the kernel has dropped any (SO_RXQ_OVFL)
-                level, kind, value = ancillary[0]
-                if level == stdsocket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(value) >= 4:
-                    total = _DROPS.unpack_from(value)[0]
-                    if total != self.kernel_drops:
-                        self._count_kernel_drops(total)
-            if self.concurrent:
+                self._ancillary(ancillary)
+            self.handle_datagram(data, source, execute)
+            turns.done()
+
+    def _serve_concurrent(self):
+        """--workers: start each command and read on. What has come is read at
+        once (up to MAX_INFLIGHT datagrams) before any is started: the socket's
+        buffer is small (UDP_RCVBUF; reading 16 at a time, a client with 32
+        commands out lost a few to the kernel). The commands started go to
+        the workers (``flush``) once the batch is started, and before each
+        loop turn (every YIELD_EVERY datagrams, as before)."""
+        sock = self.sock
+        read_now = getattr(sock, "_sock", None)     # the same socket, read without waiting
+        flush = self.flush
+        turns = Turns()
+        shed = False        # a datagram was shed since the last turn
+        space = stdsocket.CMSG_SPACE(_DROPS.size)
+        while True:
+            try:
+                batch = [sock.recvmsg(MAX_COMMAND, space)]
+            except OSError as exc:
+                log.warning("control socket %s: %s", self.spec.text, exc)
+                gevent.sleep(0.01)
+                continue
+            if read_now is not None:
+                try:
+                    while len(batch) < MAX_INFLIGHT:
+                        batch.append(read_now.recvmsg(MAX_COMMAND, space))
+                except OSError:
+                    pass            # nothing more now (an error shows in the next read)
+            received = time.monotonic()
+            for data, ancillary, _, source in batch:
+                if ancillary:
+                    self._ancillary(ancillary)
                 if self.inflight < MAX_INFLIGHT:
                     self.inflight += 1
-                    gevent.spawn(self._handle_counted, data, source, execute, time.monotonic())
+                    try:
+                        self._begin(data, source, received)
+                    except Exception:       # a bug must not stop the socket being read
+                        log.exception("internal error serving a control datagram")
                 else:
                     self._shed_or_repeat(data, source)
                     shed = True
-            else:
-                self.handle_datagram(data, source, execute)
-            # The front end's turns do not wait while its commands in flight
-            # are few; under a flood (many in flight, or shedding) the pause
-            # leaves them their share of the loop, as before.
-            if turns.done(quick=self.concurrent and not shed and self.inflight <= QUICK_TURNS_INFLIGHT):
-                shed = False
+                if turns.count == YIELD_EVERY - 1 and flush is not None:
+                    flush()         # what was started leaves before the loop's turn
+                # The front end's turns do not wait while its commands in flight
+                # are few; under a flood (many in flight, or shedding) the pause
+                # leaves them their share of the loop, as before.
+                if turns.done(quick=not shed and self.inflight <= QUICK_TURNS_INFLIGHT):
+                    shed = False
+            if flush is not None:
+                flush()             # what was started goes to the workers, one message each
 
-    def _handle_counted(self, data, source, execute, received):
+    def _send_to(self, payload, source):
         try:
-            self.handle_datagram(data, source, execute, received)
-        finally:
+            self.sock.sendto(payload, source)
+        except OSError as exc:
+            log.warning("cannot reply to %s: %s", source, exc)
+        self.tally.replied()
+
+    def _begin(self, data, source, received):
+        """Concurrent mode: serve one datagram (counted in ``inflight`` until
+        it is answered or shed) without waiting for its answer."""
+        match = _COOKIE.match(data)
+        if match is None:
             self.inflight -= 1
+            self._send_to(b"E5\n", source)
+            return
+        cookie, command = match.group(1), match.group(2)
+        retransmissions = self.running.get(cookie)
+        if retransmissions is not None:
+            retransmissions.append((data, source, received))    # its command's reply, once done
+            return
+        cached = self.cache.get(cookie)
+        if cached is not None:
+            self.inflight -= 1
+            self.tally.repeated()
+            self._send_to(cached, source)
+            return
+        self.running[cookie] = []
+        source_ip = source[0] if self.inet else "127.0.0.1"
+        deadline = received + CLIENT_RETRY      # may be shed then: the client retransmits
+        done = partial(self._done, cookie, source)
+        submit = self.submit
+        if submit is None or not submit(command, source_ip, self.local_ip, deadline, done):
+            gevent.spawn(self._execute, command, CommandContext(source_ip, self.local_ip, deadline), done)
+
+    def _execute(self, command, ctx, done):
+        text = SHED
+        try:
+            text = self.execute(command, ctx)
+        finally:
+            done(text)
+
+    def _done(self, cookie, source, text):
+        """A command ``_begin`` started has its reply (SHED: none)."""
+        retransmissions = self.running.pop(cookie)
+        self.inflight -= 1
+        if text is SHED:
+            # unanswered: a retransmission that came meanwhile runs it again
+            if retransmissions:
+                for retransmission in retransmissions:
+                    self._begin(*retransmission)
+                if self.flush is not None:
+                    self.flush()
+            return
+        payload = cookie + b" " + text.encode("utf-8")
+        self.cache.put(cookie, payload, time.monotonic())
+        self._send_to(payload, source)
+        for _, again, _ in retransmissions:
+            self.inflight -= 1
+            self.tally.repeated()
+            self._send_to(payload, again)
 
     def _shed_or_repeat(self, data, source):
         """MAX_INFLIGHT commands are waiting: a retransmission whose reply is
@@ -312,7 +430,8 @@ class UdpControl(ControlServer):
             return
         count_shed(self.tally, "%s: more than %d commands waiting" % (self.spec.text, MAX_INFLIGHT))
 
-    def handle_datagram(self, data, source, execute, received=None):
+    def handle_datagram(self, data, source, execute):
+        """One process: run the command now; its reply, cached."""
         match = _COOKIE.match(data)
 
         def send(payload):
@@ -325,9 +444,6 @@ class UdpControl(ControlServer):
             self._reply(send, b"E5\n")
             return
         cookie, command = match.group(1), match.group(2)
-        running = self.running.get(cookie)
-        if running is not None:
-            running.wait()      # a retransmission while the command runs: its reply
         cached = self.cache.get(cookie)
         if cached is not None:
             self.tally.repeated()
@@ -335,21 +451,11 @@ class UdpControl(ControlServer):
             return
         ctx = CommandContext(source[0] if self.spec.family == stdsocket.AF_INET else "127.0.0.1",
                              self.local_ip)
-        if received is not None:
-            ctx.deadline = received + CLIENT_RETRY      # may be shed: the client retransmits
-        if self.concurrent:
-            running = self.running[cookie] = Event()
         text = execute(command, ctx)
         if text is SHED:
-            if running is not None:
-                del self.running[cookie]
-                running.set()
             return
         payload = cookie + b" " + text.encode("utf-8")
         self.cache.put(cookie, payload, time.monotonic())
-        if running is not None:
-            del self.running[cookie]
-            running.set()
         self._reply(send, payload)
 
 
