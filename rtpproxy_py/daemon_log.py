@@ -14,7 +14,9 @@ what a caller, a test or a module adds keeps working as before.
 
 ``StreamLines`` (stderr) holds the DEBUG/INFO lines a serving greenlet logs
 until the event loop's turn ends and writes them in one write; see its
-docstring for what is written at once.
+docstring for what is written at once. A command's lines do not wait for the
+turn's end: Dispatcher.execute writes what is held before it returns the
+reply (``write_held_lines``), so they are in the log before the reply leaves.
 """
 
 import collections.abc
@@ -141,7 +143,8 @@ class StreamLines(logging.StreamHandler):
     """The stderr handler. A line logged by a serving greenlet (commands,
     session ends) below WARNING is held until the event loop's current turn
     ends (a loop callback writes what the turn logged in one write; a U+L+D
-    cycle logs 9 lines, and a write per line was a quarter of their cost).
+    cycle logs 9 lines, and a write per line was a quarter of their cost);
+    a command's lines are written before its reply (write_held_lines).
     Everything else is written at once, after what is held: warnings and
     errors, records taking the standard path (exceptions and the like),
     lines from the main greenlet (start-up, shut-down) or
@@ -171,6 +174,7 @@ class StreamLines(logging.StreamHandler):
                 held.append(line + self.terminator)
                 if len(held) == 1:
                     loop.run_callback(self._end_of_turn)
+                    holding.append(self)
                 elif len(held) >= HELD_LINES:
                     self._write("")
                 return
@@ -182,6 +186,8 @@ class StreamLines(logging.StreamHandler):
         if held:
             text = "".join(held) + text
             held.clear()
+            if self in holding:
+                holding.remove(self)
         stream = self.stream
         if text:
             stream.write(text)
@@ -203,6 +209,10 @@ class StreamLines(logging.StreamHandler):
 
 HELD_LINES = 64                 # held lines written at once when this many are held
 _stream_handlers: "weakref.WeakSet[StreamLines]" = weakref.WeakSet()
+# The StreamLines that hold lines now (in the order they began to): empty
+# whenever nothing is held, so that "is anything held?" before a reply is
+# one truth test (Dispatcher.execute asks it after every command).
+holding: List[StreamLines] = []
 
 
 def flush_held_lines() -> None:
@@ -219,12 +229,15 @@ os.register_at_fork(before=flush_held_lines)
 
 
 def write_held_lines() -> None:
-    """Writes what is held now, if anything (a worker, before it replies to
-    a command: the command's lines are in the log before its reply leaves,
-    as when a worker wrote each line at once)."""
-    for handler in _stream_handlers:
-        if handler._held:
-            handler.flush()
+    """Writes what is held now, if anything (Dispatcher.execute at the end
+    of every command, so that a command's lines are in the log before its
+    reply leaves, as when each line was written at once; the service before
+    READY=1). Costs one truth test when nothing is held."""
+    while holding:
+        handler = holding[0]
+        handler._end_of_turn()      # _write takes it out of holding; errors reported, not raised
+        if holding and holding[0] is handler:   # (cannot happen: _write clears before it writes)
+            holding.pop(0)
 
 
 class SysLogLines(logging.handlers.SysLogHandler):

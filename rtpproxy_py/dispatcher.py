@@ -12,6 +12,7 @@ import socket
 import time
 
 from . import capabilities
+from .daemon_log import holding as _log_lines_held, write_held_lines
 from .config import BindAddress, is_local_address
 from .protocol import commands as c
 from .protocol import errors as e
@@ -104,6 +105,10 @@ class Dispatcher:
             self.metrics.command_done(command, data, ok, text, time.perf_counter() - started)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("command %r -> %r", bytes(data[:300]), text)
+        if _log_lines_held:
+            # the command's lines are in the log before its reply leaves (a
+            # SIGKILL after the reply loses none), not at the loop turn's end
+            write_held_lines()
         return text
 
     def run(self, command, ctx):

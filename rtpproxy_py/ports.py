@@ -123,8 +123,31 @@ class _SharedFamily:
         _CURSOR.pack_into(self.mem, self.base, value)
 
 
+_RANDOM_BLOCK = 4096        # bytes of os.urandom read at once: 512 ports taken
+_U64 = struct.Struct("<Q")
+_random_bytes = b""
+_random_used = 0
+
+
 def _urandom_below(n: int) -> int:
-    return int.from_bytes(os.urandom(8), "little") % n
+    """8 bytes of os.urandom reduced modulo n; the bytes are read a block at
+    a time (one getrandom call per 512 ports taken, not one per port)."""
+    global _random_bytes, _random_used
+    used = _random_used
+    if used + 8 > len(_random_bytes):
+        _random_bytes, used = os.urandom(_RANDOM_BLOCK), 0
+    _random_used = used + 8
+    return _U64.unpack_from(_random_bytes, used)[0] % n
+
+
+def _forget_random_bytes() -> None:
+    """A forked process (a --workers worker) reads its own: two processes
+    must not take ports in the same order."""
+    global _random_bytes, _random_used
+    _random_bytes, _random_used = b"", 0
+
+
+os.register_at_fork(after_in_child=_forget_random_bytes)
 
 
 class PortAllocator:

@@ -17,6 +17,7 @@ debug_daemon.py) join by composition: each may define ``before_start``,
 main.py only parses the command line and picks which service to run.
 """
 
+import gc
 import logging
 import os
 import signal
@@ -28,6 +29,14 @@ from .config import ConfigError, unix_path_meant_as_udp
 log = logging.getLogger("rtpproxy")
 
 STATS_INTERVAL = 1.0
+# The collector's youngest generation is collected after this many more
+# container objects were made than freed (Python's default: 700). A session
+# is freed by reference counting (Session.release), so those collections
+# found almost nothing, but with calls in flight they ran every ~14 U+L+D
+# cycles and pushed the live sessions on into the older generations, whose
+# collections then walked the whole heap: about 10 us of CPU per cycle
+# (bench/control_cycle.py, BENCHMARKS.md). 10x the default: about 1 us.
+GC_YOUNG_THRESHOLD = 7000
 
 
 class LocalMedia:
@@ -266,6 +275,7 @@ class Service:
         gevent.spawn(self._stats_ticker)
         for part in self.parts:
             getattr(part, "started", _nothing)(self)
+        settle_collector()
 
     def _stats_ticker(self):
         import gevent
@@ -306,6 +316,17 @@ class Service:
         log.info("stopped")
         for part in self.parts:
             getattr(part, "stopped", _nothing)(self)
+
+
+def settle_collector() -> None:
+    """After start-up: what it made (modules, configuration, the event loop:
+    most of the heap) is left out of every later collection (gc.freeze, as
+    the --workers front end does before it forks), so a full collection
+    walks only what came after; and the youngest generation is collected
+    less often (GC_YOUNG_THRESHOLD)."""
+    gc.collect()        # start-up's garbage is freed, not kept frozen
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def _nothing(service):

@@ -40,3 +40,53 @@ def test_cycle_lines_are_written_at_once_and_kept_at_sigterm():
     assert calls[10].startswith("DEBUG: command b' U logcid2 127.0.0.2 10004 ft2' -> '")
     assert text.index(calls[10]) < text.index("WARNING: signal 15: shutting down")
     assert text[-1] == "INFO: stopped"
+
+
+
+def _burst(d, commands):
+    """Send every command at once (one datagram each) and, as each reply
+    arrives, read the log at once: (command, reply, log text then) in the
+    order the replies arrived."""
+    import socket
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(5.0)
+    try:
+        for n, command in enumerate(commands):
+            sock.sendto(b"burst%d %s" % (n, command.encode()), ("127.0.0.1", d.ctl_port))
+        seen = []
+        for _ in commands:
+            cookie, text = sock.recv(65535).decode().split(" ", 1)
+            with open(d.stderr_path) as f:      # no wait: what is in the file now
+                seen.append((commands[int(cookie[5:])], text, f.read()))
+        return seen
+    finally:
+        sock.close()
+
+
+def test_a_command_s_lines_are_in_the_log_before_its_reply_arrives():
+    # 16 commands in a row are served in one loop turn: lines held until the
+    # turn's end would still be missing when the first replies arrive
+    d = Daemon("-d", "DBUG", "--workers", "1")
+    try:
+        seen = _burst(d, ["U before%d 127.0.0.2 %d ft%d" % (n, 10000 + 2 * n, n) for n in range(16)])
+    finally:
+        d.stop()
+    for command, text, log in seen:
+        call_id, tag = command.split()[1], command.split()[4]
+        assert "INFO: new session %s, tag %s, port %s" % (call_id, tag, text.split()[0]) in log, (command, log)
+        assert "DEBUG: command b' %s' -> %r" % (command, text) in log, (command, log)
+
+
+def test_the_front_end_s_own_replies_follow_their_lines_too():
+    # --workers: V, G, I, X are answered by the front end itself, each V in
+    # a greenlet of its own (16 of them in one loop turn)
+    d = Daemon("-d", "DBUG", "--workers", "2")
+    line = "DEBUG: command b' V' -> '20040107\\n'"
+    try:
+        before = d.log().count(line)        # the V the start-up waited with
+        seen = _burst(d, ["V"] * 16)
+    finally:
+        d.stop()
+    for arrived, (command, text, log) in enumerate(seen):
+        assert text == "20040107\n"
+        assert log.count(line) >= before + arrived + 1, (arrived, log)

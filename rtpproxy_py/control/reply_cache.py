@@ -61,9 +61,11 @@ _TRIM = _malloc_trim()
 class _Bucket:
     """The replies put during a few seconds: records in ``blob``, found
     through an open-addressing table (``hashes``, ``refs``: record offset + 1,
-    0 for an empty slot)."""
+    0 for an empty slot). Among the slots of equal hashes along a probe
+    chain the newest record (the largest ref) comes first. ``nbytes`` is
+    size(): the buffers' bytes."""
 
-    __slots__ = ("until", "started", "blob", "hashes", "refs", "count", "mask")
+    __slots__ = ("until", "started", "blob", "hashes", "refs", "count", "mask", "nbytes")
 
     def __init__(self, now):
         self.started = now
@@ -73,9 +75,10 @@ class _Bucket:
         self.refs = array("Q", bytes(8 * _FIRST_SLOTS))
         self.count = 0
         self.mask = _FIRST_SLOTS - 1
+        self.nbytes = _SLOT_BYTES * _FIRST_SLOTS
 
     def size(self):
-        return len(self.blob) + _SLOT_BYTES * (self.mask + 1)
+        return self.nbytes
 
     def find(self, cookie, h):
         hashes, refs, mask, blob = self.hashes, self.refs, self.mask, self.blob
@@ -93,22 +96,34 @@ class _Bucket:
             i = (i + 1) & mask
 
     def add(self, cookie, h, data):
+        """Adds the record; returns the bytes size() grew by."""
+        before = self.nbytes
         if 3 * (self.count + 1) > 2 * (self.mask + 1):
             self._grow()
         blob = self.blob
         ref = len(blob) + 1
-        blob += _RECORD.pack(len(cookie), len(data))
-        blob += cookie
-        blob += data
-        self._place(h, ref)
+        blob += _RECORD.pack(len(cookie), len(data)) + cookie + data
+        # placed as _place does; the new record is the newest, so it goes
+        # before any slot of an equal hash
+        hashes, refs, mask = self.hashes, self.refs, self.mask
+        i = h & mask
+        while refs[i] != 0:
+            if hashes[i] == h:
+                hashes[i], h = h, hashes[i]
+                refs[i], ref = ref, refs[i]
+            i = (i + 1) & mask
+        hashes[i] = h
+        refs[i] = ref
         self.count += 1
+        self.nbytes = nbytes = len(blob) + _SLOT_BYTES * (mask + 1)
+        return nbytes - before
 
     def _place(self, h, ref):
         hashes, refs, mask = self.hashes, self.refs, self.mask
         i = h & mask
         while refs[i] != 0:
-            if hashes[i] == h:
-                # the same cookie again (or a hash twin): the newest record first
+            if hashes[i] == h and refs[i] < ref:
+                # the same cookie again (or a hash twin): the newer record first
                 hashes[i], h = h, hashes[i]
                 refs[i], ref = ref, refs[i]
             i = (i + 1) & mask
@@ -116,14 +131,15 @@ class _Bucket:
         refs[i] = ref
 
     def _grow(self):
-        old = [(ref, h) for h, ref in zip(self.hashes, self.refs) if ref != 0]
-        old.sort()                     # insertion order: the newest of equal hashes ends first
+        old_hashes, old_refs = self.hashes, self.refs
         slots = 2 * (self.mask + 1)
         self.hashes = array("q", bytes(8 * slots))
         self.refs = array("Q", bytes(8 * slots))
         self.mask = slots - 1
-        for ref, h in old:
-            self._place(h, ref)
+        place = self._place       # in any order: _place keeps the newest of equal hashes first
+        for h, ref in zip(old_hashes, old_refs):
+            if ref != 0:
+                place(h, ref)
 
 
 class ReplyCache:
@@ -165,17 +181,15 @@ class ReplyCache:
         buckets = self.buckets
         bucket = buckets[-1] if buckets else None
         if (bucket is None or now - bucket.started >= BUCKET_SECONDS
-                or bucket.size() * BUCKET_SHARE >= self.max_bytes):
+                or bucket.nbytes * BUCKET_SHARE >= self.max_bytes):
             bucket = _Bucket(now)
             buckets.append(bucket)
-            self.size += bucket.size()
+            self.size += bucket.nbytes
             self.serial = self.serial % 255 + 1
-        before = bucket.size()
         h = hash(cookie)
-        bucket.add(cookie, h, data)
+        self.size += bucket.add(cookie, h, data)
         self.newest[h & _NEWEST_MASK] = self.serial
         bucket.until = now + self.lifetime
-        self.size += bucket.size() - before
         while self.size > self.max_bytes and len(buckets) > 1:
             dropped = buckets.pop(0)
             self.size -= dropped.size()
