@@ -579,11 +579,14 @@ class FrontDispatcher(Dispatcher):
         except Exception:
             return False
         workers = self.workers
-        if call_id is None or workers.stopping or (
-                fork_source is not None and fork_source != call_id and call_id not in workers.placed):
+        if call_id is None or workers.stopping:
             return False
         link = workers.for_call(call_id)
-        if link.down:
+        if link.down or (fork_source is not None and fork_source != call_id and call_id not in
+                         workers.placed and workers.for_call(fork_source) is not link):
+            # A U forking a call of another worker: where it runs takes a
+            # round trip (_worker_for). One forking its own worker's call is
+            # sent here, so the call's next commands read with it follow it.
             return False
         message = (ch.COMMAND, bytes(data), source_ip, local_ip, deadline)
 
