@@ -71,3 +71,173 @@ def test_a_forking_u_and_the_next_command_of_its_call_run_in_order(rtpproxy):
         assert d.command("I").splitlines()[1] == "active sessions: 1"
     finally:
         sock.close()
+
+
+def g_counters(d, names):
+    return dict(zip(names.split(), (int(v) for v in d.command("G " + names).split())))
+
+
+def inflight_is_free(d, stalled_pid, sock):
+    """True if the socket's MAX_INFLIGHT (64) places are all free: with a
+    worker stopped, 63 G wait for it, and a V after them is still answered."""
+    from rtpproxy_py.control.transports import MAX_INFLIGHT
+    os.kill(stalled_pid, signal.SIGSTOP)
+    try:
+        for k in range(MAX_INFLIGHT - 1):
+            sock.sendto(b"free%d G nsess_created" % k, (HOST, d.ctl_port))
+            if k % 8 == 7:
+                time.sleep(0.01)        # within the 16 KiB socket buffer
+        sock.sendto(b"freeV V", (HOST, d.ctl_port))
+        sock.settimeout(2.0)
+        try:
+            answered = sock.recv(100) == b"freeV 20040107\n"
+        except socket.timeout:
+            answered = False
+    finally:
+        os.kill(stalled_pid, signal.SIGCONT)
+    got = replies(sock, MAX_INFLIGHT - 1)
+    return answered and len(got) == MAX_INFLIGHT - 1
+
+
+def test_a_worker_killed_with_a_batch_unanswered(rtpproxy):
+    """SIGKILL to a worker that holds a COMMANDS message unanswered: each
+    command runs again once on the new worker (or is shed there, past its
+    deadline, counted), none is answered twice, none is lost; afterwards
+    the socket's in-flight count is back to 0."""
+    d = rtpproxy("--workers", "2")
+    pids = wait_for(lambda: len(worker_pids(d)) == 2 and worker_pids(d))
+    ones = same_worker("w1-", 1, "probe")[0]
+    victim = pids[worker_for(ones, 2) + 1]
+    survivor = pids[2 - worker_for(ones, 2)]
+    call_ids = same_worker(ones, 12, "kill")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        created = g_counters(d, "nsess_created ncmds_shed")
+        os.kill(victim, signal.SIGSTOP)
+        read_at_once(d, sock, [b"k%d U %s %s 4000 f" % (k, c.encode(), HOST.encode())
+                               for k, c in enumerate(call_ids)])
+        # a retransmission of each, while they wait
+        for k, c in enumerate(call_ids):
+            sock.sendto(b"k%d U %s %s 4000 f" % (k, c.encode(), HOST.encode()), (HOST, d.ctl_port))
+        time.sleep(0.05)
+        os.kill(victim, signal.SIGKILL)
+        assert wait_for(lambda: len(worker_pids(d)) == 2 and victim not in worker_pids(d).values(),
+                        timeout=10), d.log()
+        sock.settimeout(3.0)
+        got = []
+        try:
+            while True:
+                got.append(sock.recv(100))
+        except socket.timeout:
+            pass
+        after = g_counters(d, "nsess_created ncmds_shed")
+        cookies = [g.split()[0] for g in got]
+        # each command: its reply twice (original + retransmission), or shed
+        answered = set(cookies)
+        assert all(cookies.count(c) == 2 for c in answered), got
+        assert len(answered) + after["ncmds_shed"] - created["ncmds_shed"] == len(call_ids), (got, after)
+        assert inflight_is_free(d, survivor, sock)
+    finally:
+        sock.close()
+
+
+def test_sighup_then_the_last_deletes_in_one_batch_with_other_commands(rtpproxy):
+    """Deorbiting: the D that ends a worker's last session comes in one
+    batch with other commands: every one is answered before the daemon
+    exits (cleanly), none twice."""
+    d = rtpproxy("--workers", "2")
+    call_ids = same_worker("hup", 3, "hup") + [c for c in ("x%d" % k for k in range(40))
+                                                if worker_for(c, 2) != worker_for("hup", 2)][:3]
+    for call_id in call_ids:
+        assert d.command("U %s %s 4000 f" % (call_id, HOST)).split()[0].isdigit()
+    d.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "graceful shutdown: no new sessions" in d.log()), d.log()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        batch = []
+        for k, call_id in enumerate(call_ids):
+            batch.append(b"q%d Q %s f" % (k, call_id.encode()))
+            batch.append(b"d%d D %s f" % (k, call_id.encode()))
+            batch.append(b"n%d U new%d %s 4000 f" % (k, k, HOST.encode()))
+        read_at_once(d, sock, batch)
+        got = replies(sock, len(batch))
+        assert all(got["d%d" % k] == "0" for k in range(len(call_ids))), got
+        assert all(got["n%d" % k] == "E99" for k in range(len(call_ids))), got
+        assert all(got["q%d" % k].startswith("60 ") for k in range(len(call_ids))), got
+        assert d.proc.wait(5) == 0
+        sock.settimeout(0.2)
+        try:
+            extra = sock.recv(100)
+        except socket.timeout:
+            extra = None
+        assert extra is None, extra
+    finally:
+        sock.close()
+
+
+def test_sigterm_with_udp_commands_in_flight(rtpproxy):
+    """SIGTERM read with a batch of commands for both workers: the daemon
+    exits cleanly (0, no traceback) and no command is answered twice."""
+    d = rtpproxy("--workers", "2")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        os.kill(d.proc.pid, signal.SIGSTOP)
+        try:
+            for k in range(20):
+                sock.sendto(b"t%d U term%d %s 4000 f" % (k, k, HOST.encode()), (HOST, d.ctl_port))
+            os.kill(d.proc.pid, signal.SIGTERM)
+        finally:
+            os.kill(d.proc.pid, signal.SIGCONT)
+        assert d.proc.wait(10) == 0
+        sock.settimeout(0.3)
+        got = []
+        try:
+            while True:
+                got.append(sock.recv(100).split()[0])
+        except socket.timeout:
+            pass
+        assert len(got) == 20, got         # each answered (by its worker, before STOP)
+        assert len(got) == len(set(got)), got
+        assert "Traceback" not in d.log(), d.log()
+    finally:
+        sock.close()
+
+
+def test_commands_for_a_worker_that_is_down_are_answered_by_the_front_end(rtpproxy):
+    """A worker that dies again soon after its restart stays down for a
+    while (RESTART_DELAYS): UDP commands for its calls, those it held
+    unanswered and those that come meanwhile, are answered by the front end
+    as for unknown sessions, each once; once it is back it serves them."""
+    d = rtpproxy("--workers", "2")
+    pids = wait_for(lambda: len(worker_pids(d)) == 2 and worker_pids(d))
+    call_ids = same_worker("down", 6, "down")
+    number = worker_for(call_ids[0], 2) + 1
+    for call_id in call_ids:
+        assert d.command("U %s %s 4000 f" % (call_id, HOST)).split()[0].isdigit()
+    os.kill(pids[number], signal.SIGKILL)
+    assert wait_for(lambda: worker_pids(d).get(number) not in (None, pids[number]), timeout=10)
+    second = worker_pids(d)[number]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        os.kill(second, signal.SIGSTOP)
+        read_at_once(d, sock, [b"h%d Q %s f" % (k, c.encode()) for k, c in enumerate(call_ids[:3])])
+        time.sleep(0.05)
+        os.kill(second, signal.SIGKILL)     # a quick second death: down for 0.5 s
+        assert wait_for(lambda: "worker %d (pid %d) was killed by signal 9; starting it again in" % (
+            number, second) in d.log(), timeout=5), d.log()
+        started = time.monotonic()
+        read_at_once(d, sock, [b"m%d Q %s f" % (k, c.encode()) for k, c in enumerate(call_ids[3:])])
+        got = replies(sock, 6)
+        assert time.monotonic() - started < 0.4         # not waiting for the worker
+        assert got == {("h%d" if k < 3 else "m%d") % (k % 3): "E50" for k in range(6)}, got
+        sock.settimeout(0.3)
+        try:
+            extra = sock.recv(100)
+        except socket.timeout:
+            extra = None
+        assert extra is None, extra
+        assert wait_for(lambda: worker_pids(d).get(number) not in (None, second), timeout=10)
+        assert d.command("U %s %s 4000 f" % (call_ids[0], HOST)).split()[0].isdigit()
+        assert inflight_is_free(d, pids[3 - number], sock)
+    finally:
+        sock.close()
