@@ -279,14 +279,19 @@ class WorkerLink:
             self.link.send(*message)
         return result.get()
 
-    def submit(self, message, done):
+    def submit(self, message, done, again=False):
         """A sheddable command without waiting (the UDP path): ``done(reply)``
         runs later, in this link's reader (or as the worker's end answers its
         requests: None), and must not wait. False if it was shed before it
-        was sent (as request's QUEUE_FULL). The caller checks ``down``."""
+        was sent (as request's QUEUE_FULL). The caller checks ``down``.
+        ``again``: a retransmission taking the place of its command, which
+        the worker shed past its deadline: not held to the queue's time bound
+        (the worker runs, and the commands ahead of it may be stale ones
+        it sheds at once)."""
         now = time.monotonic()
         pending = self.pending
-        if pending and (len(pending) >= MAX_PENDING or now - pending[0].queued > QUEUE_TARGET):
+        if pending and (len(pending) >= MAX_PENDING or (
+                not again and now - pending[0].queued > QUEUE_TARGET)):
             return False
         pending.append(_Request(message, now, done))
         if self.ready:
@@ -563,7 +568,7 @@ class FrontDispatcher(Dispatcher):
                 return text
         return super().execute(data, ctx)
 
-    def submit(self, data, source_ip, local_ip, deadline, done):
+    def submit(self, data, source_ip, local_ip, deadline, done, again=False):
         """The UDP path without a greenlet per command: a command that names a
         Call-ID is sent to its worker and this returns; ``done(text)`` runs once
         it is answered (from the worker link's reader), ``done(None)`` if it
@@ -573,7 +578,8 @@ class FrontDispatcher(Dispatcher):
         is down; the transport runs ``execute`` in a greenlet for those.
         Sent by ``flush``, with the other commands started meanwhile. A
         worker's E72 to a new session (placement elsewhere) and a worker that
-        cannot answer take a greenlet on the way back."""
+        cannot answer take a greenlet on the way back. ``again``: a
+        retransmission whose command was shed (WorkerLink.submit)."""
         try:
             call_id, new_session, fork_source = route(data)
         except Exception:
@@ -597,7 +603,7 @@ class FrontDispatcher(Dispatcher):
             else:
                 done(None if text is ch.SHED else text)    # ch.SHED: counted by the worker
 
-        if not link.submit(message, answered):
+        if not link.submit(message, answered, again):
             count_shed(self.tally, "a worker has %d commands waiting, or one for %d ms" % (
                 MAX_PENDING, QUEUE_TARGET * 1000))
             done(None)

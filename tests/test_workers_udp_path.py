@@ -241,3 +241,77 @@ def test_commands_for_a_worker_that_is_down_are_answered_by_the_front_end(rtppro
         assert inflight_is_free(d, pids[3 - number], sock)
     finally:
         sock.close()
+
+
+def test_retransmissions_waiting_on_stalled_commands_run_once_the_worker_sheds_them(rtpproxy):
+    """A worker stalls past the clients' retry time with four commands of
+    one batch waiting; four more are shed by the front end's queue rule;
+    retransmissions of all eight come meanwhile. Once the worker runs again
+    it sheds the four stale ones, and the retransmissions waiting on them
+    take their places: each of those four commands is answered (to each
+    retransmission, the same bytes), though the commands ahead of it in the
+    worker's queue are old (stale ones shed at once, not a worker behind).
+    The others' retransmissions are shed (the worker is behind then).
+    Afterwards all MAX_INFLIGHT places are free (a leak would shed every
+    command of the socket for good)."""
+    d = rtpproxy("--workers", "2")
+    pids = wait_for(lambda: len(worker_pids(d)) == 2 and worker_pids(d))
+    call_ids = same_worker("stall", 8, "stall")
+    number = worker_for(call_ids[0], 2) + 1
+    other = [c for c in ("ok%d" % k for k in range(40)) if worker_for(c, 2) != number - 1][:4]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        shed = int(d.command("G ncmds_shed"))
+        commands = [b"s%d U %s %s 4000 f" % (k, c.encode(), HOST.encode()) for k, c in enumerate(call_ids)]
+        os.kill(pids[number], signal.SIGSTOP)
+        try:
+            read_at_once(d, sock, commands[:4])        # these wait for the worker
+            time.sleep(0.1)
+            read_at_once(d, sock, commands[4:])        # shed: the queue is 100 ms behind
+            time.sleep(1.1)
+            read_at_once(d, sock, commands * 2)        # retransmissions, as the clients retry
+            # the other worker serves meanwhile
+            read_at_once(d, sock, [b"o%d U %s %s 4000 f" % (k, c.encode(), HOST.encode())
+                                   for k, c in enumerate(other)])
+            assert sorted(replies(sock, len(other), timeout=2.0)) == ["o%d" % k for k in range(len(other))]
+        finally:
+            os.kill(pids[number], signal.SIGCONT)
+        got = replies_until_quiet(sock)
+        assert sorted(got) == sorted(b"s%d" % k for k in range(4) for _ in range(2)), got
+        assert all(len(set(texts)) == 1 and texts[0].split()[0].isdigit() for texts in got.values()), got
+        assert int(d.command("G ncmds_shed")) - shed == 4 + 4 + 8
+        assert d.command("G nsess_created") == "%d" % (4 + len(other))
+        assert inflight_is_free(d, pids[3 - number], sock)
+    finally:
+        sock.close()
+
+
+def replies_until_quiet(sock, quiet=1.0):
+    """[cookie, ...] of the datagrams that come until none has for ``quiet``
+    seconds, as {cookie: [reply, ...]} would lose the count: a list of
+    cookies, one per datagram, with ``texts`` by cookie."""
+    sock.settimeout(quiet)
+    out = Replies()
+    try:
+        while True:
+            cookie, _, text = sock.recv(1000).partition(b" ")
+            out.add(cookie, text)
+    except socket.timeout:
+        pass
+    return out
+
+
+class Replies(list):
+    """The cookies of the replies that came, one per datagram; ``values()``:
+    the replies' texts by cookie."""
+
+    def __init__(self):
+        super().__init__()
+        self.texts = {}
+
+    def add(self, cookie, text):
+        self.append(cookie)
+        self.texts.setdefault(cookie, []).append(text)
+
+    def values(self):
+        return self.texts.values()

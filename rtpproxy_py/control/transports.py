@@ -361,9 +361,10 @@ class UdpControl(ControlServer):
             log.warning("cannot reply to %s: %s", source, exc)
         self.tally.replied()
 
-    def _begin(self, data, source, received):
+    def _begin(self, data, source, received, again=False):
         """Concurrent mode: serve one datagram (counted in ``inflight`` until
-        it is answered or shed) without waiting for its answer."""
+        it is answered or shed) without waiting for its answer. ``again``: a
+        retransmission that waited on its command, which was shed unrun."""
         match = _COOKIE.match(data)
         if match is None:
             self.inflight -= 1
@@ -385,7 +386,7 @@ class UdpControl(ControlServer):
         deadline = received + CLIENT_RETRY      # may be shed then: the client retransmits
         done = partial(self._done, cookie, source)
         submit = self.submit
-        if submit is None or not submit(command, source_ip, self.local_ip, deadline, done):
+        if submit is None or not submit(command, source_ip, self.local_ip, deadline, done, again):
             gevent.spawn(self._execute, command, CommandContext(source_ip, self.local_ip, deadline), done)
 
     def _execute(self, command, ctx, done):
@@ -403,7 +404,7 @@ class UdpControl(ControlServer):
             # unanswered: a retransmission that came meanwhile runs it again
             if retransmissions:
                 for retransmission in retransmissions:
-                    self._begin(*retransmission)
+                    self._begin(*retransmission, again=True)
                 if self.flush is not None:
                     self.flush()
             return
