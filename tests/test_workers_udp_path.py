@@ -315,3 +315,59 @@ class Replies(list):
 
     def values(self):
         return self.texts.values()
+
+
+def test_g_and_i_read_after_commands_in_one_batch_count_them(rtpproxy):
+    """G and I (the front end's, asking every worker) read in one batch
+    after U commands for both workers: the U commands reach their workers
+    first (sent before the loop's turn), so the figures count them all."""
+    d = rtpproxy("--workers", "2")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for round_ in range(3):
+            batch = [b"u%d_%d U gi%d_%d %s 4000 f" % (round_, k, round_, k, HOST.encode()) for k in range(6)]
+            read_at_once(d, sock, batch + [b"g%d G nsess_created" % round_, b"i%d I" % round_])
+            got = replies(sock, len(batch) + 2)
+            assert got["g%d" % round_] == "%d" % (6 * (round_ + 1)), got
+            assert got["i%d" % round_].splitlines()[:2] == [
+                "sessions created: %d" % (6 * (round_ + 1)), "active sessions: %d" % (6 * (round_ + 1))], got
+        from rtpproxy_py.workers import worker_for as hashed
+        assert {hashed("gi0_%d" % k, 2) for k in range(6)} == {0, 1}
+    finally:
+        sock.close()
+
+
+def placement(d):
+    """{Call-ID: worker number} from the workers' 'new session' log lines."""
+    return {cid: int(n) for n, cid in re.findall(r"worker (\d+): new session (\S+),", d.log())}
+
+
+def test_new_calls_read_at_once_for_a_full_worker_are_placed_on_another(rtpproxy):
+    """-L is per process: U commands read in one batch for a worker that is
+    full each get E72 from it and are placed on the other worker (each in
+    a greenlet of its own, side by side); a retransmission read with them
+    gets the same reply; later commands of those calls find them."""
+    d = rtpproxy("-L", "32", "--workers", "2", "-d", "INFO")
+    full = same_worker("fill", 60, "fill")
+    number = worker_for(full[0], 2) + 1
+    for call_id in full:        # until the worker is full: the next goes to the other one
+        assert d.command("U %s %s 4000 f" % (call_id, HOST)).split()[0].isdigit()
+        if wait_for(lambda: call_id in placement(d), timeout=2) and placement(d)[call_id] != number:
+            break
+    else:
+        raise AssertionError("worker %d never full" % number)
+    new = same_worker(full[0], 5, "late")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        batch = [b"p%d U %s %s 4000 f" % (k, c.encode(), HOST.encode()) for k, c in enumerate(new)]
+        read_at_once(d, sock, batch + batch[:2])
+        got = replies_until_quiet(sock, quiet=0.5)
+        assert sorted(got) == sorted([b"p%d" % k for k in range(5)] + [b"p0", b"p1"]), got
+        assert all(len(set(texts)) == 1 and texts[0].split()[0].isdigit() for texts in got.values()), got
+        where = placement(d)
+        assert all(where[c] == 3 - number for c in new), where
+        for call_id in new:
+            assert d.command("Q %s f" % call_id).startswith("60 "), call_id
+        assert d.command("G ncmds_rcvd_ndups") == "2"
+    finally:
+        sock.close()
