@@ -384,3 +384,37 @@ def test_new_calls_read_at_once_for_a_full_worker_are_placed_on_another(rtpproxy
         assert d.command("G ncmds_rcvd_ndups") == "2"
     finally:
         sock.close()
+
+
+def test_a_stream_connection_s_replies_stay_in_order_beside_udp_batches(rtpproxy):
+    """A tcp: client pipelines commands for both workers while UDP batches
+    go to the same workers: its replies come in the order of its commands
+    (one stream connection is served a command at a time)."""
+    from helpers import free_port, port_range
+    uport = free_port()
+    d = rtpproxy("--workers", "2", "-s", "udp:127.0.0.1:%d" % uport, control="tcp", ports=port_range(100))
+    stream = socket.create_connection((HOST, d.ctl_port), timeout=5)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        lines = []
+        for k in range(12):
+            lines.append(b"U st%d %s 4000 f\nQ st%d f\n" % (k, HOST.encode(), k))
+        os.kill(d.proc.pid, signal.SIGSTOP)
+        try:
+            stream.sendall(b"".join(lines))
+            for k in range(24):
+                sock.sendto(b"x%d U ud%d %s 4000 f" % (k, k, HOST.encode()), (HOST, uport))
+        finally:
+            os.kill(d.proc.pid, signal.SIGCONT)
+        data = b""
+        while data.count(b"\n") < 24:
+            chunk = stream.recv(4096)
+            assert chunk, data
+            data += chunk
+        got = data.decode().splitlines()
+        assert all(got[2 * k].split()[0].isdigit() and got[2 * k + 1].startswith("60 ") for k in range(12)), got
+        assert len(replies(sock, 24)) == 24
+        assert {worker_for("st%d" % k, 2) for k in range(12)} == {0, 1}
+    finally:
+        stream.close()
+        sock.close()
