@@ -29,11 +29,18 @@ def same_worker(call_id, count, prefix):
     return out
 
 
+def stopped(pid):
+    """True once ``pid`` is stopped (kill returns before it is)."""
+    with open("/proc/%d/stat" % pid) as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
 def read_at_once(d, sock, datagrams):
     """Send ``datagrams`` while the front end is stopped, so that it reads
     them all in one go (one batch of _serve_concurrent)."""
     os.kill(d.proc.pid, signal.SIGSTOP)
     try:
+        assert wait_for(lambda: stopped(d.proc.pid), timeout=5, interval=0.001)
         for data in datagrams:
             sock.sendto(data, (HOST, d.ctl_port))
     finally:
@@ -417,4 +424,25 @@ def test_a_stream_connection_s_replies_stay_in_order_beside_udp_batches(rtpproxy
         assert {worker_for("st%d" % k, 2) for k in range(12)} == {0, 1}
     finally:
         stream.close()
+        sock.close()
+
+
+def test_in_flight_places_are_all_free_after_a_flood(rtpproxy):
+    """A flood past MAX_INFLIGHT (shed by the socket's bound, by the queue
+    rule, dropped by the kernel), many datagrams retransmissions of others:
+    once it is over every place is free again and commands are served."""
+    d = rtpproxy("--workers", "2", "-d", "ERR")
+    with open("/proc/%d/task/%d/children" % (d.proc.pid, d.proc.pid)) as f:
+        worker = int(f.read().split()[0])
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for k in range(3000):
+            n = k % 700          # most cookies come more than once
+            sock.sendto(b"f%d %s fl%d %s 4000 f" % (n, b"UD"[n % 2:n % 2 + 1], n // 2, HOST.encode()),
+                        (HOST, d.ctl_port))
+        replies_until_quiet(sock, quiet=0.5)
+        assert int(d.command("G ncmds_shed")) > 0       # it was a flood
+        assert inflight_is_free(d, worker, sock)
+        assert d.command("Q nosuch f") == "E50"          # a worker serves it
+    finally:
         sock.close()
