@@ -633,7 +633,7 @@ class Relay:
             handle.close()
             self.open_sockets -= 1
             if stream.is_rtp:
-                self.ports.released(handle.port, handle.family)
+                self.ports.tables[handle.family].released(handle.port)
             closed = True
         if closed:
             session.ports_released(leg)

@@ -784,7 +784,7 @@ class Session:
         if self.wakers is not None and self.wakers_due < wake:
             wake = self.wakers_due
         for stream in self.rtp:
-            if stream.resizer is not None or self.players is not None:
+            if stream._resizer is not None or self.players is not None:
                 at = stream.next_deadline(now)
                 if at < wake:
                     wake = at
