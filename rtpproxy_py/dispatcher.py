@@ -226,8 +226,8 @@ class Dispatcher:
         if local is None:
             local = self._local_for(session, leg, mods)
         self.relay.open_leg(session, leg, local)   # raises PortsExhausted
-        for stream in (session.rtp[leg], session.rtcp[leg]):
-            stream.refresh_target()
+        session.rtp[leg].refresh_target()
+        session.rtcp[leg].refresh_target()
         if wire:
             self.relay.session_updated(session)
 
@@ -353,19 +353,27 @@ class Dispatcher:
 
     def _apply_remote(self, session, leg, remote, mods, now):
         rtp, rtcp = session.rtp[leg], session.rtcp[leg]
-        session.latch_until = now + self.config.latch_window     # strict learning window
-        forced = self.config.force_asymmetric or (self.config.bridging and not self.config.bridge_symmetric)
-        asymmetric = forced if mods.asymmetric is None else mods.asymmetric
+        config = self.config
+        session.latch_until = now + config.latch_window     # strict learning window
+        asymmetric = mods.asymmetric
+        if asymmetric is None:
+            asymmetric = config.force_asymmetric or (config.bridging and not config.bridge_symmetric)
+        # (Stream.signal_address, without its call)
+        signal_address = session.latching.signal_address
         if remote is HOLD:
-            rtp.signal_address(None, asymmetric, now)
-            rtcp.signal_address(None, asymmetric, now)
+            signal_address(rtp, None, asymmetric, now)
+            signal_address(rtcp, None, asymmetric, now)
         elif remote is not IGNORED:
-            rtp.signal_address(remote, asymmetric, now)
-            rtcp.signal_address((remote[0], remote[1] + 1) + tuple(remote[2:]), asymmetric, now)
+            signal_address(rtp, remote, asymmetric, now)
+            rtcp_remote = ((remote[0], remote[1] + 1) if len(remote) == 2
+                           else (remote[0], remote[1] + 1) + tuple(remote[2:]))
+            signal_address(rtcp, rtcp_remote, asymmetric, now)
+        ptime = mods.ptime
         rtp.codecs = mods.codecs
-        rtp.resize_ptime = mods.ptime
-        self._set_resizer(rtp, mods.ptime)
-        session.rtp[1 - leg].prompt_ptime = mods.ptime
+        rtp.resize_ptime = ptime
+        if ptime is not None or rtp.resizer is not None:
+            self._set_resizer(rtp, ptime)
+        session.rtp[1 - leg].prompt_ptime = ptime
 
     def _set_resizer(self, stream, ptime):
         """``z<N>``: re-packetize what this party sends; no ``z``: stop doing so
@@ -488,8 +496,9 @@ class Dispatcher:
         session.closed = True
         session.end_reason = "timeout" if timed_out else "deleted"
         self.table.remove(session)
-        for index in (0, 1):
-            session.stop_playback(index)
+        if session.players:
+            for index in (0, 1):
+                session.stop_playback(index)
         if self.recorder is not None:
             self.recorder.session_ended(session)
         self.forks.session_ended(session)
@@ -500,8 +509,8 @@ class Dispatcher:
         self.counters.session_destroyed(session, self.clock(), timed_out)
         if self.metrics is not None:
             self.metrics.session_ended(session)
-        log.info("session %s, tag %s ended (%s)", session.call_id, session.from_tag, session.end_reason)
         if log.isEnabledFor(logging.INFO):
+            log.info("session %s, tag %s ended (%s)", session.call_id, session.from_tag, session.end_reason)
             for line in session.summary():
                 log.info("%s", line)
         session.release()       # no reference cycle left: freed without a garbage collection

@@ -184,31 +184,35 @@ class PortAllocator:
 
     def candidates(self) -> Iterator[int]:
         """Yield each port of the range at most once, starting at the cursor."""
-        n = len(self.ports)
+        ports = self.ports
+        n = len(ports)
         shared = self.shared
         if shared is not None and self.sequential:
             self.cursor = shared.cursor % n
+        # (nothing moves the cursor or the table while the relay walks it:
+        # taken() ends the walk)
+        cursor, in_use = self.cursor, self.in_use
         for step in range(n):
-            index = (self.cursor + step) % n
-            port = self.ports[index]
-            if port in self.in_use or (shared is not None and shared.owner(port)):
+            port = ports[(cursor + step) % n]
+            if port in in_use or (shared is not None and shared.owner(port)):
                 continue
             yield port
 
     def taken(self, port: int) -> None:
         """The relay bound ``port`` (and port+1): the next walk starts after it."""
         self.in_use.add(port)
-        n = len(self.ports)
+        ports = self.ports
+        n = len(ports)
         if self.sequential:
-            self.cursor = (port - self.ports[0]) // 2 + 1
+            self.cursor = ((port - ports[0]) // 2 + 1) % n
         else:
             # Reshuffle as we walk: swap the used slot with a random later one.
-            self.cursor = (self.position[port] + 1) % n
+            position = self.position
+            self.cursor = cursor = (position[port] + 1) % n
             other = self._random_index(n)
-            a, b = self.ports[self.cursor], self.ports[other]
-            self.ports[self.cursor], self.ports[other] = b, a
-            self.position[a], self.position[b] = other, self.cursor
-        self.cursor %= n
+            a, b = ports[cursor], ports[other]
+            ports[cursor], ports[other] = b, a
+            position[a], position[b] = other, cursor
         if self.shared is not None:
             self.shared.claim(port, self.owner)
             if self.sequential:

@@ -162,7 +162,8 @@ class MediaSocket:
             self.twin = self.twin_watcher = self.twin_addr = None
 
     def close(self):
-        self.close_twin()
+        if self.twin is not None:
+            self.close_twin()
         self.watcher.stop()
         self.watcher.close()
         self.sock.close()
@@ -197,7 +198,7 @@ def _wanted_twin(relay, stream, handle):
     remote = stream.rem_addr
     if not stream.is_rtp or remote is None:
         return None
-    if stream.latched or handle.twin_addr == remote:
+    if stream.latch.latched or handle.twin_addr == remote:
         refused = handle.twin_refused
         if refused is not None and refused[0] == remote and relay.now < refused[1]:
             return handle.twin_addr      # failed a moment ago: keep what there is
@@ -306,7 +307,7 @@ def _main_reader(relay, stream, handle, peer, dup, filtering=None):
     (``filtering``: _filtering(stream), when the caller knows it.)"""
     if filtering if filtering is not None else _filtering(stream):
         return _filtering_reader(relay, stream, handle, main=True)
-    if stream.resizer is not None:
+    if stream._resizer is not None:
         return _resizing_reader(relay, stream, handle, peer, dup, main=True)
     if not stream.is_rtp:
         return _main_reader_rtcp(relay, stream, handle, peer, dup)
@@ -385,7 +386,7 @@ def _twin_reader(relay, stream, handle, peer, dup, filtering=None):
     a function: a call per packet costs more than the lines it saves.)"""
     if filtering if filtering is not None else _filtering(stream):
         return _filtering_reader(relay, stream, handle, main=False)
-    if stream.resizer is not None:
+    if stream._resizer is not None:
         return _resizing_reader(relay, stream, handle, peer, dup, main=False)
     recv = handle.twin.recv
     on_latched_packet = stream.on_latched_packet
@@ -579,18 +580,18 @@ class Relay:
         by the ``session_updated`` the caller makes once the command has set
         the session up: the twins and readers are worked out once per command."""
         family = local.family
-        tos = self._stream_tos(session.rtp[leg])
-        port, rtp_sock, rtcp_sock = self._bind_pair(local, tos)
+        rtp, rtcp = session.rtp[leg], session.rtcp[leg]
+        tos = rtp.tos
+        port, rtp_sock, rtcp_sock = self._bind_pair(local, tos if tos is not None else self.config.tos)
         handles = self.handles
-        if session.rtp[leg] in handles or session.rtcp[leg] in handles or self.offload is not None:
+        if rtp in handles or rtcp in handles or self.offload is not None:
             # (a leg without sockets yet: nothing to close, and nothing of the
             # session is in the fast path, which needs both legs' sockets)
             self._close_leg(session, leg)
         io = self.loop.io
-        for stream, sock, number in ((session.rtp[leg], rtp_sock, port),
-                                     (session.rtcp[leg], rtcp_sock, port + 1)):
-            handle = handles[stream] = MediaSocket(sock, io(sock.fileno(), 1), number, family)
-            handle.resizing = stream.is_rtp and stream.resizer is not None
+        handles[rtp] = handle = MediaSocket(rtp_sock, io(rtp_sock.fileno(), 1), port, family)
+        handle.resizing = rtp._resizer is not None
+        handles[rtcp] = MediaSocket(rtcp_sock, io(rtcp_sock.fileno(), 1), port + 1, family)
         session.ports_bound(leg, local, port)
         self.open_sockets += 2
         self._check_nofile_use()
@@ -632,7 +633,7 @@ class Relay:
             handle.close()
             self.open_sockets -= 1
             if stream.is_rtp:
-                self.ports.released(handle.port, handle.family)
+                self.ports.tables[handle.family].released(handle.port)
             closed = True
         if closed:
             session.ports_released(leg)
@@ -728,7 +729,8 @@ class Relay:
         if self.fastpath is not None:
             self.fastpath.release_session(session)
         handles = self.handles
-        for stream in session.streams():
+        rtp, rtcp = session.rtp, session.rtcp
+        for stream in (rtp[0], rtp[1], rtcp[0], rtcp[1]):
             handle = handles.get(stream)
             if handle is None:
                 continue
@@ -740,7 +742,7 @@ class Relay:
             if handle.twin is not None:
                 handle.twin_watcher.stop()
                 handle.twin_watcher.start(_twin_reader(self, stream, handle, peer, dup, filtering))
-            handle.resizing = stream.resizer is not None
+            handle.resizing = stream._resizer is not None
             handle.filtering = filtering
 
     def session_updated(self, session):
@@ -749,13 +751,14 @@ class Relay:
         if not session.closed:
             handles = self.handles
             resizing_changed = filtering_changed = False
-            for s in session.rtp + session.rtcp:
+            rtp, rtcp = session.rtp, session.rtcp
+            for s in (rtp[0], rtp[1], rtcp[0], rtcp[1]):
                 handle = handles.get(s)
                 if handle is None:
                     continue
                 if handle.filtering != _filtering(s):
                     filtering_changed = True
-                if s.is_rtp and handle.resizing != (s.resizer is not None):
+                if s.is_rtp and handle.resizing != (s._resizer is not None):
                     resizing_changed = True
             self._sync_twins(session, force_rewire=resizing_changed or filtering_changed)
             if resizing_changed:

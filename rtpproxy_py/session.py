@@ -695,14 +695,13 @@ class Session:
         self.to_tag: Optional[str] = None
         self.created_at = now
         self.totals: RunningTotals = UNCOUNTED   # SessionTable.add gives the table's
-        self.rtp = [Stream(self, 0, True), Stream(self, 1, True)]
-        self.rtcp = [Stream(self, 0, False), Stream(self, 1, False)]
+        rtp0, rtp1 = Stream(self, 0, True), Stream(self, 1, True)
+        rtcp0, rtcp1 = Stream(self, 0, False), Stream(self, 1, False)
+        self.rtp = [rtp0, rtp1]
+        self.rtcp = [rtcp0, rtcp1]
         # Stream.peer and Stream.twin are typed as always set: they are, from here on
-        for k in (0, 1):
-            self.rtp[k].peer = self.rtp[1 - k]
-            self.rtcp[k].peer = self.rtcp[1 - k]
-            self.rtp[k].twin = self.rtcp[k]
-            self.rtcp[k].twin = self.rtp[k]
+        rtp0.peer, rtp1.peer, rtcp0.peer, rtcp1.peer = rtp1, rtp0, rtcp1, rtcp0
+        rtp0.twin, rtp1.twin, rtcp0.twin, rtcp1.twin = rtcp0, rtcp1, rtp0, rtp1
         self.strong = True
         self.weak = [False, False]
         self.complete = False
@@ -769,7 +768,8 @@ class Session:
         addresses stay readable (the streams' too); nothing that needs a
         stream's session, peer or features (the packet path, latching,
         ``summary``'s analysis) may run any more."""
-        for stream in self.rtp + self.rtcp:
+        rtp, rtcp = self.rtp, self.rtcp
+        for stream in (rtp[0], rtp[1], rtcp[0], rtcp[1]):
             stream.release()
         self.wakers = None
         self.on_media_change = None
@@ -784,7 +784,7 @@ class Session:
         if self.wakers is not None and self.wakers_due < wake:
             wake = self.wakers_due
         for stream in self.rtp:
-            if stream.resizer is not None or self.players is not None:
+            if stream._resizer is not None or self.players is not None:
                 at = stream.next_deadline(now)
                 if at < wake:
                     wake = at
@@ -827,7 +827,7 @@ class Session:
         party until it has ports again (its local interface is kept)."""
         for stream in (self.rtp[leg], self.rtcp[leg]):
             stream.port = None
-            stream.refresh_target()
+            stream.target = None        # (refresh_target: no port, no target)
 
     # --- idle time ------------------------------------------------------
 

@@ -71,16 +71,19 @@ class Counters:
         if timed_out:
             self.nsess_timeout += 1
         self.total_duration += session.duration(now)
+        rtp = session.rtp
         if session.complete:
-            rtp_dirs = sum(1 for s in session.rtp if s.npkts_in)
-            rtcp_dirs = sum(1 for s in session.rtcp if s.npkts_in)
+            rtcp = session.rtcp
+            rtp_dirs = (1 if rtp[0].npkts_in else 0) + (1 if rtp[1].npkts_in else 0)
+            rtcp_dirs = (1 if rtcp[0].npkts_in else 0) + (1 if rtcp[1].npkts_in else 0)
             self.nsess_nortp += rtp_dirs == 0
             self.nsess_owrtp += rtp_dirs == 1
             self.nsess_nortcp += rtcp_dirs == 0
             self.nsess_owrtcp += rtcp_dirs == 1
-        for stream in session.rtp:
-            if stream.resizer is not None:
-                self.resizer_done(stream.resizer)
+        for stream in rtp:
+            resizer = stream.resizer
+            if resizer is not None:
+                self.resizer_done(resizer)
                 stream.resizer = None
         _add_media(self.done, session)
 
@@ -153,10 +156,14 @@ def _add_media(totals, session):
             totals["rtpa_ndups"] += dups
             totals["rtpa_nlost"] += max(0, sent - rcvd)
             totals["rtpa_perrs"] += analyzer.perrs
+    relayed = dropped = 0
     for stream in session.streams():
         # nbytes_in is only counted with --metrics (session.count_bytes)
-        totals["bytes_relayed"] += stream.nbytes_in - stream.nbytes_unsent
-        totals["bytes_dropped"] += stream.nbytes_ignored + stream.nbytes_unsent
+        unsent = stream.nbytes_unsent
+        relayed += stream.nbytes_in - unsent
+        dropped += stream.nbytes_ignored + unsent
+    totals["bytes_relayed"] += relayed
+    totals["bytes_dropped"] += dropped
 
 
 def format_counter(name, value):

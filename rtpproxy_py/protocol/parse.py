@@ -161,7 +161,8 @@ def _parse_update(modifiers: str, args: List[str], subs: List[List[str]],
     tag = url_decode(notify_tag) if notify_tag is not None else None
     cmd = c.Update(lookup, mods, call_id, addr, port, from_tag, to_tag,
                    notify_socket, tag)
-    cmd.subcommands = [_parse_subcommand(s, cmd) for s in subs]
+    if subs:
+        cmd.subcommands = [_parse_subcommand(s, cmd) for s in subs]
     return cmd
 
 
@@ -243,7 +244,8 @@ def _parse_query(modifiers: str, args: List[str], subs: List[List[str]]) -> c.Qu
     call_id, from_tag = args[:2]
     to_tag = args[2] if len(args) > 2 else None
     cmd = c.Query(verbose, call_id, from_tag, to_tag, list(args[3:]))
-    cmd.subcommands = [_parse_subcommand(s, cmd) for s in subs]
+    if subs:
+        cmd.subcommands = [_parse_subcommand(s, cmd) for s in subs]
     return cmd
 
 
@@ -328,7 +330,14 @@ def _take_address(text: str, pos: int, error: int) -> Tuple[Tuple[str, str], int
 _HEX_ADDRESS = re.compile(r"[0-9a-fA-F:.]+\Z")
 
 
+# What a U/L without modifier letters carries (most do): one object, which
+# nothing changes after parsing, instead of a new one per command.
+_NO_MODIFIERS = c.UpdateModifiers()
+
+
 def parse_update_modifiers(text: str) -> c.UpdateModifiers:
+    if not text:
+        return _NO_MODIFIERS
     mods = c.UpdateModifiers()
     pos = 0
     while pos < len(text):
@@ -427,11 +436,15 @@ def remote_sockaddr(addr: str, port: str, ipv6: bool) -> Optional[Tuple[Any, ...
     None when its length is implausible for the family (silently ignored),
     else the numeric sockaddr; anything else is E37."""
     lo, hi = (2, 45) if ipv6 else (7, 15)
-    if not lo <= len(raw(addr)) <= hi:      # upstream counts bytes
+    # upstream counts bytes (an ASCII token has as many as characters)
+    if not lo <= (len(addr) if addr.isascii() else len(raw(addr))) <= hi:
         return None
     family = socket.AF_INET6 if ipv6 else socket.AF_INET
     try:
-        if not _DIGITS.match(port) or int(port) > 65535:
+        if not _DIGITS.match(port):
+            raise ValueError
+        number = int(port)
+        if number > 65535:
             raise ValueError
         if not ipv6:
             # A plain dotted quad (what SIP proxies send) is its own numeric
@@ -439,10 +452,10 @@ def remote_sockaddr(addr: str, port: str, ipv6: bool) -> Optional[Tuple[Any, ...
             # and E37 material) goes to getaddrinfo, as before.
             try:
                 if _inet_ntop(_AF_INET, _inet_pton(_AF_INET, addr)) == addr:
-                    return (addr, int(port))
+                    return (addr, number)
             except (OSError, UnicodeError):
                 pass
-        return socket.getaddrinfo(addr, int(port), family, socket.SOCK_DGRAM, 0,
+        return socket.getaddrinfo(addr, number, family, socket.SOCK_DGRAM, 0,
                                   socket.AI_NUMERICHOST | socket.AI_NUMERICSERV)[0][4]
     except (ValueError, socket.gaierror, UnicodeError):
         raise CommandError(e.BAD_REMOTE_ADDR) from None
