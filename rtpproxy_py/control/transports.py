@@ -292,36 +292,48 @@ class UdpControl(ControlServer):
 
     def _serve(self, execute):
         """One process: what the socket holds is read at once (up to
-        READ_AT_ONCE datagrams, without waiting), then run one at a time in
-        arrival order. Read one at a time, a burst stayed in the kernel's
-        small buffer (UDP_RCVBUF) while the first commands ran, and Linux
-        releases the buffer space of what is read only once the reader has
-        emptied it (or read a quarter of it): a client with 32 commands out
-        lost a few to the kernel, each answered only after its 1 s resend."""
+        READ_AT_ONCE datagrams, without waiting) and run one at a time in
+        arrival order; after each of the loop's turns (every YIELD_EVERY
+        commands) what came meanwhile is read too. Read one at a time, a
+        burst stayed in the kernel's small buffer (UDP_RCVBUF) while the
+        first commands ran, and Linux releases the buffer space of what was
+        read only once the reader has emptied the queue (or read a quarter of
+        the buffer): a client with 32 commands out lost a few to the kernel,
+        each answered only after its 1 s resend. Under a flood the kernel
+        still drops what neither READ_AT_ONCE nor its buffer holds."""
         if self.concurrent:
             return self._serve_concurrent()
         sock = self.sock
         read_now = getattr(sock, "_sock", None)     # the same socket, read without waiting
         turns = Turns()
         space = stdsocket.CMSG_SPACE(_DROPS.size)
-        while True:
+        pending = collections.deque()   # datagrams read and not run yet, oldest first
+
+        def read_waiting():
             try:
-                batch = [sock.recvmsg(MAX_COMMAND, space)]
-            except OSError as exc:
-                log.warning("control socket %s: %s", self.spec.text, exc)
-                gevent.sleep(0.01)
-                continue
-            if read_now is not None:
+                while len(pending) < READ_AT_ONCE:
+                    pending.append(read_now.recvmsg(MAX_COMMAND, space))
+            except OSError:
+                pass            # nothing more now (an error shows in the next read)
+
+        if read_now is None:
+            read_waiting = None
+        while True:
+            if not pending:
                 try:
-                    while len(batch) < READ_AT_ONCE:
-                        batch.append(read_now.recvmsg(MAX_COMMAND, space))
-                except OSError:
-                    pass            # nothing more now (an error shows in the next read)
-            for data, ancillary, _, source in batch:
-                if ancillary:
-                    self._ancillary(ancillary)
-                self.handle_datagram(data, source, execute)
-                turns.done()        # the loop's turn every YIELD_EVERY, within a batch too
+                    pending.append(sock.recvmsg(MAX_COMMAND, space))
+                except OSError as exc:
+                    log.warning("control socket %s: %s", self.spec.text, exc)
+                    gevent.sleep(0.01)
+                    continue
+                if read_waiting is not None:
+                    read_waiting()
+            data, ancillary, _, source = pending.popleft()
+            if ancillary:
+                self._ancillary(ancillary)
+            self.handle_datagram(data, source, execute)
+            if turns.done() and read_waiting is not None:
+                read_waiting()  # the loop had its turn: what came meanwhile
 
     def _serve_concurrent(self):
         """--workers: start each command and read on. What has come is read at
