@@ -208,7 +208,8 @@ class UdpControl(ControlServer):
     which is then cached and sent, and given to every retransmission of it
     that came meanwhile. What submit does not take (V, I, G, X, malformed
     commands, the rarer routes) runs ``execute`` in a greenlet of its own
-    and ends the same way. With one process each command runs as it is read."""
+    and ends the same way. With one process what the socket holds is read
+    at once and run one command at a time, in arrival order (``_serve``)."""
 
     submit = flush = None
 
