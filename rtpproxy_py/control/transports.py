@@ -294,8 +294,8 @@ class UdpControl(ControlServer):
     def _serve(self, execute):
         """One process: what the socket holds is read at once (up to
         READ_AT_ONCE datagrams, without waiting) and run one at a time in
-        arrival order; after each of the loop's turns (every YIELD_EVERY
-        commands) what came meanwhile is read too. Read one at a time, a
+        arrival order; it is read again once those have run, and after each
+        of the loop's turns (every YIELD_EVERY commands). Read one at a time, a
         burst stayed in the kernel's small buffer (UDP_RCVBUF) while the
         first commands ran, and Linux releases the buffer space of what was
         read only once the reader has emptied the queue (or read a quarter of
@@ -311,30 +311,33 @@ class UdpControl(ControlServer):
         pending = collections.deque()   # datagrams read and not run yet, oldest first
 
         def read_waiting():
+            """Read what the socket holds, up to READ_AT_ONCE pending."""
+            if read_now is None:
+                return
             try:
                 while len(pending) < READ_AT_ONCE:
                     pending.append(read_now.recvmsg(MAX_COMMAND, space))
             except OSError:
                 pass            # nothing more now (an error shows in the next read)
 
-        if read_now is None:
-            read_waiting = None
         while True:
             if not pending:
-                try:
-                    pending.append(sock.recvmsg(MAX_COMMAND, space))
-                except OSError as exc:
-                    log.warning("control socket %s: %s", self.spec.text, exc)
-                    gevent.sleep(0.01)
-                    continue
-                if read_waiting is not None:
-                    read_waiting()
+                read_waiting()          # what came while the last ones ran
+                if not pending:
+                    # Nothing: wait for one and run it at once (what comes with it
+                    # is read after it): an idle relay's answer waits for no extra read.
+                    try:
+                        pending.append(sock.recvmsg(MAX_COMMAND, space))
+                    except OSError as exc:
+                        log.warning("control socket %s: %s", self.spec.text, exc)
+                        gevent.sleep(0.01)
+                        continue
             data, ancillary, _, source = pending.popleft()
             if ancillary:
                 self._ancillary(ancillary)
             self.handle_datagram(data, source, execute)
-            if turns.done() and read_waiting is not None:
-                read_waiting()  # the loop had its turn: what came meanwhile
+            if turns.done():
+                read_waiting()          # the loop had its turn: what came meanwhile
 
     def _serve_concurrent(self):
         """--workers: start each command and read on. What has come is read at
