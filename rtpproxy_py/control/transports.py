@@ -66,6 +66,9 @@ TURN_PAUSE = 1e-6         # seconds: wakes up right after the loop's next poll
 TURN_PRIORITY = -1        # libev priority of loop_turn's timer: after the I/O callbacks
 QUICK_TURNS_INFLIGHT = 32  # --workers: UDP commands in flight up to which turns do not wait
 MAX_INFLIGHT = 64         # UDP commands of one socket waiting for workers (--workers)
+# One process: datagrams read from a UDP control socket at once, before any
+# runs; more than its UDP_RCVBUF holds (39 short commands on loopback).
+READ_AT_ONCE = 64
 CLIENT_RETRY = 1.0        # seconds: Kamailio's rtpproxy_tout; a reply after it is useless
 # Linux: SO_RXQ_OVFL hands the socket's count of datagrams dropped from its
 # full receive buffer along with each datagram; SO_MEMINFO reads it at any
@@ -205,7 +208,8 @@ class UdpControl(ControlServer):
     which is then cached and sent, and given to every retransmission of it
     that came meanwhile. What submit does not take (V, I, G, X, malformed
     commands, the rarer routes) runs ``execute`` in a greenlet of its own
-    and ends the same way. With one process each command runs as it is read."""
+    and ends the same way. With one process what the socket holds is read
+    at once and run one command at a time, in arrival order (``_serve``)."""
 
     submit = flush = None
 
@@ -288,22 +292,52 @@ class UdpControl(ControlServer):
                 self._count_kernel_drops(total)
 
     def _serve(self, execute):
+        """One process: what the socket holds is read at once (up to
+        READ_AT_ONCE datagrams, without waiting) and run one at a time in
+        arrival order; it is read again once those have run, and after each
+        of the loop's turns (every YIELD_EVERY commands). Read one at a time, a
+        burst stayed in the kernel's small buffer (UDP_RCVBUF) while the
+        first commands ran, and Linux releases the buffer space of what was
+        read only once the reader has emptied the queue (or read a quarter of
+        the buffer): a client with 32 commands out lost a few to the kernel,
+        each answered only after its 1 s resend. Under a flood the kernel
+        still drops what neither READ_AT_ONCE nor its buffer holds."""
         if self.concurrent:
             return self._serve_concurrent()
         sock = self.sock
+        read_now = getattr(sock, "_sock", None)     # the same socket, read without waiting
         turns = Turns()
         space = stdsocket.CMSG_SPACE(_DROPS.size)
-        while True:
+        pending = collections.deque()   # datagrams read and not run yet, oldest first
+
+        def read_waiting():
+            """Read what the socket holds, up to READ_AT_ONCE pending."""
+            if read_now is None:
+                return
             try:
-                data, ancillary, _, source = sock.recvmsg(MAX_COMMAND, space)
-            except OSError as exc:
-                log.warning("control socket %s: %s", self.spec.text, exc)
-                gevent.sleep(0.01)
-                continue
+                while len(pending) < READ_AT_ONCE:
+                    pending.append(read_now.recvmsg(MAX_COMMAND, space))
+            except OSError:
+                pass            # nothing more now (an error shows in the next read)
+
+        while True:
+            if not pending:
+                read_waiting()          # what came while the last ones ran
+                if not pending:
+                    # Nothing: wait for one and run it at once (what comes with it
+                    # is read after it): an idle relay's answer waits for no extra read.
+                    try:
+                        pending.append(sock.recvmsg(MAX_COMMAND, space))
+                    except OSError as exc:
+                        log.warning("control socket %s: %s", self.spec.text, exc)
+                        gevent.sleep(0.01)
+                        continue
+            data, ancillary, _, source = pending.popleft()
             if ancillary:
                 self._ancillary(ancillary)
             self.handle_datagram(data, source, execute)
-            turns.done()
+            if turns.done():
+                read_waiting()          # the loop had its turn: what came meanwhile
 
     def _serve_concurrent(self):
         """--workers: start each command and read on. What has come is read at
