@@ -294,17 +294,17 @@ class WorkerLink:
         --metrics, listings): None if the worker has not answered in
         ``timeout`` s. The request then stays in ``pending``, so the late
         reply is matched to it (and dropped), not to a later request; until
-        it comes, the worker is not asked again (None at once)."""
+        it comes, the worker is not asked again (None at once). None at once
+        too while it starts again: the new process has no figures yet."""
         if self.stalled is not None and not self.stalled.ready():
             return None
-        if self.down or self.pool.stopping:
+        if self.down or self.pool.stopping or not self.ready:
             return None
         result = AsyncResult()
         self.pending.append(_Request(message, time.monotonic(), result.set))
-        if self.ready:
-            if self.batch:
-                self.flush()
-            self.link.send(*message)
+        if self.batch:
+            self.flush()
+        self.link.send(*message)
         try:
             return result.get(timeout=timeout)
         except gevent.Timeout:
