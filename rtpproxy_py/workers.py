@@ -71,6 +71,12 @@ log = logging.getLogger("rtpproxy")
 START_TIMEOUT = 30.0        # for every worker to report ready at startup
 STOP_TIMEOUT = 5.0          # for a worker to exit after STOP, before SIGKILL
 STATS_AT_STOP_TIMEOUT = 1.0  # for the workers' last figures when the daemon stops
+# Seconds I, G, --metrics and rtpproxy-ctl's listing wait for each worker: one
+# that is alive but stuck (stopped, a long pause) must not hold monitoring or
+# the UDP socket's in-flight places; its last SNAPSHOT (at most a second old)
+# answers for it meanwhile.
+ASK_TIMEOUT = 0.5
+STALL_WARNING_INTERVAL = 60.0   # at most one "did not answer" warning per worker this often
 RESTART_DELAYS = (0.0, 0.5, 1.0, 2.0, 5.0)   # after quick successive deaths
 STEADY = 10.0               # a worker that ran this long died "for the first time"
 MAX_PENDING = 128           # sheddable commands waiting for one worker; beyond: shed
@@ -132,6 +138,9 @@ class WorkerLink:
         self.started_at = 0.0
         self.quick_deaths = 0
         self.snapshot = {}
+        self.metrics_text = None         # its last --metrics exposition
+        self.stalled = None              # AsyncResult of an ask that timed out, until answered
+        self.warned_at = -STALL_WARNING_INTERVAL
 
     # --- process ------------------------------------------------------------
 
@@ -215,6 +224,7 @@ class WorkerLink:
             del self.pool.placed[call_id]       # its calls are gone with it
         self.pool.retired = add_values(self.pool.retired, retire(self.snapshot))
         self.snapshot = {}
+        self.metrics_text = None
         was_ready, self.ready = self.ready, False
         if self.pool.stopping:
             self._answer_pending()
@@ -278,6 +288,33 @@ class WorkerLink:
                 self.flush()            # sent in the order they were queued
             self.link.send(*message)
         return result.get()
+
+    def ask(self, *message, timeout=ASK_TIMEOUT):
+        """As ``request``, for a question every worker is asked (I, G,
+        --metrics, listings): None if the worker has not answered in
+        ``timeout`` s. The request then stays in ``pending``, so the late
+        reply is matched to it (and dropped), not to a later request; until
+        it comes, the worker is not asked again (None at once). None at once
+        too while it starts again: the new process has no figures yet."""
+        if self.stalled is not None and not self.stalled.ready():
+            return None
+        if self.down or self.pool.stopping or not self.ready:
+            return None
+        result = AsyncResult()
+        self.pending.append(_Request(message, time.monotonic(), result.set))
+        if self.batch:
+            self.flush()
+        self.link.send(*message)
+        try:
+            return result.get(timeout=timeout)
+        except gevent.Timeout:
+            self.stalled = result
+            now = time.monotonic()
+            if now - self.warned_at >= STALL_WARNING_INTERVAL:
+                self.warned_at = now
+                log.warning("worker %d did not answer in %.1f s; its last figures are used",
+                            self.number, timeout)
+            return None
 
     def submit(self, message, done, again=False):
         """A sheddable command without waiting (the UDP path): ``done(reply)``
@@ -461,10 +498,12 @@ class Workers:
             return link
         return self.links[worker_for(call_id, len(self.links))]
 
-    def ask_all(self, *message):
+    def ask_all(self, *message, bounded=True):
         """Send ``message`` to every worker at once; their replies (None for a
-        worker that cannot answer), in worker order."""
-        jobs = [gevent.spawn(link.request, *message) for link in self.links]
+        worker that cannot answer, or, if ``bounded``, has not in
+        ASK_TIMEOUT), in worker order."""
+        jobs = [gevent.spawn(link.ask if bounded else link.request, *message)
+                for link in self.links]
         gevent.joinall(jobs)
         return [job.value for job in jobs]
 
@@ -480,13 +519,13 @@ class Workers:
                 add_values(total, answer[0])
                 live += answer[1]
             else:
-                # stopping, or down: its last report (until it exits and
-                # its counters join the retired ones)
+                # stopping, down or stuck: its last report (until it exits
+                # and its counters join the retired ones)
                 add_values(total, link.snapshot)
         return total, live
 
     def delete_all(self):
-        self.ask_all(ch.DELETE_ALL)
+        self.ask_all(ch.DELETE_ALL, bounded=False)
         self.placed.clear()
 
     def deorbit(self, on_idle):
@@ -721,7 +760,13 @@ class WorkersMedia:
 
         def fetch():
             texts = [self.metrics.exposition()]
-            texts.extend(text for text in self.workers.ask_all(ch.METRICS) if text)
+            for link, text in zip(self.workers.links, self.workers.ask_all(ch.METRICS)):
+                if text:
+                    link.metrics_text = text
+                elif text is None and link.metrics_text and not link.down:
+                    text = link.metrics_text    # stuck: its last figures
+                if text:
+                    texts.append(text)
             return texts
 
         self.metrics.serve(metrics_sock, MergedCollector(fetch))
@@ -734,7 +779,7 @@ class WorkersMedia:
         for link in links:
             offset = 0
             while True:
-                page = link.request(ch.ADMIN, call_id, offset)
+                page = link.ask(ch.ADMIN, call_id, offset)
                 if not page:
                     break
                 out.extend(page)

@@ -86,7 +86,7 @@ def g_counters(d, names):
 
 def inflight_is_free(d, stalled_pid, sock):
     """True if exactly the socket's MAX_INFLIGHT (64) places are free: with a
-    worker stopped, 63 G wait for it, a V after them is still answered, and
+    worker stopped, 63 X wait for it (I and G no longer do: ASK_TIMEOUT), a V after them is still answered, and
     one more is shed (a place lost, or counted back twice, shows)."""
     from rtpproxy_py.control.transports import MAX_INFLIGHT
 
@@ -101,9 +101,9 @@ def inflight_is_free(d, stalled_pid, sock):
     os.kill(stalled_pid, signal.SIGSTOP)
     try:
         for k in range(MAX_INFLIGHT - 1):
-            sock.sendto(b"free%d G nsess_created" % k, (HOST, d.ctl_port))
+            sock.sendto(b"free%d X" % k, (HOST, d.ctl_port))
             if k % 8 == 7:
-                # answered once the G before it are read: within the socket buffer
+                # answered once the X before it are read: within the socket buffer
                 assert v(b"sync%d" % k)
         # read in one go: the first takes the last place, the second finds none
         read_at_once(d, sock, [b"freeV V", b"overV V"])
