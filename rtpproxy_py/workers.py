@@ -283,10 +283,7 @@ class WorkerLink:
             return QUEUE_FULL
         result = AsyncResult()
         pending.append(_Request(message, now, result.set))
-        if self.ready:
-            if self.batch:
-                self.flush()            # sent in the order they were queued
-            self.link.send(*message)
+        self.send(*message)
         return result.get()
 
     def ask(self, *message, timeout=ASK_TIMEOUT):
@@ -302,9 +299,7 @@ class WorkerLink:
             return None
         result = AsyncResult()
         self.pending.append(_Request(message, time.monotonic(), result.set))
-        if self.batch:
-            self.flush()
-        self.link.send(*message)
+        self.send(*message)
         try:
             return result.get(timeout=timeout)
         except gevent.Timeout:
@@ -349,7 +344,8 @@ class WorkerLink:
                 self.link.send(ch.COMMANDS, batch)
 
     def send(self, *message):
-        """A message without a reply (sent now if the worker is up)."""
+        """Send ``message`` now if the worker is up, after the commands
+        ``submit`` queued (replies come in the order requests were sent)."""
         if self.ready:
             if self.batch:
                 self.flush()

@@ -103,19 +103,9 @@ class _Bucket:
         blob = self.blob
         ref = len(blob) + 1
         blob += _RECORD.pack(len(cookie), len(data)) + cookie + data
-        # placed as _place does; the new record is the newest, so it goes
-        # before any slot of an equal hash
-        hashes, refs, mask = self.hashes, self.refs, self.mask
-        i = h & mask
-        while refs[i] != 0:
-            if hashes[i] == h:
-                hashes[i], h = h, hashes[i]
-                refs[i], ref = ref, refs[i]
-            i = (i + 1) & mask
-        hashes[i] = h
-        refs[i] = ref
+        self._place(h, ref)
         self.count += 1
-        self.nbytes = nbytes = len(blob) + _SLOT_BYTES * (mask + 1)
+        self.nbytes = nbytes = len(blob) + _SLOT_BYTES * (self.mask + 1)
         return nbytes - before
 
     def _place(self, h, ref):

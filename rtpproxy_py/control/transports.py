@@ -199,6 +199,19 @@ class ControlServer:
         return ConfigError("-s %s: cannot open the control socket (%s)." % (spec, exc.strerror))
 
 
+def _read_held(read_now, into, limit, space):
+    """Append to ``into`` the datagrams the socket holds, without waiting,
+    until it has ``limit``. ``read_now``: the non-blocking socket under the
+    gevent one (None: read nothing)."""
+    if read_now is None:
+        return
+    try:
+        while len(into) < limit:
+            into.append(read_now.recvmsg(MAX_COMMAND, space))
+    except OSError:
+        pass            # nothing more now (an error shows in the next read)
+
+
 class UdpControl(ControlServer):
     """One datagram = one command, with a cookie; replies cached by cookie.
 
@@ -312,13 +325,7 @@ class UdpControl(ControlServer):
 
         def read_waiting():
             """Read what the socket holds, up to READ_AT_ONCE pending."""
-            if read_now is None:
-                return
-            try:
-                while len(pending) < READ_AT_ONCE:
-                    pending.append(read_now.recvmsg(MAX_COMMAND, space))
-            except OSError:
-                pass            # nothing more now (an error shows in the next read)
+            _read_held(read_now, pending, READ_AT_ONCE, space)
 
         while True:
             if not pending:
@@ -359,12 +366,7 @@ class UdpControl(ControlServer):
                 log.warning("control socket %s: %s", self.spec.text, exc)
                 gevent.sleep(0.01)
                 continue
-            if read_now is not None:
-                try:
-                    while len(batch) < MAX_INFLIGHT:
-                        batch.append(read_now.recvmsg(MAX_COMMAND, space))
-                except OSError:
-                    pass            # nothing more now (an error shows in the next read)
+            _read_held(read_now, batch, MAX_INFLIGHT, space)
             received = time.monotonic()
             for data, ancillary, _, source in batch:
                 if ancillary:
